@@ -1,0 +1,35 @@
+"""tokentrail: know what every LLM call costs.
+
+Instrument once, at start-up::
+
+    import tokentrail
+    tokentrail.instrument()
+
+Every call made through an instrumented SDK then produces an OpenTelemetry span and metrics with
+exact token counts and its cost in USD. See the README for configuration and the attribute and
+metric reference.
+"""
+
+from __future__ import annotations
+
+from ._setup import add_sink, instrument, instrumented, uninstrument
+from ._version import __version__
+from .config import ConfigError
+from .context import price_context
+from .pricing import Cost, PriceOverrideError
+from .records import CallRecord
+from .usage import Usage
+
+__all__ = [
+    "CallRecord",
+    "ConfigError",
+    "Cost",
+    "PriceOverrideError",
+    "Usage",
+    "__version__",
+    "add_sink",
+    "instrument",
+    "instrumented",
+    "price_context",
+    "uninstrument",
+]

@@ -1,0 +1,64 @@
+"""Instrumentation never raises into the application: errors are logged once and counted.
+
+Every entry point that runs inside a user's call (the SDK wrappers, stream proxies, the call
+lifecycle, sinks) catches its own exceptions and hands them here. A failure is logged with its
+traceback the first time a (place, exception type) pair is seen and only counted after that, so
+a bug on the hot path cannot flood the application's logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("tokentrail")
+
+_seen: set[tuple[str, type[BaseException]]] = set()
+_lock = threading.Lock()
+_counter: Callable[[str], None] | None = None
+errors_total = 0
+
+
+def set_error_counter(counter: Callable[[str], None] | None) -> None:
+    """Route error counts to a metric (installed by the telemetry set-up)."""
+    global _counter
+    _counter = counter
+
+
+def internal_error(where: str, exc: BaseException) -> None:
+    """Record an error inside tokentrail itself. Never raises."""
+    global errors_total
+    try:
+        key = (where, type(exc))
+        with _lock:
+            errors_total += 1
+            first = key not in _seen
+            _seen.add(key)
+        if first:
+            log.warning(
+                "tokentrail: internal error in %s (the application is unaffected; "
+                "further errors of this kind are counted, not logged)",
+                where,
+                exc_info=exc,
+            )
+        if _counter is not None:
+            _counter(where)
+    except Exception:  # pragma: no cover - last line of defence
+        pass
+
+
+def warn_once(key: object, message: str, *args: object) -> None:
+    """Log a warning the first time ``key`` is seen."""
+    with _lock:
+        if ("warn", key) in _seen:  # type: ignore[comparison-overlap]
+            return
+        _seen.add(("warn", key))  # type: ignore[arg-type]
+    log.warning(message, *args)
+
+
+def reset_for_tests() -> None:
+    global errors_total
+    with _lock:
+        _seen.clear()
+        errors_total = 0

@@ -1,0 +1,134 @@
+"""Settings, from ``instrument()`` arguments first and environment variables second.
+
+Bad values are the user's to fix, so they fail here, at ``instrument()``, with a message that
+names the setting and the accepted values; nothing is validated later on the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "ContentCapture", "Settings"]
+
+ENV_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_PRICES = "TOKENTRAIL_PRICES"
+ENV_PROVIDER_HOSTS = "TOKENTRAIL_PROVIDER_HOSTS"
+ENV_STREAM_USAGE = "TOKENTRAIL_STREAM_USAGE"
+
+
+class ConfigError(ValueError):
+    """A setting has a value tokentrail cannot use; the message says which and what to use."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentCapture:
+    """Where prompts and completions go. Both off by default: content is private."""
+
+    span: bool = False
+    event: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.span or self.event
+
+    @classmethod
+    def parse(cls, value: str | bool | None) -> ContentCapture:
+        if value is None or value is False:
+            return cls()
+        if value is True:
+            return cls(span=True)
+        mode = value.strip().upper()
+        modes = {
+            "": cls(),
+            "NO_CONTENT": cls(),
+            "FALSE": cls(),
+            "SPAN_ONLY": cls(span=True),
+            # Older instrumentations took a boolean: true meant "on the span".
+            "TRUE": cls(span=True),
+            "EVENT_ONLY": cls(event=True),
+            "SPAN_AND_EVENT": cls(span=True, event=True),
+        }
+        if mode not in modes:
+            raise ConfigError(
+                f"{ENV_CAPTURE}={value!r} is not a capture mode; use NO_CONTENT, SPAN_ONLY, "
+                "EVENT_ONLY or SPAN_AND_EVENT"
+            )
+        return modes[mode]
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
+
+
+def parse_provider_hosts(value: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``host[:port]=provider`` pairs (comma-separated in the environment) -> mapping."""
+    if not value:
+        return {}
+    if isinstance(value, Mapping):
+        pairs: Iterable[tuple[Any, Any]] = value.items()
+    else:
+        pairs = []
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            host, sep, provider = item.partition("=")
+            if not sep:
+                raise ConfigError(
+                    f"{ENV_PROVIDER_HOSTS}: {item.strip()!r} is not host[:port]=provider "
+                    "(e.g. 127.0.0.1:8765=openai)"
+                )
+            pairs.append((host, provider))
+    hosts: dict[str, str] = {}
+    for host, provider in pairs:
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigError(f"provider_hosts: host {host!r} must be a non-empty string")
+        if not isinstance(provider, str) or not _PROVIDER_NAME.match(provider.strip()):
+            raise ConfigError(
+                f"provider_hosts: provider {provider!r} for {host!r} must be a gen_ai.provider.name "
+                "such as openai, azure.ai.openai, x_ai, openrouter"
+            )
+        hosts[host.strip().lower()] = provider.strip()
+    return hosts
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``instrument()`` was told, resolved and validated once."""
+
+    content: ContentCapture = ContentCapture()
+    provider_hosts: Mapping[str, str] = field(default_factory=dict)
+    inject_stream_usage: bool = True
+    prices: Any = None  # path or list of entries; parsed by pricing.load_overrides
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        capture_content: str | bool | None = None,
+        provider_hosts: str | Mapping[str, str] | None = None,
+        stream_usage: str | bool | None = None,
+        prices: str | Path | Iterable[Mapping[str, Any]] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        content = ContentCapture.parse(
+            capture_content if capture_content is not None else env.get(ENV_CAPTURE)
+        )
+        hosts = parse_provider_hosts(
+            provider_hosts if provider_hosts is not None else env.get(ENV_PROVIDER_HOSTS)
+        )
+        raw_stream = stream_usage if stream_usage is not None else env.get(ENV_STREAM_USAGE, "inject")
+        if isinstance(raw_stream, bool):
+            inject = raw_stream
+        elif raw_stream.strip().lower() in ("inject", "on", "true", "1"):
+            inject = True
+        elif raw_stream.strip().lower() in ("off", "false", "0"):
+            inject = False
+        else:
+            raise ConfigError(f"{ENV_STREAM_USAGE}={raw_stream!r}: use 'inject' (default) or 'off'")
+        price_source = prices if prices is not None else (env.get(ENV_PRICES) or None)
+        return cls(content=content, provider_hosts=hosts, inject_stream_usage=inject, prices=price_source)

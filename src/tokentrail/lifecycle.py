@@ -1,0 +1,454 @@
+"""One LLM call, start to end: the span, the metrics, the cost, and the hand-off to sinks.
+
+This is the only module that knows OpenTelemetry. Provider modules describe a call with
+:class:`~tokentrail.records.RequestInfo` / :class:`~tokentrail.records.ResponseInfo`; this module
+never sees an SDK type. A :class:`Call` ends exactly once, whichever comes first: the response,
+the end of its stream, a close, an exception, or the garbage collector taking an unfinished stream.
+
+Nothing here may raise into the application: every public method catches its own errors and
+reports them through :mod:`tokentrail._safety`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import _safety
+from . import semconv as sc
+from ._version import __version__
+from .config import Settings
+from .context import current_attribution, current_price_context
+from .pricing import Cost, Pricer
+from .records import CallRecord, RequestInfo, ResponseInfo
+from .usage import Usage
+
+__all__ = ["Call", "Sink", "Telemetry", "active", "set_active"]
+
+Sink = Callable[[CallRecord], None]
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
+
+
+class Telemetry:
+    """The instruments, pricer, settings and sinks one ``instrument()`` call set up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pricer: Pricer,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        sinks: Iterable[Sink] = (),
+    ) -> None:
+        self.settings = settings
+        self.pricer = pricer
+        self.sinks: list[Sink] = list(sinks)
+        self.tracer = trace.get_tracer("tokentrail", __version__, tracer_provider, schema_url=_SCHEMA_URL)
+        meter = metrics.get_meter("tokentrail", __version__, meter_provider, schema_url=_SCHEMA_URL)
+        self.token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used per call",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        )
+        self.duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="Duration of GenAI client operations",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time from the request to the first chunk of a streamed response",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.time_per_output_chunk = meter.create_histogram(
+            sc.METRIC_TIME_PER_OUTPUT_CHUNK,
+            unit="s",
+            description="Mean time between chunks after the first, one value per streamed call",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.cost = meter.create_histogram(
+            sc.METRIC_OPERATION_COST,
+            unit="USD",
+            description="Cost of GenAI client operations in US dollars",
+            explicit_bucket_boundaries_advisory=list(sc.COST_BUCKETS),
+        )
+        self.token_parts = meter.create_counter(
+            sc.METRIC_TOKEN_PARTS,
+            unit="{token}",
+            description="Cache-read, cache-creation and reasoning tokens: parts of gen_ai.client.token.usage",
+        )
+        self.unpriced_calls = meter.create_counter(
+            sc.METRIC_UNPRICED_CALLS,
+            unit="{call}",
+            description="Calls whose model has no known price (cost not recorded)",
+        )
+        self.inconsistent_usage = meter.create_counter(
+            sc.METRIC_INCONSISTENT_USAGE,
+            unit="{call}",
+            description="Calls whose reported usage broke an invariant (recorded as reported)",
+        )
+        errors = meter.create_counter(
+            sc.METRIC_INSTRUMENTATION_ERRORS,
+            unit="{error}",
+            description="Errors inside tokentrail, swallowed so the application is unaffected",
+        )
+        _safety.set_error_counter(lambda where: errors.add(1, {"tokentrail.where": where}))
+
+    def start(self, request: RequestInfo) -> Call:
+        """Begin a call: the span starts now, with the attributes samplers need."""
+        return Call(self, request)
+
+
+_active: Telemetry | None = None
+
+
+def active() -> Telemetry | None:
+    """The telemetry of the current ``instrument()``, or None when not instrumented."""
+    return _active
+
+
+def set_active(telemetry: Telemetry | None) -> None:
+    global _active
+    _active = telemetry
+
+
+class Call:
+    """One LLM call in flight. Create with :meth:`Telemetry.start`; ends exactly once."""
+
+    __slots__ = (
+        "_chunks",
+        "_ended",
+        "_first_chunk",
+        "_last_chunk",
+        "_start",
+        "_start_epoch",
+        "_telemetry",
+        "attribution",
+        "request",
+        "span",
+    )
+
+    def __init__(self, telemetry: Telemetry, request: RequestInfo) -> None:
+        self._telemetry = telemetry
+        self.request = request
+        self._ended = False
+        self._chunks = 0
+        self._first_chunk: float | None = None
+        self._last_chunk: float | None = None
+        self._start_epoch = time.time()
+        self._start = time.perf_counter()
+        self.attribution: Mapping[str, str] = current_attribution()
+        try:
+            self.span = telemetry.tracer.start_span(
+                _span_name(request), kind=SpanKind.CLIENT, attributes=_start_attributes(request, self)
+            )
+        except Exception as exc:
+            _safety.internal_error("lifecycle.start", exc)
+            self.span = trace.INVALID_SPAN
+
+    # --- while the request runs -----------------------------------------------------------
+
+    def activate(self) -> object:
+        """Make the call's span current (so HTTP client spans nest under it); returns a token."""
+        try:
+            return otel_context.attach(trace.set_span_in_context(self.span))
+        except Exception as exc:
+            _safety.internal_error("lifecycle.activate", exc)
+            return None
+
+    @staticmethod
+    def deactivate(token: object) -> None:
+        if token is not None:
+            try:
+                otel_context.detach(token)  # type: ignore[arg-type]
+            except Exception as exc:
+                _safety.internal_error("lifecycle.deactivate", exc)
+
+    def chunk(self) -> None:
+        """A streamed chunk reached the application (for time-to-first-chunk and pacing)."""
+        now = time.perf_counter()
+        if self._first_chunk is None:
+            self._first_chunk = now
+        self._last_chunk = now
+        self._chunks += 1
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def finish(self, response: ResponseInfo | None, *, incomplete: bool = False) -> None:
+        """The call succeeded (or a stream stopped early, with ``incomplete``)."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._end(response, None, incomplete)
+        except Exception as exc:
+            _safety.internal_error("lifecycle.finish", exc)
+
+    def fail(self, error: BaseException, response: ResponseInfo | None = None) -> None:
+        """The call (or its stream) raised ``error``; the application's exception is untouched."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._end(response, error, response is not None and self.request.stream)
+        except Exception as exc:
+            _safety.internal_error("lifecycle.fail", exc)
+
+    def _end(self, response: ResponseInfo | None, error: BaseException | None, incomplete: bool) -> None:
+        telemetry = self._telemetry
+        request = self.request
+        end = time.perf_counter()
+        duration = end - self._start
+        usage = response.usage if response is not None else None
+        response_model = response.response_model if response is not None else None
+
+        cost: Cost | None = None
+        if usage is not None:
+            price_context = _merge(response.price_context if response else None, current_price_context())
+            try:
+                cost = telemetry.pricer.price(
+                    usage,
+                    request.provider,
+                    (response_model, request.request_model),
+                    self._start_epoch,
+                    price_context,
+                )
+            except Exception as exc:
+                _safety.internal_error("pricing", exc)
+
+        error_type = _error_type(error) if error is not None else None
+        ttfc = None if self._first_chunk is None else self._first_chunk - self._start
+        span = self.span
+        recording = span.is_recording()
+        if recording:
+            attributes = _end_attributes(response, usage, cost, error_type, incomplete, ttfc)
+            if telemetry.settings.content.enabled:
+                _capture_content(span, request, response, telemetry.settings, attributes)
+            span.set_attributes(attributes)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end()
+
+        # Metrics: low-cardinality attributes only (never ids, users or prompts).
+        metric_attributes: dict[str, Any] = {
+            sc.OPERATION_NAME: request.operation,
+            sc.PROVIDER_NAME: request.provider,
+        }
+        if request.request_model:
+            metric_attributes[sc.REQUEST_MODEL] = request.request_model
+        if response_model:
+            metric_attributes[sc.RESPONSE_MODEL] = response_model
+        if request.server_address:
+            metric_attributes[sc.SERVER_ADDRESS] = request.server_address
+        if request.server_port:
+            metric_attributes[sc.SERVER_PORT] = request.server_port
+        if error_type:
+            metric_attributes[sc.ERROR_TYPE] = error_type
+        exemplar_context = trace.set_span_in_context(span) if recording else None
+        telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
+        if ttfc is not None:
+            telemetry.time_to_first_chunk.record(ttfc, metric_attributes, context=exemplar_context)
+            if self._chunks > 1 and self._last_chunk is not None:
+                pace = (self._last_chunk - self._first_chunk) / (self._chunks - 1)  # type: ignore[operator]
+                telemetry.time_per_output_chunk.record(pace, metric_attributes, context=exemplar_context)
+        if usage is not None:
+            telemetry.token_usage.record(
+                usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=exemplar_context
+            )
+            if request.operation != "embeddings":
+                telemetry.token_usage.record(
+                    usage.output_tokens,
+                    {**metric_attributes, sc.TOKEN_TYPE: "output"},
+                    context=exemplar_context,
+                )
+            for token_type, amount in (
+                ("cache_read", usage.cache_read_tokens),
+                ("cache_creation", usage.cache_write_tokens),
+                ("reasoning", usage.reasoning_tokens),
+            ):
+                if amount > 0:
+                    telemetry.token_parts.add(amount, {**metric_attributes, sc.TOKEN_TYPE: token_type})
+            if usage.problems:
+                telemetry.inconsistent_usage.add(1, metric_attributes)
+            if cost is not None:
+                telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
+            else:
+                telemetry.unpriced_calls.add(1, metric_attributes)
+                model = response_model or request.request_model or "?"
+                if telemetry.pricer.first_unpriced(request.provider, model):
+                    _safety.log.warning(
+                        "tokentrail: no price known for model %r of provider %r; its tokens are "
+                        "recorded without cost. Add it to a price override file (TOKENTRAIL_PRICES).",
+                        model,
+                        request.provider,
+                    )
+
+        if telemetry.sinks:
+            span_context = span.get_span_context()
+            record = CallRecord(
+                start_time=self._start_epoch,
+                duration_s=duration,
+                operation=request.operation,
+                provider=request.provider,
+                request_model=request.request_model,
+                response_model=response_model,
+                server_address=request.server_address,
+                stream=request.stream,
+                usage=usage,
+                cost=cost,
+                time_to_first_chunk_s=ttfc,
+                error_type=error_type,
+                trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else None,
+                span_id=format(span_context.span_id, "016x") if span_context.is_valid else None,
+                response_id=response.response_id if response else None,
+                finish_reasons=response.finish_reasons if response else (),
+                incomplete=incomplete,
+                attribution=self.attribution,
+            )
+            for sink in telemetry.sinks:
+                try:
+                    sink(record)
+                except Exception as exc:
+                    _safety.internal_error("sink", exc)
+
+
+def _span_name(request: RequestInfo) -> str:
+    if request.request_model:
+        return f"{request.operation} {request.request_model}"
+    return request.operation
+
+
+def _start_attributes(request: RequestInfo, call: Call) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        sc.OPERATION_NAME: request.operation,
+        sc.PROVIDER_NAME: request.provider,
+    }
+    if request.request_model:
+        attributes[sc.REQUEST_MODEL] = request.request_model
+    if request.server_address:
+        attributes[sc.SERVER_ADDRESS] = request.server_address
+    if request.server_port:
+        attributes[sc.SERVER_PORT] = request.server_port
+    if request.stream:
+        attributes[sc.REQUEST_STREAM] = True
+    if request.params:
+        attributes.update(request.params)
+    if call.attribution:
+        attributes.update(call.attribution)
+    return attributes
+
+
+def _end_attributes(
+    response: ResponseInfo | None,
+    usage: Usage | None,
+    cost: Cost | None,
+    error_type: str | None,
+    incomplete: bool,
+    ttfc: float | None,
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    if response is not None:
+        if response.response_model:
+            attributes[sc.RESPONSE_MODEL] = response.response_model
+        if response.response_id:
+            attributes[sc.RESPONSE_ID] = response.response_id
+        if response.finish_reasons:
+            attributes[sc.RESPONSE_FINISH_REASONS] = response.finish_reasons
+        if response.attributes:
+            attributes.update(response.attributes)
+    if ttfc is not None:
+        attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc
+    if error_type is not None:
+        attributes[sc.ERROR_TYPE] = error_type
+    if incomplete:
+        attributes[sc.STREAM_INCOMPLETE] = True
+    if usage is None:
+        attributes[sc.USAGE_MISSING] = True
+        return attributes
+    attributes[sc.USAGE_INPUT_TOKENS] = usage.input_tokens
+    attributes[sc.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+    if usage.cache_read_tokens:
+        attributes[sc.USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        attributes[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+    if usage.cache_write_1h_tokens:
+        attributes[sc.USAGE_CACHE_CREATION_1H_INPUT_TOKENS] = usage.cache_write_1h_tokens
+    if usage.reasoning_tokens:
+        attributes[sc.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    if usage.input_audio_tokens:
+        attributes[sc.USAGE_INPUT_AUDIO_TOKENS] = usage.input_audio_tokens
+    if usage.output_audio_tokens:
+        attributes[sc.USAGE_OUTPUT_AUDIO_TOKENS] = usage.output_audio_tokens
+    if usage.input_image_tokens:
+        attributes[sc.USAGE_INPUT_IMAGE_TOKENS] = usage.input_image_tokens
+    if usage.web_searches:
+        attributes[sc.USAGE_WEB_SEARCHES] = usage.web_searches
+    if usage.problems:
+        attributes[sc.USAGE_INCONSISTENT] = True
+        attributes[sc.USAGE_PROBLEMS] = usage.problems
+    if cost is None:
+        attributes[sc.PRICE_UNPRICED] = True
+        return attributes
+    attributes[sc.COST_AMOUNT] = cost.total
+    attributes[sc.COST_CURRENCY] = "USD"
+    attributes[sc.COST_SOURCE] = cost.source
+    attributes[sc.COST_USD_MICROS] = round(cost.total * 1_000_000)
+    if cost.input is not None:
+        attributes[sc.COST_INPUT] = cost.input
+    if cost.output is not None:
+        attributes[sc.COST_OUTPUT] = cost.output
+    if cost.local_estimate is not None:
+        attributes[sc.COST_LOCAL_ESTIMATE] = cost.local_estimate
+    if cost.priced_model is not None:
+        attributes[sc.PRICE_MODEL] = cost.priced_model
+    if cost.price_source is not None:
+        attributes[sc.PRICE_SOURCE] = cost.price_source
+    return attributes
+
+
+def _capture_content(
+    span: trace.Span,
+    request: RequestInfo,
+    response: ResponseInfo | None,
+    settings: Settings,
+    attributes: dict[str, Any],
+) -> None:
+    content: dict[str, str] = {}
+    if request.input_messages is not None:
+        content[sc.INPUT_MESSAGES] = json.dumps(request.input_messages, ensure_ascii=False, default=str)
+    if request.system_instructions:
+        content[sc.SYSTEM_INSTRUCTIONS] = json.dumps(
+            request.system_instructions, ensure_ascii=False, default=str
+        )
+    if response is not None and response.output_messages is not None:
+        content[sc.OUTPUT_MESSAGES] = json.dumps(response.output_messages, ensure_ascii=False, default=str)
+    if settings.content.span:
+        attributes.update(content)
+    if settings.content.event and content:
+        span.add_event(sc.CONTENT_EVENT, content)
+
+
+def _error_type(error: BaseException) -> str:
+    return type(error).__qualname__
+
+
+def _merge(first: Mapping[str, str] | None, second: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    if not second:
+        return first
+    if not first:
+        return second
+    return {**first, **second}

@@ -1,0 +1,560 @@
+"""What a call cost, in USD: one pure function of (usage, provider, model, time, price context).
+
+Prices are data. The bundled ``genai-prices`` catalogue is the source; nothing is fetched from the
+network. A full ``genai_prices.calc_price`` costs 30-100 microseconds because it re-resolves the
+model and re-derives the unit hierarchy on every call, so we resolve each
+(provider, model, price context) once, compile its prices into a flat *price card* of floats, and
+price every later call from the card in a few microseconds. The card reproduces genai-prices'
+arithmetic exactly (leaf decomposition of nested units, the cliff rule for long-context tiers); a
+property test holds the two to 1e-9 relative.
+
+Prices that change over time (a new price from a date, off-peak hours) are handled by keying the
+compiled card on which time constraints are active at the request's timestamp.
+
+User overrides (a TOML or YAML file) add or replace prices and are consulted first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from .usage import Usage
+
+__all__ = [
+    "Cost",
+    "PriceCard",
+    "PriceOverrideError",
+    "Pricer",
+    "genai_provider_id",
+    "load_overrides",
+]
+
+log = logging.getLogger("tokentrail.pricing")
+
+# gen_ai.provider.name -> genai-prices provider id. A provider not listed here is priced only
+# through the user's overrides (self-hosted servers have no list price).
+_GENAI_PROVIDER_IDS: dict[str, str] = {
+    "openai": "openai",
+    "azure.ai.openai": "azure",
+    "x_ai": "x-ai",
+    "openrouter": "openrouter",
+    "deepseek": "deepseek",
+    "groq": "groq",
+    "together": "together",
+    "fireworks": "fireworks",
+    "mistral_ai": "mistral",
+    "anthropic": "anthropic",
+    "aws.bedrock": "aws",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "cohere": "cohere",
+    "perplexity": "perplexity",
+    "cerebras": "cerebras",
+    "moonshotai": "moonshotai",
+}
+
+# Our Usage field -> genai-prices usage key. Tokens we do not list are priced inside their parent
+# (e.g. reasoning is output unless a model prices reasoning separately).
+_USAGE_KEYS: tuple[tuple[str, str], ...] = (
+    ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("cache_read_tokens", "cache_read_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
+    ("cache_write_1h_tokens", "cache_write_1h_tokens"),
+    ("reasoning_tokens", "output_reasoning_tokens"),
+    ("input_audio_tokens", "input_audio_tokens"),
+    ("output_audio_tokens", "output_audio_tokens"),
+    ("input_image_tokens", "input_image_tokens"),
+    ("web_searches", "web_searches"),
+)
+_GENAI_KEY_TO_FIELD = {genai: ours for ours, genai in _USAGE_KEYS}
+
+
+def genai_provider_id(provider: str) -> str | None:
+    """The genai-prices provider id for a ``gen_ai.provider.name``, if it has list prices."""
+    return _GENAI_PROVIDER_IDS.get(provider)
+
+
+def genai_usage(usage: Usage) -> Any:
+    """The same usage as a ``genai_prices.Usage`` (used to check our arithmetic against theirs)."""
+    from genai_prices import Usage as GenaiUsage
+
+    return GenaiUsage(**{genai: getattr(usage, ours) for ours, genai in _USAGE_KEYS})
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one call cost, in USD."""
+
+    total: float
+    """The cost to report: the provider's own figure where it gave one, else ours."""
+    input: float | None
+    """Input side of our computation (None when only the provider's figure is known)."""
+    output: float | None
+    """Output side of our computation."""
+    source: str
+    """``provider`` when the provider reported the cost, ``local`` when computed here."""
+    local_estimate: float | None
+    """Our own computation, kept beside a provider-reported ``total``."""
+    priced_model: str | None
+    """The catalogue model id the price came from."""
+    price_source: str | None
+    """Where the prices came from: ``genai-prices <version>`` or ``override <file>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    usage_field: str | None  # None: the per-request unit
+    per: float
+    direction: str | None
+    base: float
+    tiers: tuple[tuple[int, float], ...]  # ascending (start, price)
+    descendants: tuple[int, ...]  # indices of more specific priced lines inside this one
+
+
+class PriceCard:
+    """Flat, precompiled prices of one model in one price context: priced in microseconds."""
+
+    __slots__ = ("lines", "model_id", "source")
+
+    def __init__(self, lines: tuple[_Line, ...], model_id: str, source: str) -> None:
+        self.lines = lines
+        self.model_id = model_id
+        self.source = source
+
+    @classmethod
+    def compile(cls, prices: Mapping[str, Any], model_id: str, source: str) -> PriceCard:
+        """Compile ``{price_key: Decimal | TieredPrices}`` (genai-prices' ModelPrice items)."""
+        from genai_prices.units import _get_registry
+
+        registry = _get_registry()
+        units = []
+        for price_key, value in prices.items():
+            if value is None or price_key.startswith("_"):
+                continue
+            unit = registry.unit_for_price_key(price_key)
+            units.append((unit, value))
+        # Most specific units first, as genai-prices decomposes them: a parent's leaf is its
+        # count minus the leaves of every priced unit nested in it.
+        units.sort(key=lambda item: (-len(item[0].dimensions), item[0].usage_key))
+        lines: list[_Line] = []
+        for index, (unit, value) in enumerate(units):
+            descendants = tuple(
+                other_index
+                for other_index, (other, _) in enumerate(units)
+                if other_index != index
+                and other.usage_key != "requests"
+                and unit.dimensions.items() <= other.dimensions.items()
+            )
+            if hasattr(value, "tiers"):
+                base = float(value.base)
+                tiers = tuple((int(t.start), float(t.price)) for t in value.tiers)
+            else:
+                base, tiers = float(value), ()
+            if unit.usage_key == "requests":
+                usage_field = None
+            else:
+                usage_field = _GENAI_KEY_TO_FIELD.get(unit.usage_key, "")
+            lines.append(
+                _Line(
+                    usage_field=usage_field,
+                    per=float(unit.per),
+                    direction=unit.dimensions.get("direction"),
+                    base=base,
+                    tiers=tiers,
+                    descendants=descendants if unit.usage_key != "requests" else (),
+                )
+            )
+        return cls(tuple(lines), model_id, source)
+
+    def price(self, usage: Usage) -> tuple[float, float, float]:
+        """(input, output, total) USD of ``usage`` at these prices."""
+        total_input = usage.input_tokens
+        leaves = [0.0] * len(self.lines)
+        input_cost = output_cost = total = 0.0
+        for index, line in enumerate(self.lines):
+            if line.usage_field is None:
+                amount = 1.0
+            else:
+                # Fields the record does not carry ("") count as zero, as in genai-prices.
+                amount = float(getattr(usage, line.usage_field)) if line.usage_field else 0.0
+                for child in line.descendants:
+                    amount -= leaves[child]
+                if amount < 0:  # only for inconsistent usage, which is flagged elsewhere
+                    amount = 0.0
+                leaves[index] = amount
+            rate = line.base
+            for start, tier_price in reversed(line.tiers):
+                # The cliff rule: past a threshold the whole call pays the tier's rate.
+                if total_input > start:
+                    rate = tier_price
+                    break
+            cost = rate * amount / line.per
+            total += cost
+            if line.direction == "input":
+                input_cost += cost
+            elif line.direction == "output":
+                output_cost += cost
+        return input_cost, output_cost, total
+
+
+class _TimedPrices:
+    """A catalogue model whose prices depend on the request time: one card per active set."""
+
+    __slots__ = ("_checks", "_cards", "_context", "_model", "_provider", "_source")
+
+    def __init__(self, model: Any, provider: Any, context: Mapping[str, str] | None, source: str):
+        self._model = model
+        self._provider = provider
+        # genai-prices ignores the price context for models found through a fallback provider.
+        in_provider = any(model is candidate for candidate in provider.models)
+        self._context = dict(context) if context and in_provider else None
+        constraints = []
+        if isinstance(model.prices, list):
+            constraints.extend(c.constraint for c in model.prices if c.constraint is not None)
+        if self._context:
+            constraints.extend(v.constraint for v in model.price_variants or () if v.constraint is not None)
+        self._checks = tuple(_compile_constraint(c) for c in constraints)
+        self._cards: dict[tuple[bool, ...], PriceCard] = {}
+        self._source = source
+
+    def card_at(self, epoch: float) -> PriceCard:
+        key = tuple(check(epoch) for check in self._checks)
+        card = self._cards.get(key)
+        if card is None:
+            moment = datetime.fromtimestamp(epoch, UTC)
+            model_price = self._model.get_prices(moment, self._context)
+            card = PriceCard.compile(vars(model_price), self._model.id, self._source)
+            self._cards[key] = card
+        return card
+
+
+def _compile_constraint(constraint: Any) -> Any:
+    """A constraint as a fast predicate over epoch seconds, same answers as ``.active()``."""
+    start_date = getattr(constraint, "start_date", None)
+    if isinstance(start_date, date):
+        threshold = datetime.combine(start_date, time(0), UTC).timestamp()
+        return lambda epoch: epoch >= threshold
+    start_time, end_time = constraint.start_time, constraint.end_time
+    start = _utc_seconds_of_day(start_time)
+    end = _utc_seconds_of_day(end_time)
+    if end < start:
+        return lambda epoch: (epoch % 86400) >= start or (epoch % 86400) < end
+    return lambda epoch: start <= (epoch % 86400) < end
+
+
+def _utc_seconds_of_day(value: time) -> float:
+    if value.tzinfo is not None:
+        offset = value.utcoffset()
+        seconds = value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
+        return (seconds - (offset.total_seconds() if offset else 0.0)) % 86400
+    return value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
+
+
+class _Unpriced:
+    __slots__ = ()
+
+
+_UNPRICED = _Unpriced()
+
+
+class Pricer:
+    """Prices usage records. Thread-safe; resolves each (provider, model, context) once."""
+
+    def __init__(self, overrides: Iterable[OverrideEntry] = ()) -> None:
+        self._overrides = list(overrides)
+        self._resolved: dict[tuple[str, str, tuple[tuple[str, str], ...]], Any] = {}
+        self._warned: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._catalogue_version: str | None = None
+
+    @property
+    def catalogue_version(self) -> str:
+        """``genai-prices <version>``: which price data priced the calls."""
+        if self._catalogue_version is None:
+            from importlib.metadata import version
+
+            self._catalogue_version = f"genai-prices {version('genai-prices')}"
+        return self._catalogue_version
+
+    def warm(self) -> None:
+        """Load the catalogue now (call from a background thread to keep start-up fast)."""
+        from genai_prices import data_snapshot
+
+        data_snapshot.get_snapshot()
+        self.catalogue_version  # noqa: B018
+
+    def price(
+        self,
+        usage: Usage,
+        provider: str,
+        models: tuple[str | None, ...],
+        at: float,
+        context: Mapping[str, str] | None = None,
+    ) -> Cost | None:
+        """The cost of ``usage``; ``None`` if neither the catalogue nor the provider knows it.
+
+        ``models`` are tried in order (the response model first: it names the exact snapshot that
+        ran). ``at`` is the request time in epoch seconds; ``context`` selects price variants
+        (``service_tier``, ``processing=batch``, ...).
+        """
+        card = None
+        for model in models:
+            if model:
+                card = self.card(provider, model, at, context)
+                if card is not None:
+                    break
+        provider_cost = usage.provider_cost_usd
+        if card is None:
+            if provider_cost is None:
+                return None
+            return Cost(provider_cost, None, None, "provider", None, None, None)
+        input_cost, output_cost, total = card.price(usage)
+        if provider_cost is not None:
+            return Cost(
+                provider_cost, input_cost, output_cost, "provider", total, card.model_id, card.source
+            )
+        return Cost(total, input_cost, output_cost, "local", None, card.model_id, card.source)
+
+    def card(
+        self, provider: str, model: str, at: float, context: Mapping[str, str] | None = None
+    ) -> PriceCard | None:
+        """The price card for a model at a time, or ``None`` if unpriced."""
+        context_key = tuple(sorted(context.items())) if context else ()
+        key = (provider, model, context_key)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            with self._lock:
+                resolved = self._resolved.get(key)
+                if resolved is None:
+                    resolved = self._resolve(provider, model, context)
+                    self._resolved[key] = resolved
+        if resolved is _UNPRICED:
+            return None
+        if isinstance(resolved, PriceCard):
+            return resolved
+        return resolved.card_at(at)
+
+    def _resolve(self, provider: str, model: str, context: Mapping[str, str] | None) -> Any:
+        override = self._find_override(provider, model)
+        if override is not None:
+            return override.card
+        genai_id = genai_provider_id(provider)
+        if genai_id is not None:
+            from genai_prices import data_snapshot
+
+            try:
+                found_provider, found_model = data_snapshot.get_snapshot().find_provider_model(
+                    model, None, genai_id, None
+                )
+            except LookupError:
+                pass
+            else:
+                return _TimedPrices(found_model, found_provider, context, self.catalogue_version)
+        return _UNPRICED
+
+    def _find_override(self, provider: str, model: str) -> OverrideEntry | None:
+        lowered = model.lower()
+        best: OverrideEntry | None = None
+        for entry in self._overrides:
+            if entry.provider is not None and entry.provider != provider:
+                continue
+            if entry.model is not None and entry.model == lowered:
+                if best is None or best.model is None or (best.provider is None and entry.provider):
+                    best = entry
+            elif entry.prefix is not None and lowered.startswith(entry.prefix):
+                if best is None or (best.prefix is not None and len(entry.prefix) > len(best.prefix)):
+                    best = entry
+        return best
+
+    def context_window(self, provider: str, model: str) -> int | None:
+        """The model's context window from the catalogue, where it says."""
+        genai_id = genai_provider_id(provider)
+        if genai_id is None:
+            return None
+        from genai_prices import data_snapshot
+
+        try:
+            _, found = data_snapshot.get_snapshot().find_provider_model(model, None, genai_id, None)
+        except LookupError:
+            return None
+        return found.context_window
+
+    def first_unpriced(self, provider: str, model: str) -> bool:
+        """True the first time a (provider, model) turns out unpriced: warn once, not per call."""
+        key = (provider, model)
+        if key in self._warned:
+            return False
+        with self._lock:
+            if key in self._warned:
+                return False
+            self._warned.add(key)
+            return True
+
+
+# ---------------------------------------------------------------------------------------------
+# User price overrides
+# ---------------------------------------------------------------------------------------------
+
+
+class PriceOverrideError(ValueError):
+    """A price override file or entry is malformed; the message names the file, key and problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideEntry:
+    provider: str | None
+    model: str | None
+    prefix: str | None
+    card: PriceCard
+
+
+_ENTRY_KEYS = {"provider", "model", "prefix"}
+
+
+def load_overrides(source: str | Path | Iterable[Mapping[str, Any]]) -> list[OverrideEntry]:
+    """Parse price overrides from a TOML/YAML file path or from a list of entry mappings.
+
+    File shape (TOML)::
+
+        [[models]]
+        provider = "openai"          # optional: gen_ai.provider.name; omitted = any provider
+        model = "ft:gpt-4o-mini:acme:support:abc123"   # or: prefix = "ft:gpt-4o-mini:"
+        input_mtok = 0.30            # USD per million tokens
+        output_mtok = 1.20
+        cache_read_mtok = 0.15
+        # long-context tiers: the whole call pays the tier rate once input passes `start`
+        # input_mtok = { base = 1.25, tiers = [{ start = 200000, price = 2.5 }] }
+
+    Raises :class:`PriceOverrideError` naming the file, the entry and what is wrong.
+    """
+    if isinstance(source, str | Path):
+        path = Path(source)
+        label = str(path)
+        data = _read_override_file(path)
+        if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
+            raise PriceOverrideError(
+                f"{label}: expected a top-level 'models' list of price entries "
+                f"(TOML: [[models]] tables; YAML: models: [...])"
+            )
+        entries = data["models"]
+    else:
+        label = "price overrides"
+        entries = list(source)
+    return [_parse_entry(entry, f"{label}: models[{index}]") for index, entry in enumerate(entries)]
+
+
+def _read_override_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceOverrideError(f"{path}: cannot read price override file: {exc.strerror or exc}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PriceOverrideError(f"{path}: invalid TOML: {exc}") from None
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise PriceOverrideError(
+                f"{path}: YAML price files need PyYAML (pip install 'tokentrail[yaml]'), or use TOML"
+            ) from None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise PriceOverrideError(f"{path}: invalid YAML: {exc}") from None
+    raise PriceOverrideError(f"{path}: price override files must end in .toml, .yaml or .yml")
+
+
+def _parse_entry(entry: Any, where: str) -> OverrideEntry:
+    from genai_prices.units import _get_registry
+    from genai_prices.validation import validate_model_price
+
+    if not isinstance(entry, Mapping):
+        raise PriceOverrideError(f"{where}: expected a table of prices, got {type(entry).__name__}")
+    model, prefix, provider = entry.get("model"), entry.get("prefix"), entry.get("provider")
+    for key, value in (("model", model), ("prefix", prefix), ("provider", provider)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise PriceOverrideError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    if (model is None) == (prefix is None):
+        raise PriceOverrideError(f"{where}: give exactly one of 'model' (exact id) or 'prefix'")
+    registry = _get_registry()
+    known = sorted(unit.price_key for unit in registry.units.values())
+    prices: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key in _ENTRY_KEYS:
+            continue
+        try:
+            registry.unit_for_price_key(key)
+        except KeyError:
+            hint = ", ".join(k for k in known if k.endswith("_mtok"))[:200]
+            raise PriceOverrideError(
+                f"{where}.{key}: unknown price key (prices are per million tokens, e.g. {hint}...)"
+            ) from None
+        prices[key] = _parse_price(value, f"{where}.{key}")
+    if "input_mtok" not in prices and "output_mtok" not in prices:
+        raise PriceOverrideError(f"{where}: give at least input_mtok or output_mtok")
+    try:
+        validate_model_price(set(prices), registry)
+    except ValueError as exc:
+        raise PriceOverrideError(f"{where}: {exc}") from None
+    name = model or f"{prefix}*"
+    card = PriceCard.compile(prices, name, "override")
+    return OverrideEntry(
+        provider=provider,
+        model=model.lower() if model else None,
+        prefix=prefix.lower() if prefix else None,
+        card=card,
+    )
+
+
+def _parse_price(value: Any, where: str) -> Any:
+    from decimal import Decimal
+
+    from genai_prices.types import Tier, TieredPrices
+
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"base", "tiers"}
+        if unknown or "base" not in value:
+            raise PriceOverrideError(
+                f"{where}: a tiered price is {{ base = N, tiers = [{{ start = TOKENS, price = N }}] }}"
+            )
+        tiers_raw = value.get("tiers") or []
+        if not isinstance(tiers_raw, list):
+            raise PriceOverrideError(f"{where}.tiers: expected a list of {{ start, price }} tables")
+        tiers = []
+        previous = -1
+        for index, tier in enumerate(tiers_raw):
+            here = f"{where}.tiers[{index}]"
+            if not isinstance(tier, Mapping) or set(tier) != {"start", "price"}:
+                raise PriceOverrideError(f"{here}: expected {{ start = TOKENS, price = N }}")
+            start = tier["start"]
+            if type(start) is not int or start < 0:
+                raise PriceOverrideError(f"{here}.start: expected a whole number of tokens, got {start!r}")
+            if start <= previous:
+                raise PriceOverrideError(f"{here}.start: tiers must be in increasing order of start")
+            previous = start
+            tiers.append(Tier(start=start, price=Decimal(str(_number(tier["price"], f"{here}.price")))))
+        return TieredPrices(base=Decimal(str(_number(value["base"], f"{where}.base"))), tiers=tiers)
+    return Decimal(str(_number(value, where)))
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PriceOverrideError(f"{where}: expected a price in USD (a number), got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise PriceOverrideError(f"{where}: a price must be a finite, non-negative number, got {value!r}")
+    return float(value)

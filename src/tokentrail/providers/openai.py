@@ -1,0 +1,547 @@
+"""The OpenAI SDK and every OpenAI-compatible provider reached through it.
+
+Pure reading of SDK objects: which requests are LLM calls, what they ask, what came back, and the
+usage in the normal form. The call mechanics are shared (:mod:`._stainless`); nothing here knows
+OpenTelemetry.
+
+Provider quirks handled here, each once:
+
+* the provider is the host the client talks to, not the SDK (xAI, OpenRouter, DeepSeek, ... all
+  use ``openai``);
+* chat and legacy completion streams carry usage only with ``stream_options.include_usage``: we
+  ask for it and keep the extra usage chunk from an application that did not ask;
+* xAI counts reasoning tokens outside ``completion_tokens``: reconciled against ``total_tokens``;
+* DeepSeek reports cache hits as ``prompt_cache_hit_tokens``;
+* OpenRouter (``usage.cost``) and xAI (``usage.cost_in_usd_ticks``) report what the call cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import semconv as sc
+from ..lifecycle import Telemetry
+from ..records import RequestInfo, ResponseInfo
+from ..usage import Usage
+from ._stainless import RAW_RESPONSE_HEADER, SDK, Instrumentation, Plan
+
+__all__ = ["instrumentation", "provider_for_url"]
+
+# Host suffix -> gen_ai.provider.name. Longest match wins; checked once per base URL.
+_HOSTS: tuple[tuple[str, str], ...] = (
+    ("api.openai.com", "openai"),
+    ("openai.azure.com", "azure.ai.openai"),
+    ("services.ai.azure.com", "azure.ai.openai"),
+    ("cognitiveservices.azure.com", "azure.ai.openai"),
+    ("api.x.ai", "x_ai"),
+    ("openrouter.ai", "openrouter"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.groq.com", "groq"),
+    ("api.together.xyz", "together"),
+    ("api.together.ai", "together"),
+    ("api.fireworks.ai", "fireworks"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.perplexity.ai", "perplexity"),
+    ("api.cerebras.ai", "cerebras"),
+    ("api.moonshot.ai", "moonshotai"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+    ("api.anthropic.com", "anthropic"),
+)
+# Local servers are recognised by their default ports on a loopback or private host.
+_LOCAL_PORTS = {11434: "ollama", 1234: "lm_studio", 8000: "vllm"}
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal")
+# Providers known to accept stream_options.include_usage on chat and legacy completions.
+_INCLUDE_USAGE_OK = {
+    "openai", "azure.ai.openai", "x_ai", "openrouter", "deepseek", "groq", "together",
+    "fireworks", "cerebras", "ollama", "vllm", "lm_studio", "gcp.gemini", "moonshotai",
+}  # fmt: skip
+
+
+def provider_for_url(url: str, overrides: Mapping[str, str] | None = None) -> tuple[str, str | None, int | None]:
+    """(gen_ai.provider.name, server.address, server.port) for an OpenAI client's base URL.
+
+    An unrecognised host is its own provider (its host name), unpriced unless overridden.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    if overrides:
+        for key in (f"{host}:{port}", host):
+            if key in overrides:
+                return overrides[key], host or None, port
+    best = ""
+    provider = None
+    for suffix, name in _HOSTS:
+        if (host == suffix or host.endswith("." + suffix)) and len(suffix) > len(best):
+            best, provider = suffix, name
+    if provider is None:
+        if port in _LOCAL_PORTS and (host in _LOOPBACK or host.endswith(".local")):
+            provider = _LOCAL_PORTS[port]  # type: ignore[index]
+        else:
+            provider = host or "unknown"
+    return provider, host or None, port
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage in the normal form
+# ---------------------------------------------------------------------------------------------
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def chat_usage(usage: Any) -> Usage:
+    """Usage of a chat completion / legacy completion (``CompletionUsage`` shape), any provider."""
+    prompt = _get(usage, "prompt_tokens")
+    completion = _get(usage, "completion_tokens")
+    total = _get(usage, "total_tokens")
+    prompt_details = _get(usage, "prompt_tokens_details")
+    completion_details = _get(usage, "completion_tokens_details")
+    cached = _get(usage, "prompt_cache_hit_tokens")  # DeepSeek
+    if cached is None:
+        cached = _get(prompt_details, "cached_tokens")
+    reasoning = _get(completion_details, "reasoning_tokens")
+    output = completion
+    # xAI bills reasoning on top of completion_tokens; OpenAI counts it inside. The total says
+    # which: prompt + completion + reasoning == total only when reasoning is extra.
+    if (
+        type(reasoning) is int
+        and reasoning > 0
+        and type(prompt) is int
+        and type(completion) is int
+        and total == prompt + completion + reasoning
+    ):
+        output = completion + reasoning
+    return Usage.of(
+        input_tokens=prompt,
+        output_tokens=output,
+        cache_read_tokens=cached,
+        cache_write_tokens=_get(prompt_details, "cache_write_tokens"),
+        reasoning_tokens=reasoning,
+        input_audio_tokens=_get(prompt_details, "audio_tokens"),
+        input_image_tokens=_get(prompt_details, "image_tokens"),
+        output_audio_tokens=_get(completion_details, "audio_tokens"),
+        provider_cost_usd=_provider_cost(usage),
+        reported_total_tokens=total,
+    )
+
+
+def responses_usage(usage: Any, web_searches: int = 0) -> Usage:
+    """Usage of a Responses API response (``ResponseUsage`` shape); reasoning is a subset."""
+    input_details = _get(usage, "input_tokens_details")
+    output_details = _get(usage, "output_tokens_details")
+    return Usage.of(
+        input_tokens=_get(usage, "input_tokens"),
+        output_tokens=_get(usage, "output_tokens"),
+        cache_read_tokens=_get(input_details, "cached_tokens"),
+        cache_write_tokens=_get(input_details, "cache_write_tokens"),
+        reasoning_tokens=_get(output_details, "reasoning_tokens"),
+        web_searches=web_searches,
+        provider_cost_usd=_provider_cost(usage),
+        reported_total_tokens=_get(usage, "total_tokens"),
+    )
+
+
+def embeddings_usage(usage: Any) -> Usage:
+    prompt = _get(usage, "prompt_tokens")
+    return Usage.of(
+        input_tokens=prompt,
+        provider_cost_usd=_provider_cost(usage),
+        reported_total_tokens=_get(usage, "total_tokens"),
+    )
+
+
+def _provider_cost(usage: Any) -> Any:
+    ticks = _get(usage, "cost_in_usd_ticks")  # xAI: 1 USD = 10^10 ticks
+    if ticks is not None:
+        return ticks / 1e10 if isinstance(ticks, int | float) and not isinstance(ticks, bool) else ticks
+    return _get(usage, "cost")  # OpenRouter: USD
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+# ---------------------------------------------------------------------------------------------
+
+_PARAMS: tuple[tuple[str, str], ...] = (
+    ("max_tokens", sc.REQUEST_MAX_TOKENS),
+    ("max_completion_tokens", sc.REQUEST_MAX_TOKENS),
+    ("max_output_tokens", sc.REQUEST_MAX_TOKENS),
+    ("temperature", sc.REQUEST_TEMPERATURE),
+    ("top_p", sc.REQUEST_TOP_P),
+    ("frequency_penalty", sc.REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", sc.REQUEST_PRESENCE_PENALTY),
+    ("seed", sc.REQUEST_SEED),
+    ("service_tier", sc.OPENAI_REQUEST_SERVICE_TIER),
+)
+
+
+def request_params(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Request parameters as semantic-convention attributes (only the ones present)."""
+    params: dict[str, Any] = {}
+    for key, attribute in _PARAMS:
+        value = body.get(key)
+        if value is not None and isinstance(value, int | float | str) and not isinstance(value, bool):
+            params[attribute] = value
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        params[sc.REQUEST_STOP_SEQUENCES] = (stop,)
+    elif isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop):
+        params[sc.REQUEST_STOP_SEQUENCES] = tuple(stop)
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n != 1:
+        params[sc.REQUEST_CHOICE_COUNT] = n
+    response_format = body.get("response_format")
+    if isinstance(response_format, Mapping):
+        kind = response_format.get("type")
+        if kind in ("json_object", "json_schema"):
+            params[sc.OUTPUT_TYPE] = "json"
+        elif kind == "text":
+            params[sc.OUTPUT_TYPE] = "text"
+    encoding = body.get("encoding_format")
+    if isinstance(encoding, str):
+        params[sc.REQUEST_ENCODING_FORMATS] = (encoding,)
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
+# Content (only read when the user opted in to content capture)
+# ---------------------------------------------------------------------------------------------
+
+
+def _text_parts(content: Any) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, list):
+        for part in content:
+            kind = _get(part, "type")
+            text = _get(part, "text")
+            if isinstance(text, str):
+                parts.append({"type": "text", "content": text})
+            elif kind:
+                parts.append({"type": str(kind)})
+    return parts
+
+
+def chat_input_messages(messages: Any) -> list[dict[str, Any]]:
+    converted: list[dict[str, Any]] = []
+    for message in messages or ():
+        role = _get(message, "role") or "user"
+        parts = _text_parts(_get(message, "content"))
+        for tool_call in _get(message, "tool_calls") or ():
+            function = _get(tool_call, "function")
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": _get(tool_call, "id"),
+                    "name": _get(function, "name"),
+                    "arguments": _get(function, "arguments"),
+                }
+            )
+        if role == "tool":
+            parts = [{"type": "tool_call_response", "id": _get(message, "tool_call_id"), "response": parts}]
+        converted.append({"role": role, "parts": parts})
+    return converted
+
+
+def responses_input_messages(body: Mapping[str, Any]) -> tuple[list[Any], list[Any] | None]:
+    given = body.get("input")
+    if isinstance(given, str):
+        messages = [{"role": "user", "parts": [{"type": "text", "content": given}]}]
+    else:
+        messages = [
+            {"role": _get(item, "role") or str(_get(item, "type")), "parts": _text_parts(_get(item, "content"))}
+            for item in given or ()
+        ]
+    instructions = body.get("instructions")
+    system = [{"type": "text", "content": instructions}] if isinstance(instructions, str) else None
+    return messages, system
+
+
+# ---------------------------------------------------------------------------------------------
+# Endpoints
+# ---------------------------------------------------------------------------------------------
+
+
+class ChatCompletions:
+    """``/chat/completions``, and the legacy ``/completions`` which has the same usage shape."""
+
+    def __init__(self, legacy: bool = False) -> None:
+        self.legacy = legacy
+
+    def response(self, parsed: Any, request: RequestInfo) -> ResponseInfo:
+        usage = _get(parsed, "usage")
+        choices = _get(parsed, "choices") or ()
+        reasons = tuple(str(r) for c in choices if (r := _get(c, "finish_reason")))
+        info = ResponseInfo(
+            response_model=_get(parsed, "model"),
+            response_id=_get(parsed, "id"),
+            finish_reasons=reasons,
+            usage=chat_usage(usage) if usage is not None else None,
+        )
+        _service_tier(info, _get(parsed, "service_tier"))
+        if request.input_messages is not None:
+            info.output_messages = [
+                {
+                    "role": "assistant",
+                    "parts": _text_parts(
+                        _get(c, "text") if self.legacy else _get(_get(c, "message"), "content")
+                    ),
+                    "finish_reason": _get(c, "finish_reason"),
+                }
+                for c in choices
+            ]
+        return info
+
+    def stream_state(self, request: RequestInfo, hide_usage_chunk: bool) -> ChatStreamState:
+        return ChatStreamState(self.legacy, hide_usage_chunk, request.input_messages is not None)
+
+
+class ChatStreamState:
+    """Accumulates a chat (or legacy completion) stream: identity, finish reasons, usage."""
+
+    __slots__ = ("capture", "finish_reasons", "hide_usage_chunk", "id", "legacy", "model", "service_tier",
+                 "texts", "usage")  # fmt: skip
+
+    def __init__(self, legacy: bool, hide_usage_chunk: bool, capture: bool) -> None:
+        self.legacy = legacy
+        self.hide_usage_chunk = hide_usage_chunk
+        self.capture = capture
+        self.id: str | None = None
+        self.model: str | None = None
+        self.service_tier: str | None = None
+        self.usage: Any = None
+        self.finish_reasons: dict[int, str] = {}
+        self.texts: dict[int, list[str]] = {}
+
+    def add(self, chunk: Any) -> bool:
+        if self.id is None:
+            self.id = getattr(chunk, "id", None)
+            self.model = getattr(chunk, "model", None)
+        choices = chunk.choices
+        for choice in choices:
+            reason = choice.finish_reason
+            if reason:
+                self.finish_reasons[choice.index] = reason
+            if self.capture:
+                text = choice.text if self.legacy else (choice.delta.content if choice.delta else None)
+                if text:
+                    self.texts.setdefault(choice.index, []).append(text)
+        usage = chunk.usage
+        if usage is not None:
+            self.usage = usage
+            self.service_tier = getattr(chunk, "service_tier", None)
+            if self.hide_usage_chunk and not choices:
+                return False  # the chunk we asked for; the application did not
+        elif self.hide_usage_chunk:
+            # With include_usage every chunk says "usage": null; without it the key is absent.
+            # Keep the chunk identical to what the application would have received.
+            chunk.__pydantic_fields_set__.discard("usage")
+        return True
+
+    def result(self) -> ResponseInfo:
+        info = ResponseInfo(
+            response_model=self.model,
+            response_id=self.id,
+            finish_reasons=tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons)),
+            usage=chat_usage(self.usage) if self.usage is not None else None,
+        )
+        _service_tier(info, self.service_tier)
+        if self.capture:
+            info.output_messages = [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": "".join(self.texts.get(i, []))}],
+                    "finish_reason": self.finish_reasons.get(i),
+                }
+                for i in sorted(set(self.texts) | set(self.finish_reasons))
+            ]
+        return info
+
+
+class Responses:
+    """``/responses``: the Responses API, plain and streamed (usage on ``response.completed``)."""
+
+    def response(self, parsed: Any, request: RequestInfo) -> ResponseInfo:
+        usage = _get(parsed, "usage")
+        output = _get(parsed, "output") or ()
+        web_searches = sum(1 for item in output if _get(item, "type") == "web_search_call")
+        status = _get(parsed, "status")
+        info = ResponseInfo(
+            response_model=_get(parsed, "model"),
+            response_id=_get(parsed, "id"),
+            finish_reasons=(str(status),) if status else (),
+            usage=responses_usage(usage, web_searches) if usage is not None else None,
+        )
+        _service_tier(info, _get(parsed, "service_tier"))
+        if request.input_messages is not None:
+            info.output_messages = [
+                {"role": _get(item, "role") or "assistant", "parts": _text_parts(_get(item, "content"))}
+                for item in output
+                if _get(item, "type") == "message"
+            ]
+        return info
+
+    def stream_state(self, request: RequestInfo, hide_usage_chunk: bool) -> ResponsesStreamState:
+        return ResponsesStreamState(self, request)
+
+
+class ResponsesStreamState:
+    __slots__ = ("endpoint", "final", "id", "model", "request")
+
+    def __init__(self, endpoint: Responses, request: RequestInfo) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.final: Any = None
+        self.id: str | None = None
+        self.model: str | None = None
+
+    def add(self, event: Any) -> bool:
+        response = getattr(event, "response", None)
+        if response is not None:
+            if self.id is None:
+                self.id = getattr(response, "id", None)
+                self.model = getattr(response, "model", None)
+            if event.type in ("response.completed", "response.incomplete", "response.failed"):
+                self.final = response
+        return True
+
+    def result(self) -> ResponseInfo:
+        if self.final is not None:
+            return self.endpoint.response(self.final, self.request)
+        return ResponseInfo(response_model=self.model, response_id=self.id)
+
+
+class Embeddings:
+    def response(self, parsed: Any, request: RequestInfo) -> ResponseInfo:
+        usage = _get(parsed, "usage")
+        return ResponseInfo(
+            response_model=_get(parsed, "model"),
+            usage=embeddings_usage(usage) if usage is not None else None,
+        )
+
+    def stream_state(self, request: RequestInfo, hide_usage_chunk: bool) -> ChatStreamState:
+        raise TypeError("embeddings are not streamed")
+
+
+def _service_tier(info: ResponseInfo, tier: Any) -> None:
+    if isinstance(tier, str) and tier:
+        info.attributes = {sc.OPENAI_RESPONSE_SERVICE_TIER: tier}
+        # "auto" is a request, not a tier that ran; anything else selects a price variant.
+        if tier != "auto":
+            info.price_context = {"service_tier": tier}
+
+
+_CHAT = ChatCompletions()
+_LEGACY = ChatCompletions(legacy=True)
+_RESPONSES = Responses()
+_EMBEDDINGS = Embeddings()
+
+# Path suffix -> (operation, endpoint). Suffix, so Azure's /deployments/{name}/... paths match.
+_ROUTES: tuple[tuple[str, str, Any], ...] = (
+    ("/chat/completions", "chat", _CHAT),
+    ("/responses", "chat", _RESPONSES),
+    ("/embeddings", "embeddings", _EMBEDDINGS),
+    ("/completions", "text_completion", _LEGACY),
+)
+
+
+class OpenAIAdapter:
+    """Decides which OpenAI SDK requests are LLM calls and describes them."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, tuple[str, str | None, int | None]] = {}
+
+    def plan(self, client: Any, options: Any, stream: bool, telemetry: Telemetry) -> Plan | None:
+        if options.method != "post":
+            return None
+        url = options.url
+        for suffix, operation, endpoint in _ROUTES:
+            if url.endswith(suffix):
+                break
+        else:
+            return None
+        body = options.json_data
+        if not isinstance(body, Mapping):
+            return None
+        settings = telemetry.settings
+        base_url = str(client.base_url)
+        located = self._hosts.get(base_url)
+        if located is None:
+            located = provider_for_url(base_url, settings.provider_hosts)
+            if type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
+                located = ("azure.ai.openai", located[1], located[2])
+            self._hosts[base_url] = located
+        provider, address, port = located
+        model = body.get("model")
+        request = RequestInfo(
+            operation=operation,
+            provider=provider,
+            request_model=model if isinstance(model, str) else None,
+            server_address=address,
+            server_port=port,
+            stream=stream,
+            params=request_params(body),
+        )
+        if settings.content.enabled:
+            if endpoint is _CHAT:
+                request.input_messages = chat_input_messages(body.get("messages"))
+            elif endpoint is _RESPONSES:
+                request.input_messages, request.system_instructions = responses_input_messages(body)
+            elif endpoint is _LEGACY:
+                prompt = body.get("prompt")
+                request.input_messages = [{"role": "user", "parts": _text_parts(prompt)}]
+        hide_usage_chunk = False
+        if (
+            stream
+            and (endpoint is _CHAT or endpoint is _LEGACY)
+            and settings.inject_stream_usage
+            and provider in _INCLUDE_USAGE_OK
+            and not _is_raw(options)
+        ):
+            stream_options = body.get("stream_options")
+            asked = isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True
+            if not asked:
+                # Ask for the usage chunk on a copy: the caller's dicts stay as they were.
+                merged = {**(stream_options if isinstance(stream_options, Mapping) else {})}
+                merged["include_usage"] = True
+                options = options.model_copy()
+                options.json_data = {**body, "stream_options": merged}
+                hide_usage_chunk = True
+        return Plan(request=request, endpoint=endpoint, options=options, hide_usage_chunk=hide_usage_chunk)
+
+
+def _is_raw(options: Any) -> bool:
+    headers = options.headers
+    return isinstance(headers, Mapping) and RAW_RESPONSE_HEADER in headers
+
+
+def instrumentation() -> Instrumentation | None:
+    """The patch set for the installed ``openai`` SDK, or None if it is not installed."""
+    try:
+        import openai
+        from openai import _base_client, _legacy_response, _response
+    except ImportError:
+        return None
+    sdk = SDK(
+        name="openai",
+        sync_client=_base_client.SyncAPIClient,
+        async_client=_base_client.AsyncAPIClient,
+        stream_types=(openai.Stream,),
+        async_stream_types=(openai.AsyncStream,),
+        raw_response_types=(_legacy_response.LegacyAPIResponse, _response.APIResponse),
+        async_raw_response_types=(_response.AsyncAPIResponse,),
+    )
+    return Instrumentation(sdk, OpenAIAdapter())

@@ -1,0 +1,82 @@
+"""The plain records that flow down the pipeline: provider module -> call lifecycle -> sinks.
+
+Provider modules fill :class:`RequestInfo` and :class:`ResponseInfo` from SDK objects (and know
+nothing of OpenTelemetry); the lifecycle turns them into a span, metrics and one
+:class:`CallRecord`, which every sink (the ledger, the run summary, logs) receives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .pricing import Cost
+from .usage import Usage
+
+__all__ = ["CallRecord", "RequestInfo", "ResponseInfo"]
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What is being asked, known before the request is sent."""
+
+    operation: str
+    """``gen_ai.operation.name``: chat, embeddings, text_completion, generate_content, ..."""
+    provider: str
+    """``gen_ai.provider.name``."""
+    request_model: str | None
+    server_address: str | None = None
+    server_port: int | None = None
+    stream: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Request parameters as semantic-convention attributes (max_tokens, temperature, ...)."""
+    input_messages: list[Any] | None = None
+    """GenAI-convention input messages; filled only when content capture is on."""
+    system_instructions: list[Any] | None = None
+
+
+@dataclass(slots=True)
+class ResponseInfo:
+    """What came back: from a parsed response, or accumulated over a stream."""
+
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    usage: Usage | None = None
+    price_context: Mapping[str, str] | None = None
+    """Selects price variants, e.g. ``{"service_tier": "flex"}`` from the response."""
+    attributes: Mapping[str, Any] | None = None
+    """Provider-specific span attributes (e.g. ``openai.response.service_tier``)."""
+    output_messages: list[Any] | None = None
+    """GenAI-convention output messages; filled only when content capture is on."""
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """Everything known about one finished LLM call: what every sink receives."""
+
+    start_time: float
+    """Epoch seconds when the request started."""
+    duration_s: float
+    operation: str
+    provider: str
+    request_model: str | None
+    response_model: str | None
+    server_address: str | None
+    stream: bool
+    usage: Usage | None
+    cost: Cost | None
+    time_to_first_chunk_s: float | None = None
+    error_type: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    response_id: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    incomplete: bool = False
+    """A stream that ended before its usage arrived (closed early, cut, abandoned)."""
+    attribution: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float | None:
+        return None if self.cost is None else self.cost.total

@@ -1,0 +1,105 @@
+"""Every span attribute, metric and event name tokentrail emits, in one place.
+
+Names follow the OpenTelemetry GenAI semantic conventions v1.41 (the last stable baseline of the
+main conventions). Cost has no standard yet: we follow the open proposal
+(semantic-conventions-genai PR 443), ``gen_ai.usage.cost.*`` and ``gen_ai.client.operation.cost``.
+Anything of our own lives under ``tokentrail.``. The README's attribute reference is generated
+from the same facts; change a name here and only here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- request (set at span start, so samplers see them) ---
+OPERATION_NAME: Final = "gen_ai.operation.name"
+PROVIDER_NAME: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+REQUEST_SEED: Final = "gen_ai.request.seed"
+REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+OUTPUT_TYPE: Final = "gen_ai.output.type"
+OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
+
+# --- response ---
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_ID: Final = "gen_ai.response.id"
+RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
+ERROR_TYPE: Final = "error.type"
+
+# --- usage: totals contain their parts (see usage.py) ---
+USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+# The v1.41 baseline name; the newer GenAI repository renames it cache_write. We emit the baseline.
+USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+USAGE_CACHE_CREATION_1H_INPUT_TOKENS: Final = "tokentrail.usage.cache_creation_1h.input_tokens"
+USAGE_INPUT_AUDIO_TOKENS: Final = "tokentrail.usage.input_audio_tokens"
+USAGE_OUTPUT_AUDIO_TOKENS: Final = "tokentrail.usage.output_audio_tokens"
+USAGE_INPUT_IMAGE_TOKENS: Final = "tokentrail.usage.input_image_tokens"
+USAGE_WEB_SEARCHES: Final = "tokentrail.usage.web_searches"
+USAGE_INCONSISTENT: Final = "tokentrail.usage.inconsistent"
+USAGE_PROBLEMS: Final = "tokentrail.usage.problems"
+USAGE_MISSING: Final = "tokentrail.usage.missing"
+
+# --- cost (proposal PR 443 names; tokentrail extras under tokentrail.cost.*) ---
+COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+COST_SOURCE: Final = "gen_ai.usage.cost.source"
+COST_SOURCE_PROVIDER: Final = "provider"
+COST_SOURCE_LOCAL: Final = "local"
+# Integer micro-dollars: the collector's tail_sampling numeric_attribute compares integers only.
+COST_USD_MICROS: Final = "tokentrail.cost.usd_micros"
+COST_INPUT: Final = "tokentrail.cost.input"
+COST_OUTPUT: Final = "tokentrail.cost.output"
+# Our own computation when the provider's reported cost is the one in COST_AMOUNT.
+COST_LOCAL_ESTIMATE: Final = "tokentrail.cost.local_estimate"
+PRICE_MODEL: Final = "tokentrail.price.model"
+PRICE_PROVIDER: Final = "tokentrail.price.provider"
+PRICE_SOURCE: Final = "tokentrail.price.source"
+PRICE_UNPRICED: Final = "tokentrail.price.unpriced"
+STREAM_INCOMPLETE: Final = "tokentrail.stream.incomplete"
+
+# --- content (only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT) ---
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+CONTENT_EVENT: Final = "gen_ai.client.inference.operation.details"
+
+# --- metric attribute ---
+TOKEN_TYPE: Final = "gen_ai.token.type"
+
+# --- metrics ---
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"
+# Parts of the totals in gen_ai.client.token.usage (cache_read, cache_creation, reasoning): a
+# separate counter so that summing gen_ai.client.token.usage never counts a token twice.
+METRIC_TOKEN_PARTS: Final = "tokentrail.client.token.parts"
+METRIC_UNPRICED_CALLS: Final = "tokentrail.client.unpriced_calls"
+METRIC_INCONSISTENT_USAGE: Final = "tokentrail.client.inconsistent_usage"
+METRIC_INSTRUMENTATION_ERRORS: Final = "tokentrail.instrumentation.errors"
+
+# Bucket advice. Tokens: powers of 4 up to 64M. Seconds: doubling from 10 ms to 81.92 s.
+TOKEN_BUCKETS: Final = tuple(4**i for i in range(14))
+DURATION_BUCKETS: Final = tuple(round(0.01 * 2**i, 2) for i in range(14))
+# USD: from a hundredth of a cent (a small embedding) to $50 (a huge long-context call), in
+# 1-2.5-5 steps so that p50/p95 of typical calls land between boundaries, not on a single one.
+COST_BUCKETS: Final = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0,
+)  # fmt: skip

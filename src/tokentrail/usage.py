@@ -1,0 +1,195 @@
+"""The normal usage record: what one LLM call consumed, with one meaning per field.
+
+Every provider reports tokens differently (Anthropic's ``input_tokens`` excludes the cache,
+xAI's reasoning is extra, Gemini's thoughts sit beside the candidates). Provider modules translate
+their SDK's usage object into this record once, at the edge; nothing after them ever needs to know
+which provider a record came from.
+
+Totals contain their parts:
+
+* ``input_tokens`` is every billed input token, cache reads and writes included;
+* ``output_tokens`` is every billed output token, reasoning included.
+
+A payload that breaks an invariant is still recorded as the provider reported it; the record
+carries the reasons in ``problems`` so the span can be flagged instead of the call crashing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["Usage", "count"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one LLM call in the normal form.
+
+    Build it with :meth:`Usage.of`, which coerces SDK values and checks the invariants; the plain
+    constructor trusts its arguments.
+    """
+
+    input_tokens: int = 0
+    """Every billed input token, cached or not."""
+    output_tokens: int = 0
+    """Every billed output token, reasoning included."""
+    cache_read_tokens: int = 0
+    """Part of ``input_tokens`` served from the prompt cache."""
+    cache_write_tokens: int = 0
+    """Part of ``input_tokens`` written to the prompt cache (all TTLs)."""
+    cache_write_1h_tokens: int = 0
+    """Part of ``cache_write_tokens`` written with a one-hour TTL (priced higher by Anthropic)."""
+    reasoning_tokens: int = 0
+    """Part of ``output_tokens`` spent on reasoning / thinking."""
+    input_audio_tokens: int = 0
+    """Part of ``input_tokens`` that was audio."""
+    output_audio_tokens: int = 0
+    """Part of ``output_tokens`` that was audio."""
+    input_image_tokens: int = 0
+    """Part of ``input_tokens`` that was images."""
+    web_searches: int = 0
+    """Server-side web search requests billed per request."""
+    provider_cost_usd: float | None = None
+    """The cost the provider itself reported for this call (OpenRouter, xAI), in USD."""
+    reported_total_tokens: int | None = None
+    """The provider's own total, kept to reconcile against."""
+    problems: tuple[str, ...] = field(default=(), compare=False)
+    """Why this record cannot be fully trusted; empty when every invariant holds."""
+
+    @property
+    def consistent(self) -> bool:
+        """True when every invariant held for the payload this record came from."""
+        return not self.problems
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def of(cls, *, total_check: bool = True, **values: Any) -> Usage:
+        """Build a record from raw SDK values, coercing types and checking invariants.
+
+        ``None`` means "not reported" and becomes 0. Anything that is not a non-negative whole
+        number is recorded as well as it can be and named in ``problems``. Never raises for bad
+        values: provider payloads are not ours to trust.
+        """
+        problems: list[str] = []
+        clean: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name == "provider_cost_usd":
+                clean[name] = _cost(raw, problems)
+            elif name == "reported_total_tokens":
+                clean[name] = None if raw is None else count(raw, name, problems)
+            elif name in _COUNT_FIELDS:
+                clean[name] = count(raw, name, problems)
+            else:
+                raise TypeError(f"Usage has no field {name!r}")
+        record = cls(**clean)
+        problems.extend(record._invariant_problems(total_check))
+        if problems:
+            record = _replace_problems(record, tuple(problems))
+        return record
+
+    def _invariant_problems(self, total_check: bool) -> list[str]:
+        found: list[str] = []
+        for part, whole in _PARTS:
+            part_value, whole_value = getattr(self, part), getattr(self, whole)
+            if part_value > whole_value:
+                found.append(f"{part} ({part_value}) exceeds {whole} ({whole_value})")
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            found.append(
+                f"cache reads + writes ({self.cache_read_tokens + self.cache_write_tokens}) "
+                f"exceed input_tokens ({self.input_tokens})"
+            )
+        if (
+            total_check
+            and self.reported_total_tokens is not None
+            and self.reported_total_tokens != self.total_tokens
+        ):
+            found.append(
+                f"reported total {self.reported_total_tokens} != input + output {self.total_tokens}"
+            )
+        return found
+
+    def __add__(self, other: Usage) -> Usage:
+        """Sum two records (several requests merged into one call); problems are kept."""
+        if not isinstance(other, Usage):
+            return NotImplemented
+        summed: dict[str, Any] = {
+            name: getattr(self, name) + getattr(other, name) for name in _COUNT_FIELDS
+        }
+        costs = [c for c in (self.provider_cost_usd, other.provider_cost_usd) if c is not None]
+        summed["provider_cost_usd"] = sum(costs) if costs else None
+        totals = (self.reported_total_tokens, other.reported_total_tokens)
+        summed["reported_total_tokens"] = None if None in totals else sum(totals)  # type: ignore[arg-type]
+        summed["problems"] = self.problems + other.problems
+        return Usage(**summed)
+
+
+_COUNT_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "web_searches",
+)
+assert set(_COUNT_FIELDS) | {"provider_cost_usd", "reported_total_tokens", "problems"} == {
+    f.name for f in fields(Usage)
+}
+
+# (part, whole): the part is contained in the whole.
+_PARTS = (
+    ("cache_read_tokens", "input_tokens"),
+    ("cache_write_tokens", "input_tokens"),
+    ("cache_write_1h_tokens", "cache_write_tokens"),
+    ("input_audio_tokens", "input_tokens"),
+    ("input_image_tokens", "input_tokens"),
+    ("reasoning_tokens", "output_tokens"),
+    ("output_audio_tokens", "output_tokens"),
+)
+
+
+def count(raw: Any, name: str, problems: list[str]) -> int:
+    """A token count from an untrusted payload value; notes in ``problems`` what was wrong."""
+    if raw is None:
+        return 0
+    if type(raw) is int:
+        if raw < 0:
+            problems.append(f"{name} is negative ({raw})")
+        return raw
+    if isinstance(raw, bool):
+        problems.append(f"{name} is a boolean")
+        return 0
+    if isinstance(raw, int):  # int subclasses (enums, numpy-like)
+        return count(int(raw), name, problems)
+    if isinstance(raw, float) and raw.is_integer():
+        return count(int(raw), name, problems)
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        problems.append(f"{name} is a string ({raw!r})")
+        return int(raw)
+    problems.append(f"{name} is not a whole number ({type(raw).__name__})")
+    return 0
+
+
+def _cost(raw: Any, problems: list[str]) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        problems.append(f"provider cost is not a number ({type(raw).__name__})")
+        return None
+    value = float(raw)
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        problems.append(f"provider cost is not a finite non-negative number ({raw!r})")
+        return None
+    return value
+
+
+def _replace_problems(record: Usage, problems: tuple[str, ...]) -> Usage:
+    object.__setattr__(record, "problems", problems)
+    return record
