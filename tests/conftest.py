@@ -1,0 +1,95 @@
+"""Shared fixtures: real OpenTelemetry SDK providers with in-memory readers, and tokentrail on them."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tokentrail
+from tokentrail import _safety
+
+
+@dataclass
+class Recorded:
+    """What tokentrail emitted during a test."""
+
+    exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    calls: list[tokentrail.CallRecord] = field(default_factory=list)
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def span(self) -> ReadableSpan:
+        spans = self.spans()
+        assert len(spans) == 1, [s.name for s in spans]
+        return spans[0]
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """Metric name -> its data points (cumulative since the test started)."""
+        data = self.reader.get_metrics_data()
+        found: dict[str, list[Any]] = {}
+        if data is None:
+            return found
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    found.setdefault(metric.name, []).extend(metric.data.data_points)
+        return found
+
+    def points(self, name: str, **attributes: Any) -> list[Any]:
+        """Data points of a metric whose attributes include ``attributes`` (dots as __)."""
+        wanted = {key.replace("__", "."): value for key, value in attributes.items()}
+        return [
+            point
+            for point in self.metrics().get(name, [])
+            if all(point.attributes.get(k) == v for k, v in wanted.items())
+        ]
+
+
+@pytest.fixture
+def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
+    """tokentrail instrumented onto fresh in-memory SDK providers; uninstrumented afterwards.
+
+    Options come from ``@pytest.mark.tokentrail(**instrument_kwargs)``.
+    """
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    marker = request.node.get_closest_marker("tokentrail")
+    options = dict(marker.kwargs) if marker else {}
+    recorded = Recorded(exporter, reader)
+    _safety.reset_for_tests()
+    tokentrail.instrument(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        sinks=[recorded.calls.append],
+        **options,
+    )
+    try:
+        yield recorded
+    finally:
+        tokentrail.uninstrument()
+        gc.collect()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "tokentrail(**kwargs): options for tokentrail.instrument()")
+
+
+def http_module() -> Any:
+    """The HTTP library the installed openai SDK is built on: httpx2 (3.x) or httpx (2.x)."""
+    base = importlib.import_module("openai._base_client")
+    return base.httpx2 if hasattr(base, "httpx2") else base.httpx
