@@ -35,7 +35,10 @@ def chat_usage(prompt: int = 1200, completion: int = 30, cached: int = 1024, rea
 
 
 def chat_completion(
-    usage: dict | None = None, model: str = SNAPSHOT, text: str = "Hello there!", service_tier: str = "default"
+    usage: dict | None = None,
+    model: str = SNAPSHOT,
+    text: str = "Hello there!",
+    service_tier: str = "default",
 ) -> dict:
     return {
         "id": "chatcmpl-abc123",
@@ -57,7 +60,11 @@ def chat_completion(
 
 
 def chat_chunks(
-    words: list[str], usage: dict | None, include_usage: bool, model: str = SNAPSHOT, service_tier: str = "default"
+    words: list[str],
+    usage: dict | None,
+    include_usage: bool,
+    model: str = SNAPSHOT,
+    service_tier: str = "default",
 ) -> list[dict]:
     """The chunks of a streamed chat completion, as the API sends them."""
 
@@ -96,7 +103,9 @@ def sse(events: list[dict], *, named: bool = False, done: bool = True) -> bytes:
     return "".join(out).encode()
 
 
-def responses_usage(input_tokens: int = 1500, output_tokens: int = 300, cached: int = 1280, reasoning: int = 128) -> dict:
+def responses_usage(
+    input_tokens: int = 1500, output_tokens: int = 300, cached: int = 1280, reasoning: int = 128
+) -> dict:
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
@@ -106,7 +115,9 @@ def responses_usage(input_tokens: int = 1500, output_tokens: int = 300, cached: 
     }
 
 
-def response_object(usage: dict | None = None, model: str = "gpt-5-2025-08-07", status: str = "completed") -> dict:
+def response_object(
+    usage: dict | None = None, model: str = "gpt-5-2025-08-07", status: str = "completed"
+) -> dict:
     return {
         "id": "resp_abc123",
         "object": "response",
@@ -181,7 +192,16 @@ class FakeOpenAI:
     chat_usage: dict = field(default_factory=chat_usage)
     words: list[str] = field(default_factory=lambda: ["Hel", "lo", " there", "!"])
     status: int = 200
-    error_body: dict = field(default_factory=lambda: {"error": {"message": "Rate limit reached", "type": "requests", "param": None, "code": "rate_limit_exceeded"}})
+    error_body: dict = field(
+        default_factory=lambda: {
+            "error": {
+                "message": "Rate limit reached",
+                "type": "requests",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
+        }
+    )
     extra: Callable[[str, dict], Any] | None = None
     sent: list[dict] = field(default_factory=list)
 
@@ -212,8 +232,14 @@ class FakeOpenAI:
         if path.endswith("/completions"):
             if stream:
                 chunks = [
-                    {**completion(), "choices": [{"text": " wor", "index": 0, "logprobs": None, "finish_reason": None}]},
-                    {**completion(), "choices": [{"text": "ld", "index": 0, "logprobs": None, "finish_reason": "length"}]},
+                    {
+                        **completion(),
+                        "choices": [{"text": " wor", "index": 0, "logprobs": None, "finish_reason": None}],
+                    },
+                    {
+                        **completion(),
+                        "choices": [{"text": "ld", "index": 0, "logprobs": None, "finish_reason": "length"}],
+                    },
                 ]
                 for chunk in chunks:
                     chunk.pop("usage")
@@ -225,15 +251,20 @@ class FakeOpenAI:
             return httpx.Response(200, json=completion())
         return httpx.Response(404, json={"error": {"message": "not found", "type": "invalid_request_error"}})
 
-    def client(self, base_url: str = "https://api.openai.com/v1", *, is_async: bool = False, **kwargs: Any) -> Any:
+    def client(
+        self, base_url: str = "https://api.openai.com/v1", *, is_async: bool = False, **kwargs: Any
+    ) -> Any:
         import openai
 
         httpx = http_module()
         transport = httpx.MockTransport(self.handler)
         if is_async:
             return openai.AsyncOpenAI(
-                api_key="sk-test-SECRET", base_url=base_url, max_retries=0,
-                http_client=httpx.AsyncClient(transport=transport), **kwargs,
+                api_key="sk-test-SECRET",
+                base_url=base_url,
+                max_retries=0,
+                http_client=httpx.AsyncClient(transport=transport),
+                **kwargs,
             )
         return openai.OpenAI(
             api_key="sk-test-SECRET", base_url=base_url, max_retries=0,

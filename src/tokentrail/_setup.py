@@ -23,6 +23,7 @@ from .providers import _stainless
 
 log = logging.getLogger("tokentrail")
 
+
 # Provider modules: name -> factory of its patch set (None when its SDK is not installed).
 def _openai() -> _stainless.Instrumentation | None:
     from .providers import openai

@@ -209,7 +209,7 @@ class PriceCard:
 class _TimedPrices:
     """A catalogue model whose prices depend on the request time: one card per active set."""
 
-    __slots__ = ("_checks", "_cards", "_context", "_model", "_provider", "_source")
+    __slots__ = ("_cards", "_checks", "_context", "_model", "_provider", "_source")
 
     def __init__(self, model: Any, provider: Any, context: Mapping[str, str] | None, source: str):
         self._model = model
@@ -319,9 +319,7 @@ class Pricer:
             return Cost(provider_cost, None, None, "provider", None, None, None)
         input_cost, output_cost, total = card.price(usage)
         if provider_cost is not None:
-            return Cost(
-                provider_cost, input_cost, output_cost, "provider", total, card.model_id, card.source
-            )
+            return Cost(provider_cost, input_cost, output_cost, "provider", total, card.model_id, card.source)
         return Cost(total, input_cost, output_cost, "local", None, card.model_id, card.source)
 
     def card(

@@ -107,18 +107,14 @@ class Usage:
             and self.reported_total_tokens is not None
             and self.reported_total_tokens != self.total_tokens
         ):
-            found.append(
-                f"reported total {self.reported_total_tokens} != input + output {self.total_tokens}"
-            )
+            found.append(f"reported total {self.reported_total_tokens} != input + output {self.total_tokens}")
         return found
 
     def __add__(self, other: Usage) -> Usage:
         """Sum two records (several requests merged into one call); problems are kept."""
         if not isinstance(other, Usage):
             return NotImplemented
-        summed: dict[str, Any] = {
-            name: getattr(self, name) + getattr(other, name) for name in _COUNT_FIELDS
-        }
+        summed: dict[str, Any] = {name: getattr(self, name) + getattr(other, name) for name in _COUNT_FIELDS}
         costs = [c for c in (self.provider_cost_usd, other.provider_cost_usd) if c is not None]
         summed["provider_cost_usd"] = sum(costs) if costs else None
         totals = (self.reported_total_tokens, other.reported_total_tokens)

@@ -59,7 +59,9 @@ _INCLUDE_USAGE_OK = {
 }  # fmt: skip
 
 
-def provider_for_url(url: str, overrides: Mapping[str, str] | None = None) -> tuple[str, str | None, int | None]:
+def provider_for_url(
+    url: str, overrides: Mapping[str, str] | None = None
+) -> tuple[str, str | None, int | None]:
     """(gen_ai.provider.name, server.address, server.port) for an OpenAI client's base URL.
 
     An unrecognised host is its own provider (its host name), unpriced unless overridden.
@@ -262,7 +264,10 @@ def responses_input_messages(body: Mapping[str, Any]) -> tuple[list[Any], list[A
         messages = [{"role": "user", "parts": [{"type": "text", "content": given}]}]
     else:
         messages = [
-            {"role": _get(item, "role") or str(_get(item, "type")), "parts": _text_parts(_get(item, "content"))}
+            {
+                "role": _get(item, "role") or str(_get(item, "type")),
+                "parts": _text_parts(_get(item, "content")),
+            }
             for item in given or ()
         ]
     instructions = body.get("instructions")
@@ -458,6 +463,13 @@ _ROUTES: tuple[tuple[str, str, Any], ...] = (
 )
 
 
+def _route(url: str) -> tuple[str, Any] | None:
+    for suffix, operation, endpoint in _ROUTES:
+        if url.endswith(suffix):
+            return operation, endpoint
+    return None
+
+
 class OpenAIAdapter:
     """Decides which OpenAI SDK requests are LLM calls and describes them."""
 
@@ -467,12 +479,10 @@ class OpenAIAdapter:
     def plan(self, client: Any, options: Any, stream: bool, telemetry: Telemetry) -> Plan | None:
         if options.method != "post":
             return None
-        url = options.url
-        for suffix, operation, endpoint in _ROUTES:
-            if url.endswith(suffix):
-                break
-        else:
+        route = _route(options.url)
+        if route is None:
             return None
+        operation, endpoint = route
         body = options.json_data
         if not isinstance(body, Mapping):
             return None
