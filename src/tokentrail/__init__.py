@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._setup import add_sink, instrument, instrumented, uninstrument
 from ._version import __version__
 from .config import ConfigError
-from .context import price_context
+from .context import attribute, price_context, span
 from .pricing import Cost, PriceOverrideError
 from .records import CallRecord
 from .usage import Usage
@@ -28,8 +28,10 @@ __all__ = [
     "Usage",
     "__version__",
     "add_sink",
+    "attribute",
     "instrument",
     "instrumented",
     "price_context",
+    "span",
     "uninstrument",
 ]

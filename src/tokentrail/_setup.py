@@ -46,10 +46,18 @@ def instrument(
     capture_content: str | bool | None = None,
     provider_hosts: str | Mapping[str, str] | None = None,
     stream_usage: str | bool | None = None,
+    metric_attributes: Iterable[str] | str | None = None,
+    metric_value_limit: int | None = None,
+    baggage: bool | None = None,
     sinks: Iterable[Sink] = (),
     setup_otel: bool | None = None,
 ) -> list[str]:
     """Instrument every installed LLM SDK tokentrail supports. Returns the SDKs instrumented.
+
+    ``metric_attributes`` lists the attribution keys allowed on metrics (default agent, task,
+    phase), each with at most ``metric_value_limit`` distinct values (default 100; more fold into
+    ``_other``). ``baggage=True`` reads attribution from incoming OpenTelemetry baggage and writes
+    it to outgoing baggage.
 
     Calling it again replaces the settings; SDK methods are patched only once.
     Bad settings raise :class:`tokentrail.ConfigError` / :class:`tokentrail.PriceOverrideError`
@@ -60,6 +68,9 @@ def instrument(
         provider_hosts=provider_hosts,
         stream_usage=stream_usage,
         prices=prices,
+        metric_attributes=metric_attributes,
+        metric_value_limit=metric_value_limit,
+        baggage=baggage,
     )
     overrides = load_overrides(settings.prices) if settings.prices is not None else []
     wanted = list(PROVIDERS) if providers is None else list(providers)

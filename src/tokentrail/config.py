@@ -19,6 +19,14 @@ ENV_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_PRICES = "TOKENTRAIL_PRICES"
 ENV_PROVIDER_HOSTS = "TOKENTRAIL_PROVIDER_HOSTS"
 ENV_STREAM_USAGE = "TOKENTRAIL_STREAM_USAGE"
+ENV_METRIC_ATTRIBUTES = "TOKENTRAIL_METRIC_ATTRIBUTES"
+ENV_METRIC_VALUE_LIMIT = "TOKENTRAIL_METRIC_VALUE_LIMIT"
+ENV_BAGGAGE = "TOKENTRAIL_BAGGAGE"
+
+# Attribution keys that label metrics unless configured otherwise: bounded by nature (a few
+# agents, tasks and phases), unlike pipeline runs, users or sessions, which are per-request ids.
+DEFAULT_METRIC_ATTRIBUTES = ("agent", "task", "phase")
+DEFAULT_METRIC_VALUE_LIMIT = 100
 
 
 class ConfigError(ValueError):
@@ -103,6 +111,12 @@ class Settings:
     provider_hosts: Mapping[str, str] = field(default_factory=dict)
     inject_stream_usage: bool = True
     prices: Any = None  # path or list of entries; parsed by pricing.load_overrides
+    metric_attributes: tuple[str, ...] = DEFAULT_METRIC_ATTRIBUTES
+    """Attribution keys allowed on metrics."""
+    metric_value_limit: int = DEFAULT_METRIC_VALUE_LIMIT
+    """Distinct values per key on metrics; more fold into ``_other``."""
+    baggage: bool = False
+    """Read attribution from incoming OpenTelemetry baggage and write it to outgoing baggage."""
 
     @classmethod
     def resolve(
@@ -112,6 +126,9 @@ class Settings:
         provider_hosts: str | Mapping[str, str] | None = None,
         stream_usage: str | bool | None = None,
         prices: str | Path | Iterable[Mapping[str, Any]] | None = None,
+        metric_attributes: Iterable[str] | str | None = None,
+        metric_value_limit: int | str | None = None,
+        baggage: bool | str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         env = os.environ if environ is None else environ
@@ -131,4 +148,57 @@ class Settings:
         else:
             raise ConfigError(f"{ENV_STREAM_USAGE}={raw_stream!r}: use 'inject' (default) or 'off'")
         price_source = prices if prices is not None else (env.get(ENV_PRICES) or None)
-        return cls(content=content, provider_hosts=hosts, inject_stream_usage=inject, prices=price_source)
+        return cls(
+            content=content,
+            provider_hosts=hosts,
+            inject_stream_usage=inject,
+            prices=price_source,
+            metric_attributes=_metric_attributes(
+                metric_attributes if metric_attributes is not None else env.get(ENV_METRIC_ATTRIBUTES)
+            ),
+            metric_value_limit=_positive_int(
+                metric_value_limit if metric_value_limit is not None else env.get(ENV_METRIC_VALUE_LIMIT),
+                ENV_METRIC_VALUE_LIMIT,
+                DEFAULT_METRIC_VALUE_LIMIT,
+            ),
+            baggage=_flag(baggage if baggage is not None else env.get(ENV_BAGGAGE), ENV_BAGGAGE),
+        )
+
+
+def _metric_attributes(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    from .context import ATTRIBUTION_KEYS
+
+    if value is None:
+        return DEFAULT_METRIC_ATTRIBUTES
+    keys = [k.strip() for k in value.split(",")] if isinstance(value, str) else list(value)
+    keys = [k for k in keys if k]
+    for key in keys:
+        if key not in ATTRIBUTION_KEYS and not key.startswith("label:"):
+            raise ConfigError(
+                f"{ENV_METRIC_ATTRIBUTES}: {key!r} is not an attribution key; use some of "
+                f"{', '.join(ATTRIBUTION_KEYS)} or label:<name>"
+            )
+    return tuple(keys)
+
+
+def _positive_int(value: int | str | None, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r}: use a whole number of at least 1")
+    return number
+
+
+def _flag(value: bool | str | None, name: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "on", "yes"):
+        return True
+    if lowered in ("", "0", "false", "off", "no"):
+        return False
+    raise ConfigError(f"{name}={value!r}: use true or false")

@@ -1,24 +1,79 @@
 """Context that travels with the application's own work and shapes how calls are recorded.
 
-* The price context selects price variants the provider cannot tell us, such as batch
+* **Attribution** (pipeline, phase, role, agent, task, user, ...) names the unit of work a call
+  belongs to: ``with tokentrail.attribute(pipeline="pip_123", agent="QA"):``. Every call made
+  inside carries it on its span, its ledger row and (for allowed keys) its metrics.
+* **Roll-up spans** (``tokentrail.span("phase pm")`` or ``attribute(..., span=True)``) are parent
+  spans for a unit of work that add up the tokens and cost of every call inside them.
+* **Price context** selects price variants the provider cannot tell us, such as batch
   processing (``with tokentrail.price_context(processing="batch"):``).
-* The attribution (pipeline, agent, task, ...) is attached to every call made inside it.
 
-Both live in :mod:`contextvars`, so they follow asyncio tasks and threads started with
-``contextvars.copy_context()``, and never leak between concurrent units of work.
+All of it lives in :mod:`contextvars`, so it follows asyncio tasks and threads started with
+``contextvars.copy_context()`` and never leaks between concurrent units of work. Values are
+validated when they are set, so a bad value fails at the line that set it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+import inspect
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-__all__ = ["current_attribution", "current_price_context", "price_context"]
+from . import semconv as sc
 
-_EMPTY: Mapping[str, str] = {}
-_attribution: ContextVar[Mapping[str, str]] = ContextVar("tokentrail_attribution", default=_EMPTY)
-_price_context: ContextVar[Mapping[str, str]] = ContextVar("tokentrail_price_context", default=_EMPTY)
+__all__ = [
+    "ATTRIBUTION_KEYS",
+    "Attribution",
+    "Rollup",
+    "attribute",
+    "current_attribution",
+    "current_price_context",
+    "price_context",
+    "span",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Attribution key -> span attribute. Semantic-convention names where one exists; the rest under
+# the tokentrail. namespace. Free-form labels become tokentrail.label.<key>.
+ATTRIBUTION_KEYS: Mapping[str, str] = {
+    "pipeline": "tokentrail.pipeline",
+    "phase": "tokentrail.phase",
+    "role": "tokentrail.role",
+    "agent": sc.AGENT_NAME,
+    "agent_id": sc.AGENT_ID,
+    "task": "tokentrail.task",
+    "user": sc.USER_ID,
+    "session": sc.SESSION_ID,
+    "conversation": sc.CONVERSATION_ID,
+}
+LABEL_PREFIX = "tokentrail.label."
+MAX_VALUE_LENGTH = 256
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The attribution active at one point: built once per ``attribute()`` block, read per call."""
+
+    values: Mapping[str, str]
+    """Key -> value: ``agent``, ``task``, ..., and ``label:<key>`` for free-form labels."""
+    span_attributes: Mapping[str, str]
+    """The same, under their span attribute names."""
+    rollups: tuple[Rollup, ...] = ()
+    """Roll-up spans enclosing this point, outermost first."""
+
+
+_EMPTY = Attribution({}, {})
+_EMPTY_MAP: Mapping[str, str] = {}
+_attribution: ContextVar[Attribution] = ContextVar("tokentrail_attribution", default=_EMPTY)
+_price_context: ContextVar[Mapping[str, str]] = ContextVar("tokentrail_price_context", default=_EMPTY_MAP)
 
 # The price-context keys genai-prices understands, and their values.
 PRICE_CONTEXT_KEYS = {
@@ -27,13 +82,344 @@ PRICE_CONTEXT_KEYS = {
 }
 
 
-def current_attribution() -> Mapping[str, str]:
-    """The span attributes of the attribution active here (empty when none)."""
+def current_attribution() -> Attribution:
+    """The attribution active here (empty when none)."""
     return _attribution.get()
 
 
 def current_price_context() -> Mapping[str, str]:
     return _price_context.get()
+
+
+def validate(values: Mapping[str, Any]) -> dict[str, str]:
+    """Check attribution keys and values; returns them as strings. Raises ValueError naming the key."""
+    clean: dict[str, str] = {}
+    for key, value in values.items():
+        if key.startswith("label:"):
+            label = key[6:]
+            if not _LABEL_KEY.match(label):
+                raise ValueError(
+                    f"attribution label {label!r}: use lower-case letters, digits and _ (at most 64)"
+                )
+        elif key not in ATTRIBUTION_KEYS:
+            raise ValueError(
+                f"unknown attribution key {key!r}; use one of {', '.join(ATTRIBUTION_KEYS)}, "
+                "or labels={...} for your own keys"
+            )
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"attribution {key}={value!r}: values must be strings (or integers)")
+        text = str(value)
+        if not text or len(text) > MAX_VALUE_LENGTH:
+            raise ValueError(
+                f"attribution {key}: values must be 1 to {MAX_VALUE_LENGTH} characters, got {len(text)}"
+            )
+        clean[key] = text
+    return clean
+
+
+def span_attribute_name(key: str) -> str:
+    if key.startswith("label:"):
+        return LABEL_PREFIX + key[6:]
+    return ATTRIBUTION_KEYS[key]
+
+
+class Rollup:
+    """Adds up the calls made inside a roll-up span (thread-safe: calls may end on any thread)."""
+
+    __slots__ = (
+        "_lock",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "calls",
+        "cost_usd",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "unpriced_calls",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = self.input_tokens = self.output_tokens = 0
+        self.cache_read_tokens = self.cache_write_tokens = self.reasoning_tokens = 0
+        self.unpriced_calls = self.errors = 0
+        self.cost_usd = 0.0
+
+    def add(self, usage: Any, cost: float | None, failed: bool) -> None:
+        with self._lock:
+            self.calls += 1
+            if failed:
+                self.errors += 1
+            if usage is not None:
+                self.input_tokens += usage.input_tokens
+                self.output_tokens += usage.output_tokens
+                self.cache_read_tokens += usage.cache_read_tokens
+                self.cache_write_tokens += usage.cache_write_tokens
+                self.reasoning_tokens += usage.reasoning_tokens
+                if cost is None:
+                    self.unpriced_calls += 1
+            if cost is not None:
+                self.cost_usd += cost
+
+    def attributes(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                sc.ROLLUP_CALLS: self.calls,
+                sc.ROLLUP_INPUT_TOKENS: self.input_tokens,
+                sc.ROLLUP_OUTPUT_TOKENS: self.output_tokens,
+                sc.ROLLUP_CACHE_READ_TOKENS: self.cache_read_tokens,
+                sc.ROLLUP_CACHE_WRITE_TOKENS: self.cache_write_tokens,
+                sc.ROLLUP_REASONING_TOKENS: self.reasoning_tokens,
+                sc.ROLLUP_COST: self.cost_usd,
+                sc.ROLLUP_UNPRICED_CALLS: self.unpriced_calls,
+                sc.ROLLUP_ERRORS: self.errors,
+            }
+
+
+class attribute:
+    """Attribute the LLM calls made inside a block or function to a unit of work.
+
+    Use as a context manager or a decorator (sync and async functions, generators)::
+
+        with tokentrail.attribute(pipeline="pip_123", phase="qa", agent="QA"):
+            ...
+
+        @tokentrail.attribute(task="summarize", span=True)
+        async def summarize(text): ...
+
+    Nested blocks merge, the inner value winning. ``labels`` adds your own keys
+    (``tokentrail.label.<key>`` on spans). ``span=True`` (or a span name) also opens a parent
+    span for the unit of work whose attributes add up the tokens and cost of the calls inside.
+    Invalid keys or values raise ``ValueError`` here, not later.
+    """
+
+    __slots__ = ("_name", "_span", "_tokens", "_values")
+
+    def __init__(
+        self,
+        *,
+        pipeline: str | None = None,
+        phase: str | None = None,
+        role: str | None = None,
+        agent: str | None = None,
+        agent_id: str | None = None,
+        task: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        conversation: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        span: bool | str = False,
+    ) -> None:
+        given = {
+            "pipeline": pipeline, "phase": phase, "role": role, "agent": agent, "agent_id": agent_id,
+            "task": task, "user": user, "session": session, "conversation": conversation,
+        }  # fmt: skip
+        values = {key: value for key, value in given.items() if value is not None}
+        for label, value in (labels or {}).items():
+            values[f"label:{label}"] = value
+        self._values = validate(values)
+        if span is not False and not (span is True or (isinstance(span, str) and span)):
+            raise ValueError("attribute(span=...): use True or a non-empty span name")
+        self._span = span
+        self._name: str | None = span if isinstance(span, str) else None
+        self._tokens: list[tuple[Token[Attribution], Any]] = []
+
+    # --- context manager -------------------------------------------------------------------
+
+    def __enter__(self) -> attribute:
+        self._tokens.append(self._push(self._name))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._pop(self._tokens.pop(), exc, end_unit=True)
+
+    async def __aenter__(self) -> attribute:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _push(self, name: str | None, unit: Any = None) -> tuple[Token[Attribution], Any, object, object]:
+        """Make this attribution current; open (or re-enter) the roll-up span if it has one."""
+        baggage_token = _write_baggage(self._values)
+        outer = _attribution.get()
+        values = {**outer.values, **self._values}
+        span_attributes = {span_attribute_name(key): value for key, value in values.items()}
+        rollups = outer.rollups
+        if unit is None and self._span is not False:
+            from .lifecycle import start_unit
+
+            unit = start_unit(name or _default_span_name(self._values), span_attributes)
+        otel_token = None
+        if unit is not None:
+            rollups = (*rollups, unit.rollup)
+            otel_token = unit.activate()
+        token = _attribution.set(Attribution(values, span_attributes, rollups))
+        return token, unit, otel_token, baggage_token
+
+    @staticmethod
+    def _pop(
+        pushed: tuple[Token[Attribution], Any, object, object], error: BaseException | None, *, end_unit: bool
+    ) -> None:
+        token, unit, otel_token, baggage_token = pushed
+        _attribution.reset(token)
+        if unit is not None:
+            unit.deactivate(otel_token)
+            if end_unit:
+                unit.end(error)
+        if baggage_token is not None:
+            from opentelemetry import context as otel_context
+
+            otel_context.detach(baggage_token)  # type: ignore[arg-type]
+
+    # --- decorator ----------------------------------------------------------------------------
+
+    def __call__(self, function: F) -> F:
+        name = self._name or (function.__qualname__ if self._span is not False else None)
+        if inspect.isasyncgenfunction(function):
+            return self._wrap_async_generator(function, name)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(function):
+            return self._wrap_generator(function, name)  # type: ignore[return-value]
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                pushed = self._push(name)
+                error = None
+                try:
+                    return await function(*args, **kwargs)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    self._pop(pushed, error, end_unit=True)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            pushed = self._push(name)
+            error = None
+            try:
+                return function(*args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                self._pop(pushed, error, end_unit=True)
+
+        return run  # type: ignore[return-value]
+
+    def _wrap_generator(self, function: Callable[..., Any], name: str | None) -> Callable[..., Any]:
+        # The attribution must hold while the generator runs, not while it is suspended in its
+        # caller (it would leak into the caller's context): push it around each step. A roll-up
+        # span opens at the first step and ends with the generator.
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            generator = function(*args, **kwargs)
+            unit: Any = None
+            sent: Any = None
+            thrown: BaseException | None = None
+            error: BaseException | None = None
+            try:
+                while True:
+                    pushed = self._push(name, unit)
+                    unit = pushed[1]
+                    try:
+                        item = generator.throw(thrown) if thrown is not None else generator.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
+                    finally:
+                        self._pop(pushed, None, end_unit=False)
+                    try:
+                        sent, thrown = (yield item), None
+                    except GeneratorExit:
+                        generator.close()
+                        raise
+                    except BaseException as exc:
+                        sent, thrown = None, exc
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                if unit is not None:
+                    unit.end(error)
+
+        return run
+
+    def _wrap_async_generator(self, function: Callable[..., Any], name: str | None) -> Callable[..., Any]:
+        @functools.wraps(function)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            generator = function(*args, **kwargs)
+            unit: Any = None
+            sent: Any = None
+            thrown: BaseException | None = None
+            error: BaseException | None = None
+            try:
+                while True:
+                    pushed = self._push(name, unit)
+                    unit = pushed[1]
+                    try:
+                        if thrown is not None:
+                            item = await generator.athrow(thrown)
+                        else:
+                            item = await generator.asend(sent)
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        self._pop(pushed, None, end_unit=False)
+                    try:
+                        sent, thrown = (yield item), None
+                    except GeneratorExit:
+                        await generator.aclose()
+                        raise
+                    except BaseException as exc:
+                        sent, thrown = None, exc
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                if unit is not None:
+                    unit.end(error)
+
+        return run
+
+
+def _write_baggage(values: Mapping[str, str]) -> object:
+    """With baggage on, put the attribution in OpenTelemetry baggage for outgoing requests."""
+    from . import lifecycle
+
+    telemetry = lifecycle.active()
+    if telemetry is None or not telemetry.settings.baggage:
+        return None
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    current = otel_context.get_current()
+    for key, value in values.items():
+        if not key.startswith("label:"):
+            current = baggage.set_baggage(f"tokentrail.{key}", value, current)
+    return otel_context.attach(current)
+
+
+def span(name: str, **values: Any) -> attribute:
+    """A roll-up span for a unit of work: ``with tokentrail.span("phase pm", phase="pm"):``.
+
+    Its attributes add up the tokens and cost of the LLM calls made inside it, set when it ends.
+    """
+    return attribute(span=name, **values)
+
+
+def _default_span_name(values: Mapping[str, str]) -> str:
+    for key in ("task", "phase", "agent", "role", "pipeline"):
+        if key in values:
+            return f"{key} {values[key]}"
+    return "tokentrail.unit"
 
 
 @contextmanager

@@ -24,12 +24,20 @@ from . import _safety
 from . import semconv as sc
 from ._version import __version__
 from .config import Settings
-from .context import current_attribution, current_price_context
+from .context import (
+    ATTRIBUTION_KEYS,
+    Attribution,
+    Rollup,
+    current_attribution,
+    current_price_context,
+    span_attribute_name,
+    validate,
+)
 from .pricing import Cost, Pricer
 from .records import CallRecord, RequestInfo, ResponseInfo
 from .usage import Usage
 
-__all__ = ["Call", "Sink", "Telemetry", "active", "set_active"]
+__all__ = ["Call", "Sink", "Telemetry", "Unit", "active", "set_active", "start_unit"]
 
 Sink = Callable[[CallRecord], None]
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
@@ -97,6 +105,14 @@ class Telemetry:
             unit="{call}",
             description="Calls whose reported usage broke an invariant (recorded as reported)",
         )
+        self.attribution_overflow = meter.create_counter(
+            sc.METRIC_ATTRIBUTION_OVERFLOW,
+            unit="{call}",
+            description="Calls whose attribution value was folded into _other on metrics (cap reached)",
+        )
+        # Attribution on metrics: only allowed keys, at most metric_value_limit values per key.
+        self.metric_keys = tuple((key, span_attribute_name(key)) for key in settings.metric_attributes)
+        self._metric_values: dict[str, set[str]] = {key: set() for key in settings.metric_attributes}
         errors = meter.create_counter(
             sc.METRIC_INSTRUMENTATION_ERRORS,
             unit="{error}",
@@ -107,6 +123,17 @@ class Telemetry:
     def start(self, request: RequestInfo) -> Call:
         """Begin a call: the span starts now, with the attributes samplers need."""
         return Call(self, request)
+
+    def metric_value(self, key: str, value: str) -> str:
+        """``value`` if the key still has room for it on metrics, else ``_other`` (counted)."""
+        seen = self._metric_values[key]
+        if value in seen:
+            return value
+        if len(seen) < self.settings.metric_value_limit:
+            seen.add(value)  # a race may admit one value over the cap: harmless
+            return value
+        self.attribution_overflow.add(1, {"tokentrail.attribution.key": key})
+        return sc.OVERFLOW_VALUE
 
 
 _active: Telemetry | None = None
@@ -147,7 +174,9 @@ class Call:
         self._last_chunk: float | None = None
         self._start_epoch = time.time()
         self._start = time.perf_counter()
-        self.attribution: Mapping[str, str] = current_attribution()
+        self.attribution: Attribution = current_attribution()
+        if telemetry.settings.baggage:
+            self.attribution = _with_baggage(self.attribution)
         try:
             self.span = telemetry.tracer.start_span(
                 _span_name(request), kind=SpanKind.CLIENT, attributes=_start_attributes(request, self)
@@ -258,6 +287,14 @@ class Call:
             metric_attributes[sc.SERVER_PORT] = request.server_port
         if error_type:
             metric_attributes[sc.ERROR_TYPE] = error_type
+        attribution = self.attribution
+        if attribution.values:
+            for key, name in telemetry.metric_keys:
+                value = attribution.values.get(key)
+                if value is not None:
+                    metric_attributes[name] = telemetry.metric_value(key, value)
+            for rollup in attribution.rollups:
+                rollup.add(usage, cost.total if cost is not None else None, error is not None)
         exemplar_context = trace.set_span_in_context(span) if recording else None
         telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
         if ttfc is not None:
@@ -317,7 +354,7 @@ class Call:
                 response_id=response.response_id if response else None,
                 finish_reasons=response.finish_reasons if response else (),
                 incomplete=incomplete,
-                attribution=self.attribution,
+                attribution=attribution.values,
             )
             for sink in telemetry.sinks:
                 try:
@@ -347,8 +384,8 @@ def _start_attributes(request: RequestInfo, call: Call) -> dict[str, Any]:
         attributes[sc.REQUEST_STREAM] = True
     if request.params:
         attributes.update(request.params)
-    if call.attribution:
-        attributes.update(call.attribution)
+    if call.attribution.span_attributes:
+        attributes.update(call.attribution.span_attributes)
     return attributes
 
 
@@ -452,3 +489,71 @@ def _merge(first: Mapping[str, str] | None, second: Mapping[str, str] | None) ->
     if not first:
         return second
     return {**first, **second}
+
+
+def _with_baggage(attribution: Attribution) -> Attribution:
+    """Attribution from incoming baggage (``tokentrail.<key>`` entries) under the local one."""
+    from opentelemetry import baggage
+
+    try:
+        incoming = {
+            name[len("tokentrail.") :]: str(value)
+            for name, value in baggage.get_all().items()
+            if name.startswith("tokentrail.") and name[len("tokentrail.") :] in ATTRIBUTION_KEYS
+        }
+        if not incoming:
+            return attribution
+        values = {**validate(incoming), **attribution.values}
+    except Exception as exc:  # a malformed baggage value from another service is not our error
+        _safety.warn_once("baggage", "tokentrail: ignoring invalid attribution in baggage: %s", exc)
+        return attribution
+    span_attributes = {span_attribute_name(key): value for key, value in values.items()}
+    return Attribution(values, span_attributes, attribution.rollups)
+
+
+class Unit:
+    """A roll-up span around a unit of work (see ``tokentrail.span``)."""
+
+    __slots__ = ("_ended", "rollup", "span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.rollup = Rollup()
+        self._ended = False
+
+    def activate(self) -> object:
+        try:
+            return otel_context.attach(trace.set_span_in_context(self.span))
+        except Exception as exc:
+            _safety.internal_error("unit.activate", exc)
+            return None
+
+    @staticmethod
+    def deactivate(token: object) -> None:
+        Call.deactivate(token)
+
+    def end(self, error: BaseException | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self.span.set_attributes(self.rollup.attributes())
+            if error is not None and not isinstance(error, GeneratorExit):
+                self.span.set_attribute(sc.ERROR_TYPE, _error_type(error))
+                self.span.set_status(Status(StatusCode.ERROR, _error_type(error)))
+            self.span.end()
+        except Exception as exc:
+            _safety.internal_error("unit.end", exc)
+
+
+def start_unit(name: str, span_attributes: Mapping[str, str]) -> Unit | None:
+    """Open a roll-up span (INTERNAL) for a unit of work, if tokentrail is instrumented."""
+    telemetry = _active
+    if telemetry is None:
+        return None
+    try:
+        span = telemetry.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=dict(span_attributes))
+    except Exception as exc:
+        _safety.internal_error("unit.start", exc)
+        return None
+    return Unit(span)

@@ -78,6 +78,24 @@ OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 CONTENT_EVENT: Final = "gen_ai.client.inference.operation.details"
 
+# --- attribution (see context.py for the key -> attribute table) ---
+AGENT_NAME: Final = "gen_ai.agent.name"
+AGENT_ID: Final = "gen_ai.agent.id"
+CONVERSATION_ID: Final = "gen_ai.conversation.id"
+USER_ID: Final = "user.id"
+SESSION_ID: Final = "session.id"
+
+# --- roll-up spans: totals of the LLM calls inside a unit of work, set when it ends ---
+ROLLUP_CALLS: Final = "tokentrail.rollup.calls"
+ROLLUP_INPUT_TOKENS: Final = "tokentrail.rollup.input_tokens"
+ROLLUP_OUTPUT_TOKENS: Final = "tokentrail.rollup.output_tokens"
+ROLLUP_CACHE_READ_TOKENS: Final = "tokentrail.rollup.cache_read_tokens"
+ROLLUP_CACHE_WRITE_TOKENS: Final = "tokentrail.rollup.cache_write_tokens"
+ROLLUP_REASONING_TOKENS: Final = "tokentrail.rollup.reasoning_tokens"
+ROLLUP_COST: Final = "tokentrail.rollup.cost_usd"
+ROLLUP_UNPRICED_CALLS: Final = "tokentrail.rollup.unpriced_calls"
+ROLLUP_ERRORS: Final = "tokentrail.rollup.errors"
+
 # --- metric attribute ---
 TOKEN_TYPE: Final = "gen_ai.token.type"
 
@@ -93,6 +111,9 @@ METRIC_TOKEN_PARTS: Final = "tokentrail.client.token.parts"
 METRIC_UNPRICED_CALLS: Final = "tokentrail.client.unpriced_calls"
 METRIC_INCONSISTENT_USAGE: Final = "tokentrail.client.inconsistent_usage"
 METRIC_INSTRUMENTATION_ERRORS: Final = "tokentrail.instrumentation.errors"
+# Attribution values folded into "_other" because a key reached its distinct-value cap.
+METRIC_ATTRIBUTION_OVERFLOW: Final = "tokentrail.attribution.overflow"
+OVERFLOW_VALUE: Final = "_other"
 
 # Bucket advice. Tokens: powers of 4 up to 64M. Seconds: doubling from 10 ms to 81.92 s.
 TOKEN_BUCKETS: Final = tuple(4**i for i in range(14))
