@@ -82,6 +82,36 @@ PRICE_CONTEXT_KEYS = {
 }
 
 
+class FrameworkLLMRun:
+    """An LLM run of a framework (LangChain, ...) in progress on this context.
+
+    The framework integration opens one around the framework's model call; an SDK call that
+    tokentrail instruments inside it marks it ``covered``, and the integration then records
+    nothing itself: exactly one counted LLM call, whichever layer saw it.
+    """
+
+    __slots__ = ("covered",)
+
+    def __init__(self) -> None:
+        self.covered = False
+
+
+_framework_llm_run: ContextVar[FrameworkLLMRun | None] = ContextVar("tokentrail_framework_llm_run", default=None)
+
+
+def enter_framework_llm_run() -> tuple[FrameworkLLMRun, Token[FrameworkLLMRun | None]]:
+    run = FrameworkLLMRun()
+    return run, _framework_llm_run.set(run)
+
+
+def exit_framework_llm_run(token: Token[FrameworkLLMRun | None]) -> None:
+    _framework_llm_run.reset(token)
+
+
+def current_framework_llm_run() -> FrameworkLLMRun | None:
+    return _framework_llm_run.get()
+
+
 def current_attribution() -> Attribution:
     """The attribution active here (empty when none)."""
     return _attribution.get()

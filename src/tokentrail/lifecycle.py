@@ -29,6 +29,7 @@ from .context import (
     Attribution,
     Rollup,
     current_attribution,
+    current_framework_llm_run,
     current_price_context,
     span_attribute_name,
     validate,
@@ -174,6 +175,9 @@ class Call:
         self._last_chunk: float | None = None
         self._start_epoch = time.time()
         self._start = time.perf_counter()
+        framework_run = current_framework_llm_run()
+        if framework_run is not None:
+            framework_run.covered = True  # the framework layer above must not count this call again
         self.attribution: Attribution = current_attribution()
         if telemetry.settings.baggage:
             self.attribution = _with_baggage(self.attribution)
