@@ -121,9 +121,10 @@ class Telemetry:
         )
         _safety.set_error_counter(lambda where: errors.add(1, {"tokentrail.where": where}))
 
-    def start(self, request: RequestInfo) -> Call:
-        """Begin a call: the span starts now, with the attributes samplers need."""
-        return Call(self, request)
+    def start(self, request: RequestInfo, *, started_at: float | None = None) -> Call:
+        """Begin a call: the span starts now (or at ``started_at``, epoch seconds, for calls
+        reported after the fact by a framework), with the attributes samplers need."""
+        return Call(self, request, started_at)
 
     def metric_value(self, key: str, value: str) -> str:
         """``value`` if the key still has room for it on metrics, else ``_other`` (counted)."""
@@ -166,15 +167,21 @@ class Call:
         "span",
     )
 
-    def __init__(self, telemetry: Telemetry, request: RequestInfo) -> None:
+    def __init__(self, telemetry: Telemetry, request: RequestInfo, started_at: float | None = None) -> None:
         self._telemetry = telemetry
         self.request = request
         self._ended = False
         self._chunks = 0
         self._first_chunk: float | None = None
         self._last_chunk: float | None = None
-        self._start_epoch = time.time()
         self._start = time.perf_counter()
+        if started_at is None:
+            self._start_epoch = time.time()
+            span_start = None
+        else:
+            self._start_epoch = started_at
+            self._start -= max(0.0, time.time() - started_at)
+            span_start = int(started_at * 1e9)
         framework_run = current_framework_llm_run()
         if framework_run is not None:
             framework_run.covered = True  # the framework layer above must not count this call again
@@ -183,7 +190,10 @@ class Call:
             self.attribution = _with_baggage(self.attribution)
         try:
             self.span = telemetry.tracer.start_span(
-                _span_name(request), kind=SpanKind.CLIENT, attributes=_start_attributes(request, self)
+                _span_name(request),
+                kind=SpanKind.CLIENT,
+                attributes=_start_attributes(request, self),
+                start_time=span_start,
             )
         except Exception as exc:
             _safety.internal_error("lifecycle.start", exc)
