@@ -107,7 +107,7 @@ class Cost:
     priced_model: str | None
     """The catalogue model id the price came from."""
     price_source: str | None
-    """Where the prices came from: ``genai-prices <version>`` or ``override <file>``."""
+    """Where the prices came from: ``genai-prices <version>`` or ``override``."""
 
 
 @dataclass(frozen=True, slots=True)

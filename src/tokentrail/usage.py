@@ -96,18 +96,27 @@ class Usage:
         for part, whole in _PARTS:
             part_value, whole_value = getattr(self, part), getattr(self, whole)
             if part_value > whole_value:
-                found.append(f"{part} ({part_value}) exceeds {whole} ({whole_value})")
+                found.append(f"{part} ({_show(part_value)}) exceeds {whole} ({_show(whole_value)})")
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
             found.append(
-                f"cache reads + writes ({self.cache_read_tokens + self.cache_write_tokens}) "
-                f"exceed input_tokens ({self.input_tokens})"
+                f"cache reads + writes ({_show(self.cache_read_tokens + self.cache_write_tokens)}) "
+                f"exceed input_tokens ({_show(self.input_tokens)})"
+            )
+        if self.input_audio_tokens + self.input_image_tokens > self.input_tokens:
+            # Modalities are disjoint: a token is audio or image, never both.
+            found.append(
+                f"input audio + image ({_show(self.input_audio_tokens + self.input_image_tokens)}) "
+                f"exceed input_tokens ({_show(self.input_tokens)})"
             )
         if (
             total_check
             and self.reported_total_tokens is not None
             and self.reported_total_tokens != self.total_tokens
         ):
-            found.append(f"reported total {self.reported_total_tokens} != input + output {self.total_tokens}")
+            found.append(
+                f"reported total {_show(self.reported_total_tokens)} "
+                f"!= input + output {_show(self.total_tokens)}"
+            )
         return found
 
     def __add__(self, other: Usage) -> Usage:
@@ -157,7 +166,7 @@ def count(raw: Any, name: str, problems: list[str]) -> int:
         return 0
     if type(raw) is int:
         if raw < 0:
-            problems.append(f"{name} is negative ({raw})")
+            problems.append(f"{name} is negative ({_show(raw)})")
         return raw
     if isinstance(raw, bool):
         problems.append(f"{name} is a boolean")
@@ -167,8 +176,13 @@ def count(raw: Any, name: str, problems: list[str]) -> int:
     if isinstance(raw, float) and raw.is_integer():
         return count(int(raw), name, problems)
     if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-        problems.append(f"{name} is a string ({raw!r})")
-        return int(raw)
+        try:
+            value = int(raw)
+        except ValueError:  # digits int() refuses: "²", "--5", more than 4300 of them
+            pass
+        else:
+            problems.append(f"{name} is a string ({raw[:40]!r})")
+            return value
     problems.append(f"{name} is not a whole number ({type(raw).__name__})")
     return 0
 
@@ -179,11 +193,22 @@ def _cost(raw: Any, problems: list[str]) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         problems.append(f"provider cost is not a number ({type(raw).__name__})")
         return None
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an int beyond float range
+        value = float("inf")
     if value != value or value in (float("inf"), float("-inf")) or value < 0:
-        problems.append(f"provider cost is not a finite non-negative number ({raw!r})")
+        problems.append(f"provider cost is not a finite non-negative number ({_show(raw)})")
         return None
     return value
+
+
+def _show(value: Any) -> str:
+    """``repr`` for a problem message; never raises (Python refuses to print ints of 4300+ digits)."""
+    try:
+        return repr(value)
+    except ValueError:
+        return f"<{value.bit_length()}-bit {type(value).__name__}>"
 
 
 def _replace_problems(record: Usage, problems: tuple[str, ...]) -> Usage:

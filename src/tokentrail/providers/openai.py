@@ -166,7 +166,12 @@ def embeddings_usage(usage: Any) -> Usage:
 def _provider_cost(usage: Any) -> Any:
     ticks = _get(usage, "cost_in_usd_ticks")  # xAI: 1 USD = 10^10 ticks
     if ticks is not None:
-        return ticks / 1e10 if isinstance(ticks, int | float) and not isinstance(ticks, bool) else ticks
+        if isinstance(ticks, int | float) and not isinstance(ticks, bool):
+            try:
+                return ticks / 1e10
+            except OverflowError:  # an absurd payload: let Usage.of flag it as not finite
+                return float("inf")
+        return ticks
     return _get(usage, "cost")  # OpenRouter: USD
 
 
