@@ -392,7 +392,8 @@ def test_error_mid_stream_passes_through(recorded):
         return httpx.Response(200, content=broken(), headers={"content-type": "text/event-stream"})
 
     def consume() -> tuple[type[BaseException], int]:
-        stream = FakeOpenAI(extra=cut).client().chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+        client = FakeOpenAI(extra=cut).client()
+        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
         received = []
         try:
             for chunk in stream:

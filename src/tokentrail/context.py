@@ -96,7 +96,9 @@ class FrameworkLLMRun:
         self.covered = False
 
 
-_framework_llm_run: ContextVar[FrameworkLLMRun | None] = ContextVar("tokentrail_framework_llm_run", default=None)
+_framework_llm_run: ContextVar[FrameworkLLMRun | None] = ContextVar(
+    "tokentrail_framework_llm_run", default=None
+)
 
 
 def enter_framework_llm_run() -> tuple[FrameworkLLMRun, Token[FrameworkLLMRun | None]]:

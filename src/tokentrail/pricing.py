@@ -360,17 +360,24 @@ class Pricer:
         return _UNPRICED
 
     def _find_override(self, provider: str, model: str) -> OverrideEntry | None:
+        """The most specific override for a model: exact id over prefix, longer prefix over
+        shorter, provider-specific over any-provider."""
         lowered = model.lower()
         best: OverrideEntry | None = None
+        best_rank: tuple[int, int, int] = (-1, -1, -1)
         for entry in self._overrides:
             if entry.provider is not None and entry.provider != provider:
                 continue
-            if entry.model is not None and entry.model == lowered:
-                if best is None or best.model is None or (best.provider is None and entry.provider):
-                    best = entry
+            if entry.model is not None:
+                if entry.model != lowered:
+                    continue
+                rank = (1, 0, entry.provider is not None)
             elif entry.prefix is not None and lowered.startswith(entry.prefix):
-                if best is None or (best.prefix is not None and len(entry.prefix) > len(best.prefix)):
-                    best = entry
+                rank = (0, len(entry.prefix), entry.provider is not None)
+            else:
+                continue
+            if rank > best_rank:
+                best, best_rank = entry, rank
         return best
 
     def context_window(self, provider: str, model: str) -> int | None:
