@@ -58,6 +58,7 @@ def test_instrument_sets_up_otlp_export_from_the_standard_variables(tmp_path: Pa
         assert done.returncode == 0, done.stderr
     finally:
         server.shutdown()
+        server.server_close()
     traces = ExportTraceServiceRequest.FromString(received["/v1/traces"][0])
     (span,) = [s for rs in traces.resource_spans for ss in rs.scope_spans for s in ss.spans]
     attributes = {kv.key: kv.value for kv in span.attributes}
