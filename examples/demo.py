@@ -99,12 +99,12 @@ def run_pipeline(server: FakeLLMServer) -> None:
                     break
             partial.close()
 
-    with tokentrail.attribute(pipeline="nightly", agent="Summarizer", task="summarize"):
-        with tokentrail.price_context(processing="batch"):
-            openai_client.chat.completions.create(
-                model="gpt-4o-mini",
-                messages=[{"role": "user", "content": "Summarise today's pipeline runs for the team"}],
-            )
+    nightly = tokentrail.attribute(pipeline="nightly", agent="Summarizer", task="summarize")
+    with nightly, tokentrail.price_context(processing="batch"):
+        openai_client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Summarise today's pipeline runs for the team"}],
+        )
 
 
 def report(calls: list[tokentrail.CallRecord], out: Any = sys.stdout) -> None:

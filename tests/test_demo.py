@@ -13,7 +13,7 @@ import tokentrail
 from tokentrail.testing import FakeLLMServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
-import demo  # noqa: E402 - the example is a script, imported from its folder
+import demo
 
 
 @pytest.fixture
