@@ -36,7 +36,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
 import tokentrail
-from tokentrail.testing import FakeLLMServer, _model, _openai_wire
+from tokentrail.testing import FakeLLMServer, _anthropic_wire, _model, _openai_wire
 from tokentrail.testing._wire import JsonReply, StreamReply, WireRequest
 
 SAY_HELLO = [{"role": "user", "content": "Say hello"}]
@@ -863,3 +863,492 @@ def test_responses_stream_matches_response(model: str, chunks: int, limit: int |
     assert deltas == response.output_text
     assert response.usage is not None
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+
+
+# --- Gemini wire format (google-genai SDK, Gemini API and Vertex AI paths) ----------------------
+# Rules in tokentrail.testing._gemini_wire: a text part costs ceil(words * 4 / 3) tokens with no
+# per-message overhead, so "Say hello" is 3 prompt tokens; thoughts sit beside the candidates.
+
+from tokentrail.testing import _gemini_wire  # noqa: E402
+
+GEMINI_HELLO = {"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}
+GEMINI_PATH = "/v1beta/models/gemini-2.5-flash"
+
+
+def gemini_client(server: FakeLLMServer, **kwargs: Any) -> Any:
+    from google import genai
+
+    return genai.Client(api_key="fake-gemini-key", http_options={"base_url": server.url}, **kwargs)
+
+
+def gemini_body(**generation_config: Any) -> dict[str, Any]:
+    return {**GEMINI_HELLO, "generationConfig": generation_config} if generation_config else GEMINI_HELLO
+
+
+def test_gemini_generate_content_wire_format(server: FakeLLMServer) -> None:
+    from google.genai import types
+
+    status, body = post_raw(server, f"{GEMINI_PATH}:generateContent", GEMINI_HELLO)
+    assert status == 200
+    assert body == {
+        "candidates": [
+            {"content": {"parts": [{"text": ANSWER}], "role": "model"}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 3,
+            "candidatesTokenCount": 8,
+            "totalTokenCount": 11,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 3}],
+            "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 8}],
+        },
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": body["responseId"],
+    }
+    parsed = types.GenerateContentResponse.model_validate(body)
+    assert parsed.usage_metadata is not None and parsed.usage_metadata.total_token_count == 11
+
+
+def test_gemini_stream_running_usage_ends_at_the_whole_usage(server: FakeLLMServer) -> None:
+    _, whole = post_raw(server, f"{GEMINI_PATH}:generateContent", gemini_body(maxOutputTokens=5))
+    stream_path = f"{GEMINI_PATH}:streamGenerateContent?alt=sse"
+    status, text = post_raw(server, stream_path, gemini_body(maxOutputTokens=5))
+    assert status == 200
+    frames = sse_frames(text)
+    assert all(event is None for event, _ in frames)  # unnamed data frames, no [DONE]
+    chunks = [json.loads(data) for _, data in frames]
+    assert [c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks] == _model.answer_pieces(5)
+    assert [c["usageMetadata"]["candidatesTokenCount"] for c in chunks] == [1, 2, 3, 4, 5]  # running totals
+    assert all(c["usageMetadata"]["promptTokenCount"] == 3 for c in chunks)
+    assert chunks[-1]["usageMetadata"] == whole["usageMetadata"]
+    assert chunks[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert whole["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert all("finishReason" not in c["candidates"][0] for c in chunks[:-1])
+    # Without alt=sse the API answers one JSON array of the same chunks.
+    status, array = post_raw(server, f"{GEMINI_PATH}:streamGenerateContent", gemini_body(maxOutputTokens=5))
+    assert status == 200 and [c["usageMetadata"] for c in array] == [c["usageMetadata"] for c in chunks]
+
+
+@pytest.mark.parametrize(
+    ("model", "config", "thoughts"),
+    [
+        ("gemini-2.5-flash", {"thinkingConfig": {"thinkingBudget": 300}}, 300),
+        ("gemini-2.5-pro", {"thinking_config": {"thinking_budget": -1}}, 192),  # the SDK's spelling
+        ("gemini-3-pro-preview", {"thinkingConfig": {"thinkingLevel": "low"}}, 64),
+        ("gemini-2.5-flash", {"thinkingConfig": {"thinkingBudget": 0}}, 0),
+        ("gemini-2.0-flash", {"thinkingConfig": {"thinkingBudget": 300}}, 0),  # does not think
+        ("gemini-2.5-flash", {}, 0),  # only when asked
+    ],
+)
+def test_gemini_thoughts_sit_beside_the_candidates(
+    server: FakeLLMServer, model: str, config: dict[str, Any], thoughts: int
+) -> None:
+    status, body = post_raw(server, f"/v1/models/{model}:generateContent", gemini_body(**config))
+    assert status == 200
+    usage = body["usageMetadata"]
+    assert usage.get("thoughtsTokenCount", 0) == thoughts
+    assert usage["candidatesTokenCount"] == 8
+    assert usage["totalTokenCount"] == 3 + 8 + thoughts
+
+
+def test_gemini_max_output_tokens_bounds_thoughts_and_answer(server: FakeLLMServer) -> None:
+    body = gemini_body(maxOutputTokens=100, thinkingConfig={"thinkingBudget": 100})
+    _, whole = post_raw(server, f"{GEMINI_PATH}:generateContent", body)
+    assert whole["candidates"][0] == {"content": {"role": "model"}, "finishReason": "MAX_TOKENS", "index": 0}
+    assert "candidatesTokenCount" not in whole["usageMetadata"]  # zero counts are left out
+    assert whole["usageMetadata"]["thoughtsTokenCount"] == 100
+    _, text = post_raw(server, f"{GEMINI_PATH}:streamGenerateContent?alt=sse", body)
+    (only,) = [json.loads(data) for _, data in sse_frames(text)]
+    assert only["usageMetadata"] == whole["usageMetadata"]
+
+
+def test_gemini_cached_content_tool_use_and_modalities(server: FakeLLMServer) -> None:
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    audio = {"inline_data": {"mime_type": "audio/wav", "data": "UklGRg=="}}
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "Say hello"}, image, audio]}],
+        "systemInstruction": {"parts": [{"text": "Be brief"}]},
+        "cachedContent": "cachedContents/briefing-2000",
+        "tools": [{"codeExecution": {}}, {"googleSearch": {}}],
+    }
+    _, whole = post_raw(server, f"{GEMINI_PATH}:generateContent", body)
+    usage = whole["usageMetadata"]
+    text_tokens = 3 + 3 + 2000  # prompt, system instruction, the cache
+    prompt = text_tokens + _gemini_wire.IMAGE_TOKENS + _gemini_wire.AUDIO_TOKENS
+    assert usage["promptTokenCount"] == prompt  # the cache is part of the prompt ...
+    assert usage["cachedContentTokenCount"] == 2000  # ... and reported as served from it
+    assert usage["cacheTokensDetails"] == [{"modality": "TEXT", "tokenCount": 2000}]
+    assert {d["modality"]: d["tokenCount"] for d in usage["promptTokensDetails"]} == {
+        "TEXT": text_tokens, "IMAGE": _gemini_wire.IMAGE_TOKENS, "AUDIO": _gemini_wire.AUDIO_TOKENS,
+    }  # fmt: skip
+    assert usage["toolUsePromptTokenCount"] == 2 * _gemini_wire.TOOL_USE_PROMPT_TOKENS  # outside the prompt
+    assert usage["totalTokenCount"] == prompt + 2 * _gemini_wire.TOOL_USE_PROMPT_TOKENS + 8
+    unnamed = {**GEMINI_HELLO, "cachedContent": "cachedContents/abc"}
+    _, plain = post_raw(server, f"{GEMINI_PATH}:generateContent", unnamed)
+    assert plain["usageMetadata"]["cachedContentTokenCount"] == _gemini_wire.CACHED_CONTENT_TOKENS
+
+
+def test_gemini_candidate_count(server: FakeLLMServer) -> None:
+    _, body = post_raw(server, f"{GEMINI_PATH}:generateContent", gemini_body(candidateCount=3))
+    assert [c["index"] for c in body["candidates"]] == [0, 1, 2]
+    assert body["usageMetadata"]["candidatesTokenCount"] == 3 * 8
+
+
+def test_gemini_through_the_sdk_sync_async_and_vertex(server: FakeLLMServer) -> None:
+    from google.genai import types
+
+    client = gemini_client(server)
+    config = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_budget=50))
+    whole = client.models.generate_content(model="gemini-2.5-flash", contents="Say hello", config=config)
+    params = {"model": "gemini-2.5-flash", "contents": "Say hello", "config": config}
+    chunks = list(client.models.generate_content_stream(**params))
+    assert whole.text == "".join(c.text for c in chunks) == ANSWER
+    assert whole.usage_metadata == chunks[-1].usage_metadata
+    assert whole.usage_metadata is not None and whole.usage_metadata.thoughts_token_count == 50
+
+    async def run_async() -> Any:
+        return await client.aio.models.generate_content(model="gemini-2.5-flash", contents="Say hello")
+
+    assert asyncio.run(run_async()).usage_metadata.prompt_token_count == 3
+    vertex_client = gemini_client(server, vertexai=True)
+    vertex = vertex_client.models.generate_content(model="gemini-2.5-pro", contents="hi")
+    assert vertex.usage_metadata is not None and vertex.usage_metadata.traffic_type == "ON_DEMAND"
+    assert vertex.create_time is not None
+    paths = [r.path for r in server.requests]
+    assert paths[0].endswith("/models/gemini-2.5-flash:generateContent")
+    assert paths[1].endswith("/models/gemini-2.5-flash:streamGenerateContent")  # query not recorded
+    assert "/publishers/google/models/gemini-2.5-pro:generateContent" in paths[-1]
+    assert all("x-goog-api-key" not in r.headers for r in server.requests)
+
+
+def test_gemini_embeddings(server: FakeLLMServer) -> None:
+    client = gemini_client(server)  # kept: a dropped genai.Client closes its HTTP client
+    result = client.models.embed_content(
+        model="gemini-embedding-001", contents=["Say hello", "hi"], config={"output_dimensionality": 16}
+    )
+    assert result.embeddings is not None and [len(e.values or []) for e in result.embeddings] == [16, 16]
+    single = {"content": {"parts": [{"text": "Say hello"}]}}
+    status, body = post_raw(server, "/v1beta/models/text-embedding-004:embedContent", single)
+    assert status == 200 and len(body["embedding"]["values"]) == 768
+    assert body["usageMetadata"] == {"promptTokenCount": 3, "totalTokenCount": 3}
+    _, batch = post_raw(server, "/v1beta/models/gemini-embedding-001:batchEmbedContents", {"requests": [
+        {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "Say hello"}]}},
+        {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "Say hello"}]}},
+    ]})  # fmt: skip
+    assert len(batch["embeddings"][0]["values"]) == 3072
+    assert batch["embeddings"][0] == batch["embeddings"][1]  # deterministic
+    assert batch["usageMetadata"]["promptTokenCount"] == 6
+
+
+def test_gemini_errors_have_googles_shape(server: FakeLLMServer) -> None:
+    from google.genai import errors
+
+    client = gemini_client(server)
+    server.fail_next(status=429)
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    assert (caught.value.code, caught.value.status) == (429, "RESOURCE_EXHAUSTED")
+    assert caught.value.details["error"]["details"][0]["retryDelay"] == "0s"
+    with pytest.raises(errors.ServerError) as server_error:
+        client.models.generate_content(
+            model="gemini-2.5-flash", contents="hi",
+            config={"http_options": {"headers": {"X-Fake-Scenario": "server_error"}}},
+        )  # fmt: skip
+    assert (server_error.value.code, server_error.value.status) == (500, "INTERNAL")
+    status, body = post_raw(server, f"{GEMINI_PATH}:generateContent", {"contents": []})
+    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+    assert "contents is not specified" in body["error"]["message"]
+    status, body = post_raw(server, f"{GEMINI_PATH}:countTokens", GEMINI_HELLO)
+    assert status == 404 and body["error"]["status"] == "NOT_FOUND"
+    status, body = post_raw(server, f"{GEMINI_PATH}:generateContent", b"{oops")
+    assert status == 400 and body["error"]["code"] == 400
+    anthropic_on_vertex = "/v1/projects/p/locations/l/publishers/anthropic/models/claude-x:rawPredict"
+    assert _gemini_wire.match(anthropic_on_vertex) is None  # not ours to answer
+
+
+def test_gemini_cut_stream(server: FakeLLMServer) -> None:
+    from google.genai import types
+
+    server.cut_next_stream(after_chunks=3)
+    received = []
+    config = types.GenerateContentConfig(max_output_tokens=20)
+    client = gemini_client(server)
+    with pytest.raises(Exception) as caught:  # the SDK's own transport error
+        for chunk in client.models.generate_content_stream(
+            model="gemini-2.5-flash", contents="Say hello", config=config
+        ):
+            received.append(chunk)
+    assert "RemoteProtocolError" in type(caught.value).__name__ or "incomplete" in str(caught.value).lower()
+    assert [c.text for c in received] == ["This", " is", " a"]
+    assert received[-1].usage_metadata is not None
+    assert received[-1].usage_metadata.candidates_token_count == 3  # the running total when it broke
+
+
+GEMINI_MODELS = ["gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash-preview", "gemini-2.0-flash"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    model=st.sampled_from(GEMINI_MODELS),
+    words=st.integers(min_value=1, max_value=800),
+    chunks=st.integers(min_value=0, max_value=30),
+    limit=st.none() | st.integers(min_value=0, max_value=400),
+    budget=st.none() | st.integers(min_value=-1, max_value=600),
+    candidates=st.integers(min_value=1, max_value=3),
+    server_tools=st.integers(min_value=0, max_value=2),
+)
+def test_gemini_usage_properties(
+    model: str, words: int, chunks: int, limit: int | None, budget: int | None, candidates: int,
+    server_tools: int,
+) -> None:  # fmt: skip
+    from google.genai import types
+
+    config: dict[str, Any] = {"candidateCount": candidates}
+    if limit is not None:
+        config["maxOutputTokens"] = limit
+    if budget is not None:
+        config["thinkingConfig"] = {"thinkingBudget": budget}
+    body = {"contents": [{"parts": [{"text": "w " * words}]}], "generationConfig": config,
+            "tools": [{"codeExecution": {}}] * server_tools}  # fmt: skip
+    whole_handler = _gemini_wire.match(f"/v1/models/{model}:generateContent")
+    stream_handler = _gemini_wire.match(f"/v1/models/{model}:streamGenerateContent", "alt=sse")
+    assert whole_handler is not None and stream_handler is not None
+    whole = whole_handler(WireRequest(body, chunks, "openai", 1, 0))
+    streamed = stream_handler(WireRequest(body, chunks, "openai", 1, 0))
+    assert isinstance(whole, JsonReply) and isinstance(streamed, StreamReply)
+    response = types.GenerateContentResponse.model_validate(whole.body)
+    parse = types.GenerateContentResponse.model_validate
+    stream = [parse(json.loads(frame.removeprefix("data: "))) for frame in streamed.events]
+    usage = response.usage_metadata
+    assert usage is not None and usage == stream[-1].usage_metadata
+    running = [c.usage_metadata.candidates_token_count or 0 for c in stream if c.usage_metadata]
+    assert running == sorted(running)  # cumulative, never a delta
+    prompt, answer = usage.prompt_token_count or 0, usage.candidates_token_count or 0
+    thoughts, tool_use = usage.thoughts_token_count or 0, usage.tool_use_prompt_token_count or 0
+    assert usage.total_token_count == prompt + answer + thoughts + tool_use
+    assert prompt == _model.count_tokens("w " * words)
+    assert tool_use == server_tools * _gemini_wire.TOOL_USE_PROMPT_TOKENS
+    assert answer % candidates == 0
+    if limit is not None:
+        assert thoughts + answer // candidates <= limit
+    if not model.startswith(("gemini-2.5", "gemini-3")) or not budget:
+        assert thoughts == 0
+    assert "".join(c.text or "" for c in stream) == (response.text or "")
+
+
+# --- Anthropic Messages ---------------------------------------------------------------------------
+# Prompt tokens (tokentrail.testing._anthropic_wire): each message 3 + its text, a system prompt 3 +
+# its text, the request 3 more; so SAY_HELLO is 9 again. input_tokens EXCLUDES cache reads/writes.
+
+CLAUDE = "claude-haiku-4-5"
+CLAUDE_SNAPSHOT = "claude-haiku-4-5-20251001"
+
+
+@pytest.fixture(scope="module")
+def claude(server: FakeLLMServer) -> Iterator[Any]:
+    import anthropic
+
+    with anthropic.Anthropic(base_url=server.url, api_key=SECRET, max_retries=0) as sync_client:
+        yield sync_client
+
+
+def claude_body(**params: Any) -> dict[str, Any]:
+    return {"model": CLAUDE, "max_tokens": 256, "messages": SAY_HELLO, **params}
+
+
+def test_anthropic_message(claude: Any, server: FakeLLMServer) -> None:
+    message = claude.messages.create(**claude_body())
+    assert message.model == CLAUDE_SNAPSHOT and message.stop_reason == "end_turn"
+    assert message.content[0].text == ANSWER
+    usage = message.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (9, 8, 0)
+    assert usage.cache_creation_input_tokens == 0 and usage.service_tier == "standard"
+    assert server.requests[-1].path == "/v1/messages" and "x-api-key" not in server.requests[-1].headers
+
+
+def test_anthropic_stream_wire_format(server: FakeLLMServer) -> None:
+    status, whole = post_raw(server, "/v1/messages", claude_body())
+    status_streamed, text = post_raw(server, "/v1/messages", claude_body(stream=True))
+    assert status == status_streamed == 200
+    frames = sse_frames(text)
+    names = [name for name, _ in frames]
+    assert names[:2] == ["message_start", "ping"]
+    assert names[2:5] == ["content_block_start", "content_block_delta", "content_block_delta"]
+    assert names[-4:] == ["content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+    data = [json.loads(payload) for _, payload in frames]
+    assert all(d["type"] == name for d, (name, _) in zip(data, frames, strict=True))
+    start = data[0]["message"]["usage"]
+    assert start["output_tokens"] == 1 and start["input_tokens"] == whole["usage"]["input_tokens"]
+    delta = data[-2]["usage"]
+    # Cumulative: message_delta's counts ARE the message's, not increments over message_start.
+    assert {k: v for k, v in whole["usage"].items() if k in delta} == delta
+    assert delta["output_tokens"] == whole["usage"]["output_tokens"] == 8
+    assert data[-2]["delta"]["stop_reason"] == whole["stop_reason"]
+
+
+def test_anthropic_stream_helper_equals_message(claude: Any) -> None:
+    body = claude_body(thinking={"type": "adaptive"}, output_config={"effort": "low"})
+    message = claude.messages.create(**body)
+    with claude.messages.stream(**body) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == ANSWER and final.content[1].text == ANSWER
+    assert final.usage == message.usage
+    assert message.usage.output_tokens == 64 + 8 and message.usage.output_tokens_details.thinking_tokens == 64
+    assert [block.type for block in message.content] == ["thinking", "text"]
+
+
+def test_anthropic_prompt_cache_ttl_split_write_then_read(claude: Any) -> None:
+    system = [
+        {"type": "text", "text": "w " * 1500, "cache_control": {"type": "ephemeral", "ttl": "1h"}},  # 2000
+        {"type": "text", "text": "x " * 300, "cache_control": {"type": "ephemeral"}},  # 400
+    ]
+    first = claude.messages.create(**claude_body(system=system)).usage
+    assert (
+        first.cache_creation.ephemeral_1h_input_tokens,
+        first.cache_creation.ephemeral_5m_input_tokens,
+    ) == (
+        2003,
+        400,
+    )
+    assert first.cache_creation_input_tokens == 2403 and first.cache_read_input_tokens == 0
+    assert first.input_tokens == 9  # the rest: the message (6) and the reply priming (3)
+    second = claude.messages.create(**claude_body(system=system)).usage
+    assert (second.cache_read_input_tokens, second.cache_creation_input_tokens, second.input_tokens) == (
+        2403,
+        0,
+        9,
+    )
+    changed = [system[0], {**system[1], "text": "y " * 300}]
+    third = claude.messages.create(**claude_body(system=changed)).usage
+    assert (third.cache_read_input_tokens, third.cache_creation.ephemeral_5m_input_tokens) == (2003, 400)
+    other_model = claude.messages.create(**{**claude_body(system=system), "model": "claude-sonnet-4-6"}).usage
+    assert other_model.cache_read_input_tokens == 0  # caches are per model
+
+
+def test_anthropic_short_prefix_and_automatic_caching(claude: Any, server: FakeLLMServer) -> None:
+    short = claude_body(system=[{"type": "text", "text": "Be brief", "cache_control": {"type": "ephemeral"}}])
+    assert claude.messages.create(**short).usage.cache_creation_input_tokens == 0  # below 1024 tokens
+    long_messages = [{"role": "user", "content": "z " * 900}]  # 1200 tokens
+    automatic = {**claude_body(), "messages": long_messages, "cache_control": {"type": "ephemeral"}}
+    assert claude.messages.create(**automatic).usage.cache_creation_input_tokens == 3 + 1200
+    assert claude.messages.create(**automatic).usage.cache_read_input_tokens == 3 + 1200
+    server.reset()  # empties the prompt cache too
+    assert claude.messages.create(**automatic).usage.cache_read_input_tokens == 0
+
+
+def test_anthropic_thinking_limits_web_search_and_tiers(claude: Any) -> None:
+    thinking = claude.messages.create(
+        **claude_body(max_tokens=100, thinking={"type": "enabled", "budget_tokens": 1024})
+    )
+    assert thinking.stop_reason == "max_tokens" and thinking.usage.output_tokens == 100  # all spent thinking
+    assert [block.type for block in thinking.content] == ["thinking"]
+    searched = claude.messages.create(
+        **claude_body(
+            tools=[{"type": "web_search_20250305", "name": "web_search"}], service_tier="auto", speed="fast"
+        )
+    )
+    usage = searched.usage
+    assert usage.server_tool_use.web_search_requests == 1
+    tool_tokens = _model.count_tokens(json.dumps({"type": "web_search_20250305", "name": "web_search"}))
+    assert usage.input_tokens == 9 + tool_tokens + _anthropic_wire.WEB_SEARCH_RESULT_TOKENS
+    assert (usage.service_tier, usage.speed) == ("priority", "fast")
+    assert [block.type for block in searched.content] == ["server_tool_use", "web_search_tool_result", "text"]
+
+
+def test_anthropic_count_tokens_matches_the_prompt(claude: Any) -> None:
+    system = "w " * 30  # 40 tokens + 3
+    counted = claude.messages.count_tokens(model=CLAUDE, messages=SAY_HELLO, system=system)
+    assert (
+        counted.input_tokens
+        == 9 + 43
+        == claude.messages.create(**claude_body(system=system)).usage.input_tokens
+    )
+
+
+def test_anthropic_errors_have_anthropics_shape(claude: Any, server: FakeLLMServer) -> None:
+    import anthropic
+
+    server.fail_next(429)
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        claude.messages.create(**claude_body())
+    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert limited.value.response.headers["retry-after"] == "0"
+    server.fail_next(529)
+    with pytest.raises(anthropic.OverloadedError):
+        claude.messages.create(**claude_body())
+    with pytest.raises(anthropic.InternalServerError) as failed:
+        claude.messages.create(**claude_body(), extra_headers={"X-Fake-Scenario": "server_error"})
+    error = {"type": "api_error", "message": "Internal server error."}
+    assert failed.value.body == {"type": "error", "error": error, "request_id": "req_fake"}
+    status, body = post_raw(server, "/v1/messages", {"model": CLAUDE, "messages": SAY_HELLO})
+    assert status == 400 and body["error"] == {
+        "type": "invalid_request_error",
+        "message": "max_tokens: Field required",
+    }
+
+
+def test_anthropic_cut_stream_ends_with_an_error_event(claude: Any, server: FakeLLMServer) -> None:
+    import anthropic
+
+    status, text = post_raw(server, "/v1/messages?beta=true", claude_body(stream=True),
+                            headers={"X-Fake-Scenario": "cut_stream", "X-Fake-Cut-After": "3"})  # fmt: skip
+    names = [name for name, _ in sse_frames(text)]
+    assert status == 200 and names == ["message_start", "ping", "content_block_start", "error"]
+    server.cut_next_stream(1000)  # however late the cut, the usage and the end never arrive
+    received = []
+    with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):
+        for event in claude.messages.create(**claude_body(stream=True)):
+            received.append(event.type)
+    assert "message_delta" not in received and received[-1] == "content_block_stop"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    chunks=st.integers(0, 30),
+    limit=st.integers(1, 400),
+    thinking=st.sampled_from([None, {"type": "adaptive"}, {"type": "enabled", "budget_tokens": 50}]),
+)
+def test_anthropic_stream_matches_message(chunks: int, limit: int, thinking: dict[str, Any] | None) -> None:
+    body = claude_body(max_tokens=limit, **({"thinking": thinking} if thinking else {}))
+    wire = _anthropic_wire.AnthropicWire()
+    whole = wire.messages(WireRequest(body, chunks, "openai", 1, 0))
+    streamed = wire.messages(WireRequest({**body, "stream": True}, chunks, "openai", 1, 0))
+    assert isinstance(whole, JsonReply) and isinstance(streamed, StreamReply)
+    events = [
+        json.loads(frame.split("data: ", 1)[1]) for frame in "".join(streamed.events).split("\n\n") if frame
+    ]
+    delta = next(e for e in events if e["type"] == "message_delta")["usage"]
+    usage = whole.body["usage"]
+    assert {k: v for k, v in usage.items() if k in delta} == delta
+    assert usage["output_tokens"] <= limit
+    assert usage["output_tokens"] == usage["output_tokens_details"]["thinking_tokens"] + (
+        len("".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta").split())
+    )
+
+
+def test_gemini_control_headers(server: FakeLLMServer) -> None:
+    client = gemini_client(server)
+
+    def config(**headers: str) -> dict[str, Any]:
+        return {"http_options": {"headers": headers}}
+
+    short = client.models.generate_content(
+        model="gemini-2.5-flash", contents="hi", config=config(**{"X-Fake-Chunks": "3"})
+    )
+    assert short.text == "This is a"
+    assert short.usage_metadata is not None and short.usage_metadata.candidates_token_count == 3
+    received = []
+    with pytest.raises(Exception):  # noqa: B017 - the SDK's own transport error
+        cut = config(**{"X-Fake-Scenario": "cut_stream", "X-Fake-Cut-After": "2"})
+        for chunk in client.models.generate_content_stream(
+            model="gemini-2.5-flash", contents="hi", config=cut
+        ):
+            received.append(chunk.text)
+    assert received == ["This", " is"]
+    from google.genai import errors
+
+    with pytest.raises(errors.ClientError) as limited:
+        client.models.generate_content(
+            model="gemini-2.5-flash", contents="hi", config=config(**{"X-Fake-Scenario": "rate_limit"})
+        )
+    assert limited.value.status == "RESOURCE_EXHAUSTED"

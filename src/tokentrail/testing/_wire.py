@@ -49,6 +49,10 @@ class StreamReply:
 
     events: list[str]
     trailer: list[str] = field(default_factory=list)
+    cut_frame: str | None = None
+    """How a cut stream ends: ``None`` drops the connection mid-body; a frame (Anthropic's ``error``
+    event) is sent after the events that made it, and the body then ends cleanly, as the API
+    ends a stream that failed after it started."""
 
 
 Handler = Callable[[WireRequest], JsonReply | StreamReply]

@@ -9,6 +9,11 @@ numbers)::
         client.chat.completions.create(model="gpt-4o-mini", messages=[...])
         server.requests[-1].body["model"]          # what the SDK sent
 
+The Gemini wire format (:mod:`._gemini_wire`) is served on the same port: point google-genai at
+the server's root, ``genai.Client(api_key="fake", http_options={"base_url": server.url})``
+(Gemini API) or the same with ``vertexai=True`` (Vertex AI paths). The Anthropic Messages format
+(:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``.
+
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
 application, another process), per request through headers:
@@ -44,7 +49,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _openai_wire
+from . import _anthropic_wire, _gemini_wire, _openai_wire
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
 __all__ = ["DEFAULT_CHUNKS", "FakeLLMServer", "RecordedRequest", "main"]
@@ -102,6 +107,9 @@ class FakeLLMServer:
         self.log_requests = log_requests
         self._routes = {path: _Route(handler, _openai_wire.error_reply)
                         for path, handler in _openai_wire.routes().items()}  # fmt: skip
+        self._anthropic = _anthropic_wire.AnthropicWire()  # holds this server's prompt cache
+        self._routes.update({path: _Route(handler, _anthropic_wire.error_reply)
+                             for path, handler in self._anthropic.routes().items()})  # fmt: skip
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._failures: deque[int] = deque()
@@ -184,7 +192,9 @@ class FakeLLMServer:
 
         The stream never gets its last event (the usage chunk, the finish chunk or
         ``response.completed``) nor ``data: [DONE]``, however large ``after_chunks`` is; the HTTP
-        body ends mid-transfer, so the client sees a broken connection, not a clean end.
+        body ends mid-transfer, so the client sees a broken connection, not a clean end. An
+        Anthropic stream instead ends with an ``error`` event (``overloaded_error``) in place of
+        ``message_delta`` / ``message_stop``, as Anthropic's API ends a stream that failed.
         Non-streamed requests pass through unaffected.
         """
         if after_chunks < 0:
@@ -193,20 +203,33 @@ class FakeLLMServer:
             self._cuts.append(after_chunks)
 
     def reset(self) -> None:
-        """Forget recorded requests and any scripted failures or cuts not yet used."""
+        """Forget recorded requests, any scripted failures or cuts not yet used, and the prompt cache."""
         with self._lock:
             self._requests.clear()
             self._failures.clear()
             self._cuts.clear()
+        self._anthropic.reset()
 
     # --- answering (called from handler threads) ------------------------------------------------
 
-    def _answer(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> _Answer:
+    def _route(self, method: str, path: str, query: str) -> _Route | None:
+        if method != "POST":
+            return None
+        route = self._routes.get(path)
+        if route is None:
+            gemini = _gemini_wire.match(path, query)  # the model is part of Gemini's paths
+            if gemini is not None:
+                route = _Route(gemini, _gemini_wire.error_reply)
+        return route
+
+    def _answer(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes, query: str = ""
+    ) -> _Answer:
         body, parsed = _parse_json(raw)
         with self._lock:
             self._requests.append(RecordedRequest(method, path, headers, body))
             failure = self._failures.popleft() if self._failures else None
-        route = self._routes.get(path) if method == "POST" else None
+        route = self._route(method, path, query)
         error = route.error if route is not None else _openai_wire.error_reply
         if failure is not None:
             return _Answer(error(failure, None))
@@ -346,8 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
             # A malformed body length: the stream position is unknown, so this connection is done.
             raw, self.close_connection = b"", True
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
-        path = urlsplit(self.path).path
-        answer = self.server.owner._answer(self.command, path, headers, raw)
+        url = urlsplit(self.path)
+        answer = self.server.owner._answer(self.command, url.path, headers, raw, url.query)
         try:
             if isinstance(answer.reply, StreamReply):
                 self._send_stream(answer.reply, answer.cut_after)
@@ -391,6 +414,10 @@ class _Handler(BaseHTTPRequestHandler):
             # Never the last event: it carries the usage (or the finish), which a cut stream lacks.
             for frame in events[: min(cut_after, len(events) - 1)]:
                 self._write_chunk(frame)
+            if reply.cut_frame is not None:
+                self._write_chunk(reply.cut_frame)
+                self.wfile.write(b"0\r\n\r\n")
+                return
             # Drop the connection inside the chunked body: the client reads an incomplete
             # message, exactly what a network failure mid-stream looks like.
             self.close_connection = True

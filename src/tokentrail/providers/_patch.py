@@ -1,0 +1,267 @@
+"""Method-level patches, for SDKs that have no single request method to wrap (google-genai, ...).
+
+Stainless SDKs send every call through one ``request`` method (see :mod:`._stainless`). Other SDKs
+make each billed HTTP request from one of several methods; a provider module then names those
+methods as :class:`Target` s, each with a :class:`Reader` that turns the method's keyword
+arguments into a :class:`~tokentrail.records.RequestInfo` and its result into a
+:class:`~tokentrail.records.ResponseInfo` (or a stream state). Here lives only the mechanics,
+the same as for Stainless SDKs:
+
+* patch on the class, so clients created before ``instrument()`` are covered; idempotent;
+  :meth:`Patches.remove` restores the SDK's own functions;
+* start the call, make its span current while the request is sent, end it with the response, or
+  hand a stream to the shared stream proxies (:mod:`._stream`), which end it exactly once;
+* guard every step of ours: if tokentrail fails, the SDK call runs as if it were not there, and
+  the SDK's own errors pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import wrapt
+
+from .. import _safety
+from ..lifecycle import Call, Telemetry, active
+from ..records import RequestInfo, ResponseInfo
+from ._stream import AsyncStreamProxy, StreamProxy, StreamState
+
+__all__ = ["Patches", "Reader", "Target"]
+
+
+class Reader(Protocol):
+    """The provider module's half for one kind of patched method: pure reading of SDK objects."""
+
+    def request(
+        self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], telemetry: Telemetry
+    ) -> RequestInfo | None:
+        """What the call asks; ``None`` leaves the call uninstrumented."""
+        ...
+
+    def response(self, result: Any, request: RequestInfo) -> ResponseInfo:
+        """What a non-streamed call returned."""
+        ...
+
+    def stream_state(self, request: RequestInfo) -> StreamState:
+        """A fresh accumulator for one streamed call (only for ``kind="stream"`` targets)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One method to patch. Sync or async is read from the SDK's own function."""
+
+    owner: type
+    names: tuple[str, ...]
+    """Candidate method names, first present wins (SDK versions name the same step differently)."""
+    kind: Literal["call", "stream"]
+    """``call``: returns the response. ``stream``: returns an iterator of chunks (a generator, or
+    a coroutine that sends the request and returns an async iterator)."""
+    reader: Reader
+
+
+class Patches:
+    """The patches of one SDK; :meth:`install` is idempotent and :meth:`remove` undoes it."""
+
+    def __init__(self, name: str, targets: list[Target]) -> None:
+        self.name = name
+        self.targets = targets
+        self._originals: list[tuple[type, str, Any]] = []
+
+    def install(self) -> None:
+        if self._originals:
+            return
+        for target in self.targets:
+            name = next((n for n in target.names if n in target.owner.__dict__), None)
+            if name is None:
+                _safety.warn_once(
+                    (self.name, target.owner, target.names),
+                    "tokentrail: %s.%s not found in this %s version; those calls are not instrumented",
+                    target.owner.__name__,
+                    "/".join(target.names),
+                    self.name,
+                )
+                continue
+            original = target.owner.__dict__[name]
+            wrapper = _wrapper(f"{self.name}.{name}", target, original)
+            self._originals.append((target.owner, name, original))
+            wrapt.wrap_function_wrapper(target.owner, name, wrapper)
+
+    def remove(self) -> None:
+        for owner, name, original in reversed(self._originals):
+            setattr(owner, name, original)
+        self._originals.clear()
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._originals)
+
+
+# --- the wrappers ------------------------------------------------------------------------------
+
+
+def _wrapper(where: str, target: Target, original: Any) -> Callable[..., Any]:
+    reader = target.reader
+    if target.kind == "call":
+        if inspect.iscoroutinefunction(original):
+            return _async_call(where, reader)
+        return _sync_call(where, reader)
+    if inspect.iscoroutinefunction(original):
+        return _async_stream(where, reader)
+    if inspect.isasyncgenfunction(original):
+        return _async_generator_stream(where, reader)
+    return _sync_stream(where, reader)
+
+
+def _start(
+    where: str, reader: Reader, instance: Any, args: Any, kwargs: Any
+) -> tuple[RequestInfo, Call] | None:
+    telemetry = active()
+    if telemetry is None:
+        return None
+    try:
+        request = reader.request(instance, args, kwargs, telemetry)
+        if request is None:
+            return None
+        return request, telemetry.start(request)
+    except Exception as exc:
+        _safety.internal_error(f"{where}.request", exc)
+        return None
+
+
+def _finish(where: str, reader: Reader, call: Call, request: RequestInfo, result: Any) -> None:
+    try:
+        response = reader.response(result, request)
+    except Exception as exc:
+        _safety.internal_error(f"{where}.response", exc)
+        response = None
+    call.finish(response)
+
+
+def _stream_state(where: str, reader: Reader, call: Call, request: RequestInfo) -> StreamState | None:
+    try:
+        return reader.stream_state(request)
+    except Exception as exc:
+        _safety.internal_error(f"{where}.stream", exc)
+        call.finish(None)
+        return None
+
+
+def _sync_call(where: str, reader: Reader) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        started = _start(where, reader, instance, args, kwargs)
+        if started is None:
+            return wrapped(*args, **kwargs)
+        request, call = started
+        token = call.activate()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        finally:
+            call.deactivate(token)
+        _finish(where, reader, call, request, result)
+        return result
+
+    return wrapper
+
+
+def _async_call(where: str, reader: Reader) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        started = _start(where, reader, instance, args, kwargs)
+        if started is None:
+            return await wrapped(*args, **kwargs)
+        request, call = started
+        token = call.activate()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        finally:
+            call.deactivate(token)
+        _finish(where, reader, call, request, result)
+        return result
+
+    return wrapper
+
+
+_END = object()
+
+
+def _first_step_in_span(call: Call, chunks: Iterator[Any]) -> Iterator[Any]:
+    # A generator sends its request on the first next(), long after the patched method returned:
+    # make the call's span current for that step, as for a non-streamed request.
+    token = call.activate()
+    try:
+        first = next(chunks, _END)
+    finally:
+        call.deactivate(token)
+    if first is _END:
+        return
+    yield first
+    yield from chunks
+
+
+def _sync_stream(where: str, reader: Reader) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        started = _start(where, reader, instance, args, kwargs)
+        if started is None:
+            return wrapped(*args, **kwargs)
+        request, call = started
+        try:
+            chunks = wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        state = _stream_state(where, reader, call, request)
+        if state is None:
+            return chunks
+        if inspect.isgenerator(chunks) and inspect.getgeneratorstate(chunks) == inspect.GEN_CREATED:
+            chunks = _first_step_in_span(call, chunks)
+        return StreamProxy(chunks, call, state)
+
+    return wrapper
+
+
+def _async_stream(where: str, reader: Reader) -> Callable[..., Any]:
+    # A coroutine that sends the request, then returns the async iterator of chunks.
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        started = _start(where, reader, instance, args, kwargs)
+        if started is None:
+            return await wrapped(*args, **kwargs)
+        request, call = started
+        token = call.activate()
+        try:
+            chunks = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        finally:
+            call.deactivate(token)
+        state = _stream_state(where, reader, call, request)
+        return chunks if state is None else AsyncStreamProxy(chunks, call, state)
+
+    return wrapper
+
+
+def _async_generator_stream(where: str, reader: Reader) -> Callable[..., Any]:
+    # An async generator function: the request goes out on the first __anext__.
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        started = _start(where, reader, instance, args, kwargs)
+        if started is None:
+            return wrapped(*args, **kwargs)
+        request, call = started
+        try:
+            chunks = wrapped(*args, **kwargs)
+        except BaseException as error:
+            call.fail(error)
+            raise
+        state = _stream_state(where, reader, call, request)
+        return chunks if state is None else AsyncStreamProxy(chunks, call, state)
+
+    return wrapper
