@@ -28,6 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prices.add_argument("--prices", metavar="FILE", help="price override file to apply (TOML or YAML)")
     prices.add_argument("--check", metavar="FILE", help="validate a price override file and exit")
 
+    # The ledger's commands: each module adds its parser and runs it.
+    from . import export, report, serve, trend
+
+    ledger_commands = {module.__name__.rsplit(".", 1)[1]: module for module in (report, trend, export, serve)}
+    for module in ledger_commands.values():
+        module.add_parser(commands)
+
     args = parser.parse_args(argv)
     if args.command == "fake-server":
         from ..testing.fake_server import main as fake_main
@@ -37,6 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .prices import run
 
         return run(args)
+    if args.command in ledger_commands:
+        from ._common import CliError
+
+        try:
+            return ledger_commands[args.command].run(args)
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
     parser.print_help()
     return 2
 

@@ -1,0 +1,159 @@
+"""What the ledger commands share: the ledger's location, time ranges, filters, output."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sqlite3
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "CliError",
+    "add_filter_arguments",
+    "add_output_arguments",
+    "filters_from",
+    "ledger_path",
+    "open_output",
+    "open_reading",
+    "parse_time",
+]
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+class CliError(Exception):
+    """A problem the user can fix: printed as one ``error:`` line, exit status 1."""
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(text: str, option: str, now: float | None = None) -> float:
+    """Epoch seconds from ``7d`` / ``24h`` / ``30m`` (that long ago), ``today``, ``yesterday``,
+    ``now``, a date (local midnight) or an ISO 8601 date and time (local unless it has an offset)."""
+    current = datetime.now() if now is None else datetime.fromtimestamp(now)
+    value = text.strip().lower()
+    relative = _RELATIVE.match(value)
+    if relative:
+        return current.timestamp() - float(relative.group(1)) * _UNITS[relative.group(2)]
+    midnight = current.replace(hour=0, minute=0, second=0, microsecond=0)
+    if value == "now":
+        return current.timestamp()
+    if value == "today":
+        return midnight.timestamp()
+    if value == "yesterday":
+        return (midnight - timedelta(days=1)).timestamp()
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CliError(
+            f"{option} {text!r} is not a time: use a date (2026-11-01), a date and time "
+            "(2026-11-01T14:30), or a span back from now (30m, 24h, 7d, 2w)"
+        ) from None
+    return moment.timestamp()  # naive: local time
+
+
+def add_ledger_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="the ledger file (default: TOKENTRAIL_LEDGER, else ~/.local/share/tokentrail/ledger.sqlite)",
+    )
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    add_ledger_argument(parser)
+    parser.add_argument(
+        "--since", metavar="WHEN", help="from this time: 2026-11-01, 2026-11-01T14:30, 7d, 24h"
+    )
+    parser.add_argument("--until", metavar="WHEN", help="up to this time (exclusive); same forms as --since")
+    parser.add_argument("--pipeline", metavar="ID", help="only calls of this pipeline")
+    parser.add_argument("--model", help="only calls of this model (response or request model)")
+    parser.add_argument("--provider", help="only calls of this provider (gen_ai.provider.name)")
+    parser.add_argument(
+        "--where",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="only calls whose KEY (agent, task, phase, role, user, label:KEY, ...) is VALUE; repeatable",
+    )
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
+    parser.add_argument(
+        "--format", choices=formats, default=formats[0], help=f"output format (default {formats[0]})"
+    )
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
+
+
+def filters_from(args: argparse.Namespace) -> Any:
+    from ..ledger.query import Filters, UnknownKeyError, validate_key
+
+    where: dict[str, str] = {}
+    for item in args.where:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(
+                f"--where {item!r}: use KEY=VALUE, e.g. --where agent=QA or --where label:team=search"
+            )
+        try:
+            where[validate_key(key.strip(), for_filter=True)] = value
+        except UnknownKeyError as exc:
+            raise CliError(str(exc)) from None
+    since = parse_time(args.since, "--since") if args.since else None
+    until = parse_time(args.until, "--until") if args.until else None
+    if since is not None and until is not None and since >= until:
+        raise CliError(f"--since {args.since} is not before --until {args.until}")
+    return Filters(since, until, args.pipeline, args.model, args.provider, where)
+
+
+def ledger_path(args: argparse.Namespace) -> Path:
+    from ..config import ENV_LEDGER, ConfigError, ledger_location
+
+    if getattr(args, "ledger", None):
+        return Path(args.ledger).expanduser()
+    try:
+        path = ledger_location(os.environ.get(ENV_LEDGER))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    if path is None:
+        raise CliError(f"the ledger is off ({ENV_LEDGER}={os.environ.get(ENV_LEDGER)}): pass --ledger PATH")
+    return path
+
+
+def open_reading(args: argparse.Namespace) -> sqlite3.Connection:
+    """The ledger, for reading; a missing or unusable ledger is a :class:`CliError`."""
+    from ..ledger import LedgerError, open_ledger
+
+    path = ledger_path(args)
+    try:
+        return open_ledger(path, create=False)
+    except LedgerError as exc:
+        raise CliError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read the ledger at {path}: {exc}") from None
+
+
+@contextlib.contextmanager
+def open_output(args: argparse.Namespace, *, newline: str | None = None) -> Iterator[tuple[IO[str], bool]]:
+    """(stream, is a terminal): ``--output FILE`` or standard output."""
+    if args.output:
+        try:
+            stream = open(args.output, "w", encoding="utf-8", newline=newline)  # noqa: SIM115
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        with stream:
+            yield stream, False
+        return
+    yield sys.stdout, sys.stdout.isatty()
+
+
+def use_colour(terminal: bool) -> bool:
+    return terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"

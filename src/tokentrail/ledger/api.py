@@ -1,0 +1,259 @@
+"""``tokentrail serve``: a read-only HTTP JSON API over the ledger (FastAPI; OpenAPI at
+``/openapi.json``, interactive docs at ``/docs``).
+
+Every endpoint is a GET and every request opens the ledger read-only: the API can answer while
+applications write, and can never change what they wrote.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
+
+from .._version import __version__
+from ._schema import SCHEMA_VERSION, LedgerError, open_ledger
+from .query import Filters, Group, Report, Totals, UnknownKeyError, report, trend
+
+__all__ = ["create_app"]
+
+
+class Usage(BaseModel):
+    """What a set of calls added up to."""
+
+    calls: int
+    calls_with_usage: int = Field(description="calls that reported token usage")
+    priced_calls: int = Field(description="calls with a known cost")
+    unpriced_calls: int = Field(description="calls with usage but no known price (cost not counted)")
+    errors: int
+    incomplete: int | None = Field(description="streams that ended before their usage arrived")
+    input_tokens: int = Field(description="every input token, cache reads and writes included")
+    output_tokens: int = Field(description="every output token, reasoning included")
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    total_tokens: int
+    cost_usd: float
+    cache_savings_usd: float | None = Field(
+        description="cache reads at the input rate minus at the cache-read rate"
+    )
+    avg_cost_per_call_usd: float | None = Field(description="cost over the priced calls")
+    avg_tokens_per_call: float | None = Field(description="input + output tokens over the calls with usage")
+
+
+class UsageGroup(Usage):
+    key: str
+    value: str | None = Field(description="null: calls without this key")
+    breakdown: list[UsageGroup] = []
+
+
+class UsageReport(BaseModel):
+    since: str | None
+    until: str | None
+    filters: dict[str, str]
+    by: list[str]
+    totals: Usage
+    breakdown: list[UsageGroup]
+
+
+class TrendPoint(Usage):
+    day: str = Field(description="local date, YYYY-MM-DD")
+
+
+class Trend(BaseModel):
+    days: int
+    filters: dict[str, str]
+    points: list[TrendPoint]
+
+
+class BudgetStatus(BaseModel):
+    pipeline: str
+    budget_usd: float
+    spent_usd: float
+    remaining_usd: float = Field(description="budget minus spent, never below 0")
+    percent_used: float
+    over_budget: bool
+    calls: int
+
+
+class Health(BaseModel):
+    status: str
+    ledger: str
+    schema_version: int
+    tokentrail: str
+
+
+# Query parameters several endpoints share (module level: FastAPI resolves them by name).
+Days = Annotated[int | None, Query(ge=1, le=36500, description="only the last DAYS days (default: all time)")]
+RecentDays = Annotated[int, Query(ge=1, le=36500, description="the last DAYS days")]
+By = Annotated[
+    list[str], Query(description="break down by these keys, outermost first (agent, model, day, ...)")
+]
+
+
+def _usage(totals: Totals) -> dict[str, Any]:
+    return totals.as_dict()
+
+
+def _group(group: Group) -> dict[str, Any]:
+    return {
+        "key": group.key,
+        "value": group.value,
+        **_usage(group.totals),
+        "breakdown": [_group(child) for child in group.children],
+    }
+
+
+def _report_body(result: Report) -> dict[str, Any]:
+    data = result.as_dict()
+    return {
+        "since": data["since"],
+        "until": data["until"],
+        "filters": data["filters"],
+        "by": data["by"],
+        "totals": _usage(result.totals),
+        "breakdown": [_group(group) for group in result.groups],
+    }
+
+
+def create_app(path: str | Path) -> FastAPI:
+    """The API over the ledger at ``path`` (opened read-only on every request)."""
+    ledger = Path(path).expanduser()
+    app = FastAPI(
+        title="tokentrail ledger API",
+        version=__version__,
+        description=(
+            "Read-only usage, cost, trend and budget figures from the local tokentrail ledger. "
+            "Days are local days of the machine serving the API."
+        ),
+    )
+
+    @contextmanager
+    def reading() -> Iterator[sqlite3.Connection]:
+        try:
+            connection = open_ledger(ledger, create=False, readonly=True)
+        except LedgerError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+        try:
+            yield connection
+        except UnknownKeyError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        finally:
+            connection.close()
+
+    def since(days: int | None) -> float | None:
+        return None if days is None else time.time() - days * 86400
+
+    @app.get("/v1/usage", response_model=UsageReport, summary="Usage and cost, filtered and broken down")
+    def usage(
+        days: Days = None,
+        pipeline: str | None = None,
+        agent: str | None = None,
+        role: str | None = None,
+        task: str | None = None,
+        phase: str | None = None,
+        user: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        by: By = [],  # noqa: B006 - FastAPI copies query defaults
+    ) -> dict[str, Any]:
+        where = {
+            key: value
+            for key, value in (
+                ("agent", agent),
+                ("role", role),
+                ("task", task),
+                ("phase", phase),
+                ("user", user),
+            )
+            if value is not None
+        }
+        filters = Filters(since(days), None, pipeline, model, provider, where)
+        with reading() as connection:
+            return _report_body(report(connection, by, filters))
+
+    @app.get(
+        "/v1/pipelines/{pipeline}/usage", response_model=UsageReport, summary="Usage and cost of one pipeline"
+    )
+    def pipeline_usage(pipeline: str, days: Days = None, by: By = []) -> dict[str, Any]:  # noqa: B006
+        with reading() as connection:
+            return _report_body(report(connection, by, Filters(since(days), pipeline=pipeline)))
+
+    @app.get("/v1/agents/{agent}/usage", response_model=UsageReport, summary="Usage and cost of one agent")
+    def agent_usage(
+        agent: str,
+        days: Annotated[int, Query(ge=1, le=36500)] = 7,
+        by: By = [],  # noqa: B006
+    ) -> dict[str, Any]:
+        with reading() as connection:
+            return _report_body(report(connection, by, Filters(since(days), where={"agent": agent})))
+
+    @app.get("/v1/roles/{role}/usage", response_model=UsageReport, summary="Usage and cost of one role")
+    def role_usage(
+        role: str,
+        days: Annotated[int, Query(ge=1, le=36500)] = 7,
+        by: By = [],  # noqa: B006
+    ) -> dict[str, Any]:
+        with reading() as connection:
+            return _report_body(report(connection, by, Filters(since(days), where={"role": role})))
+
+    @app.get("/v1/trend", response_model=Trend, summary="Spend per local day, today included")
+    def daily_trend(
+        days: Annotated[int, Query(ge=1, le=3650)] = 7,
+        pipeline: str | None = None,
+        agent: str | None = None,
+        role: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+    ) -> dict[str, Any]:
+        where = {key: value for key, value in (("agent", agent), ("role", role)) if value is not None}
+        filters = Filters(None, None, pipeline, model, provider, where)
+        with reading() as connection:
+            points = trend(connection, days, filters=filters)
+        return {
+            "days": days,
+            "filters": filters.describe(),
+            "points": [{"day": day, **_usage(totals)} for day, totals in points],
+        }
+
+    @app.get(
+        "/v1/pipelines/{pipeline}/budget",
+        response_model=BudgetStatus,
+        summary="A pipeline's spend against a budget",
+    )
+    def budget(
+        pipeline: Annotated[str, PathParam(description="the pipeline id")],
+        budget_usd: Annotated[float, Query(gt=0, description="the budget in USD")],
+    ) -> dict[str, Any]:
+        with reading() as connection:
+            totals = report(connection, (), Filters(pipeline=pipeline)).totals
+        spent = totals.cost_usd
+        return {
+            "pipeline": pipeline,
+            "budget_usd": budget_usd,
+            "spent_usd": spent,
+            "remaining_usd": max(0.0, budget_usd - spent),
+            "percent_used": spent / budget_usd * 100,
+            "over_budget": spent > budget_usd,
+            "calls": totals.calls,
+        }
+
+    @app.get("/healthz", response_model=Health, summary="The API is up and can read the ledger")
+    def health() -> dict[str, Any]:
+        with reading():
+            pass
+        return {
+            "status": "ok",
+            "ledger": str(ledger),
+            "schema_version": SCHEMA_VERSION,
+            "tokentrail": __version__,
+        }
+
+    return app

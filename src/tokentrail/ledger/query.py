@@ -1,0 +1,419 @@
+"""Reports over the ledger: totals, nested breakdowns, daily trends, raw rows for export.
+
+A report reads the ``rollup`` table (calls summed per 15-minute bucket and dimension) for the
+whole buckets inside its time range, and the ``calls`` table for the partial buckets at its
+edges, so a report over a million calls reads thousands of rows, not a million. Filters on keys
+the rollup does not carry (session, conversation, agent_id) read the ``calls`` table alone. Either
+way every figure is the sum of the corresponding ``calls`` rows.
+
+Days and hours are those of the local time zone of the machine running the report.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from ._schema import BUCKET_SECONDS, COLUMN_NAMES, MEASURES
+
+__all__ = [
+    "BY_KEYS",
+    "Filters",
+    "Group",
+    "Report",
+    "Totals",
+    "UnknownKeyError",
+    "export_rows",
+    "report",
+    "trend",
+    "validate_key",
+]
+
+# Keys a report can break down by, in the order the help lists them.
+BY_KEYS = (
+    "provider",
+    "model",
+    "operation",
+    "agent",
+    "task",
+    "pipeline",
+    "phase",
+    "role",
+    "user",
+    "day",
+    "hour",
+    "service",
+    "request_model",
+)
+# Keys only the raw rows carry: a filter on them reads the calls table.
+RAW_ONLY_KEYS = ("agent_id", "session", "conversation", "error_type", "cost_source")
+_TIME_KEYS = ("day", "hour")
+_LABEL = re.compile(r"^label:([a-z][a-z0-9_]{0,63})$")
+
+
+class UnknownKeyError(ValueError):
+    """A --by or --where key the ledger does not know."""
+
+
+def validate_key(key: str, *, for_filter: bool = False) -> str:
+    """``key`` if a report can break down (or, ``for_filter``, filter) by it; else raises."""
+    if key in BY_KEYS or _LABEL.match(key) or (for_filter and key in RAW_ONLY_KEYS):
+        if for_filter and key in _TIME_KEYS:
+            raise UnknownKeyError(f"--where {key}=...: filter time with --since / --until")
+        return key
+    known = ", ".join((*BY_KEYS, *(RAW_ONLY_KEYS if for_filter else ())))
+    option = "--where" if for_filter else "--by"
+    raise UnknownKeyError(f"unknown {option} key {key!r}: use one of {known}, or label:KEY")
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: float | None = None
+    """Epoch seconds, inclusive."""
+    until: float | None = None
+    """Epoch seconds, exclusive."""
+    pipeline: str | None = None
+    model: str | None = None
+    """Matches the response model or the request model."""
+    provider: str | None = None
+    where: Mapping[str, str] = field(default_factory=dict)
+
+    def equalities(self) -> dict[str, str]:
+        """Every key = value the filters ask for (the model filter aside)."""
+        found = dict(self.where)
+        if self.pipeline is not None:
+            found["pipeline"] = self.pipeline
+        if self.provider is not None:
+            found["provider"] = self.provider
+        return found
+
+    def describe(self) -> dict[str, str]:
+        found = self.equalities()
+        if self.model is not None:
+            found["model"] = self.model
+        return found
+
+
+@dataclass(slots=True)
+class Totals:
+    """What a set of calls added up to."""
+
+    calls: int = 0
+    calls_with_usage: int = 0
+    priced_calls: int = 0
+    unpriced_calls: int = 0
+    """Calls with usage but no known price."""
+    errors: int = 0
+    incomplete: int | None = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    cache_savings_usd: float | None = 0.0
+    """Cache reads at the input rate minus their cost at the cache-read rate; None when unknown."""
+
+    def add(self, other: Totals) -> None:
+        for name in _TOTAL_FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, None if mine is None or theirs is None else mine + theirs)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def avg_cost_per_call(self) -> float | None:
+        """Cost over the calls that have a cost (unpriced calls would understate it)."""
+        return self.cost_usd / self.priced_calls if self.priced_calls else None
+
+    @property
+    def avg_tokens_per_call(self) -> float | None:
+        """Input plus output tokens over the calls that reported usage."""
+        return self.total_tokens / self.calls_with_usage if self.calls_with_usage else None
+
+    def as_dict(self) -> dict[str, Any]:
+        values: dict[str, Any] = {name: getattr(self, name) for name in _TOTAL_FIELDS}
+        values["total_tokens"] = self.total_tokens
+        values["avg_cost_per_call_usd"] = self.avg_cost_per_call
+        values["avg_tokens_per_call"] = self.avg_tokens_per_call
+        return values
+
+
+_TOTAL_FIELDS = tuple(f.name for f in fields(Totals))
+assert tuple(MEASURES) == _TOTAL_FIELDS  # Totals(*row) takes a row of MEASURES in order
+
+
+@dataclass
+class Group:
+    """One value of one breakdown key, with its totals and the next key's groups inside it."""
+
+    key: str
+    value: str | None
+    totals: Totals
+    children: list[Group] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"key": self.key, "value": self.value, **self.totals.as_dict()}
+        if self.children:
+            data["breakdown"] = [child.as_dict() for child in self.children]
+        return data
+
+
+@dataclass
+class Report:
+    by: tuple[str, ...]
+    totals: Totals
+    groups: list[Group]
+    filters: Filters
+    source: str
+    """``ledger <path>`` or ``prometheus <url>``."""
+    generated_at: float = field(default_factory=time.time)
+    notes: list[str] = field(default_factory=list)
+
+    def leaves(self) -> Iterator[tuple[tuple[str | None, ...], Totals]]:
+        """(values of every --by key, totals) for each finest-level group."""
+
+        def walk(groups: list[Group], prefix: tuple[str | None, ...]) -> Iterator[Any]:
+            for group in groups:
+                values = (*prefix, group.value)
+                if group.children:
+                    yield from walk(group.children, values)
+                else:
+                    yield values, group.totals
+
+        return walk(self.groups, ())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "generated_at": datetime.fromtimestamp(self.generated_at).astimezone().isoformat(),
+            "since": _iso(self.filters.since),
+            "until": _iso(self.filters.until),
+            "filters": self.filters.describe(),
+            "by": list(self.by),
+            "totals": self.totals.as_dict(),
+            "breakdown": [group.as_dict() for group in self.groups],
+            "notes": self.notes,
+        }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch).astimezone().isoformat()
+
+
+# --- SQL ------------------------------------------------------------------------------------------
+
+
+def _key_sql(key: str, *, rollup: bool) -> str:
+    time_column = "bucket" if rollup else "start_time"
+    if key == "day":
+        return f"date({time_column}, 'unixepoch', 'localtime')"
+    if key == "hour":
+        return f"strftime('%Y-%m-%d %H:00', {time_column}, 'unixepoch', 'localtime')"
+    label = _LABEL.match(key)
+    if label:
+        return f"json_extract(labels, '$.\"{label.group(1)}\"')"
+    return f"NULLIF(\"{key}\", '')" if rollup else f'"{key}"'
+
+
+def _where(filters: Filters, *, rollup: bool, low: float | None, high: float | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    time_column = "bucket" if rollup else "start_time"
+    if low is not None:
+        clauses.append(f"{time_column} >= ?")
+        params.append(low)
+    if high is not None:
+        clauses.append(f"{time_column} < ?")
+        params.append(high)
+    for key, value in filters.equalities().items():
+        if _LABEL.match(key):
+            clauses.append(f"{_key_sql(key, rollup=rollup)} IS ?")
+            params.append(value or None)
+        elif value == "":
+            clauses.append(f"\"{key}\" = ''" if rollup else f'"{key}" IS NULL')
+        else:
+            clauses.append(f'"{key}" = ?')
+            params.append(value)
+    if filters.model is not None:
+        clauses.append("(model = ? OR request_model = ?)")
+        params.extend((filters.model, filters.model))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+_ROLLUP_MEASURES_SQL = ", ".join(
+    f"TOTAL({name})" if name.endswith("_usd") else f"SUM({name})" for name in MEASURES
+)
+_RAW_MEASURES_SQL = ", ".join(MEASURES.values())
+
+
+def _query(
+    connection: sqlite3.Connection,
+    by: Sequence[str],
+    filters: Filters,
+    *,
+    rollup: bool,
+    low: float | None,
+    high: float | None,
+) -> list[tuple[Any, ...]]:
+    keys = [_key_sql(key, rollup=rollup) for key in by]
+    where, params = _where(filters, rollup=rollup, low=low, high=high)
+    measures = _ROLLUP_MEASURES_SQL if rollup else _RAW_MEASURES_SQL
+    select = ", ".join([*keys, measures])
+    group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+    sql = f"SELECT {select} FROM {'rollup' if rollup else 'calls'}{where}{group}"
+    return connection.execute(sql, params).fetchall()
+
+
+def _totals(values: Sequence[Any]) -> Totals:
+    totals = Totals(*values)
+    # SUM() over no rows is NULL: an empty range adds up to zero.
+    for name in _TOTAL_FIELDS:
+        if getattr(totals, name) is None:
+            setattr(totals, name, 0.0 if name.endswith("_usd") else 0)
+    return totals
+
+
+def report(
+    connection: sqlite3.Connection,
+    by: Sequence[str] = (),
+    filters: Filters | None = None,
+    *,
+    source: str = "ledger",
+    use_rollup: bool = True,
+) -> Report:
+    """Totals and a nested breakdown ``by`` the given keys (outermost first)."""
+    filters = filters or Filters()
+    for key in by:
+        validate_key(key)
+    for key in filters.where:
+        validate_key(key, for_filter=True)
+    flat: dict[tuple[Any, ...], Totals] = {}
+
+    def collect(rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
+            key = tuple(row[: len(by)])
+            totals = _totals(row[len(by) :])
+            if totals.calls == 0:
+                continue
+            existing = flat.get(key)
+            if existing is None:
+                flat[key] = totals
+            else:
+                existing.add(totals)
+
+    raw_only = any(key in RAW_ONLY_KEYS for key in filters.where)
+    since, until = filters.since, filters.until
+    first = None if since is None else math.ceil(since / BUCKET_SECONDS) * BUCKET_SECONDS
+    last = None if until is None else math.floor(until / BUCKET_SECONDS) * BUCKET_SECONDS
+    if raw_only or not use_rollup or (first is not None and last is not None and first >= last):
+        collect(_query(connection, by, filters, rollup=False, low=since, high=until))
+    else:
+        collect(_query(connection, by, filters, rollup=True, low=first, high=last))
+        if since is not None and first is not None and since < first:
+            collect(_query(connection, by, filters, rollup=False, low=since, high=first))
+        if until is not None and last is not None and last < until:
+            collect(_query(connection, by, filters, rollup=False, low=last, high=until))
+    return _build(by, flat, filters, source)
+
+
+def _build(
+    by: Sequence[str], flat: Mapping[tuple[Any, ...], Totals], filters: Filters, source: str
+) -> Report:
+    totals = Totals()
+    for leaf in flat.values():
+        totals.add(leaf)
+    if not by:
+        return Report((), totals, [], filters, source)
+    root: dict[Any, Any] = {}
+    for values, leaf in flat.items():
+        level = root
+        for depth, value in enumerate(values):
+            entry = level.get(value)
+            if entry is None:
+                entry = level[value] = [Totals(), {}]
+            entry[0].add(leaf)
+            if depth == len(values) - 1:
+                break
+            level = entry[1]
+
+    def groups(level: dict[Any, Any], depth: int) -> list[Group]:
+        key = by[depth]
+        made = [
+            Group(
+                key,
+                None if value is None else str(value),
+                sums,
+                groups(children, depth + 1) if children else [],
+            )
+            for value, (sums, children) in level.items()
+        ]
+        if key in _TIME_KEYS:
+            made.sort(key=lambda g: g.value or "")
+        else:
+            made.sort(key=lambda g: (-g.totals.cost_usd, -g.totals.calls, g.value or ""))
+        return made
+
+    return Report(tuple(by), totals, groups(root, 0), filters, source)
+
+
+def trend(
+    connection: sqlite3.Connection,
+    periods: int,
+    *,
+    hourly: bool = False,
+    filters: Filters | None = None,
+    now: float | None = None,
+) -> list[tuple[str, Totals]]:
+    """Spend per local day (or hour) for the last ``periods`` of them, the current one included,
+    with empty periods as zeros."""
+    filters = filters or Filters()
+    labels, since = _periods(periods, hourly=hourly, now=now)
+    scoped = Filters(since, filters.until, filters.pipeline, filters.model, filters.provider, filters.where)
+    found = report(connection, ["hour" if hourly else "day"], scoped)
+    by_label = {group.value: group.totals for group in found.groups}
+    return [(label, by_label.get(label, Totals())) for label in labels]
+
+
+def _periods(periods: int, *, hourly: bool, now: float | None) -> tuple[list[str], float]:
+    current = datetime.fromtimestamp(time.time() if now is None else now)
+    if hourly:
+        start = current.replace(minute=0, second=0, microsecond=0)
+        moments = [start - timedelta(hours=i) for i in range(periods - 1, -1, -1)]
+        labels = [moment.strftime("%Y-%m-%d %H:00") for moment in moments]
+    else:
+        start = current.replace(hour=0, minute=0, second=0, microsecond=0)
+        moments = [start - timedelta(days=i) for i in range(periods - 1, -1, -1)]
+        labels = [moment.strftime("%Y-%m-%d") for moment in moments]
+    return labels, moments[0].timestamp()
+
+
+def export_rows(connection: sqlite3.Connection, filters: Filters | None = None) -> tuple[int, Iterator[Any]]:
+    """(how many, the ``calls`` rows in time order) matching ``filters``; rows are tuples in
+    :data:`~tokentrail.ledger._schema.COLUMN_NAMES` order."""
+    filters = filters or Filters()
+    for key in filters.where:
+        validate_key(key, for_filter=True)
+        if key in _TIME_KEYS:
+            raise UnknownKeyError(f"--where {key}=...: filter time with --since / --until")
+    where, params = _where(filters, rollup=False, low=filters.since, high=filters.until)
+    count = connection.execute(f"SELECT COUNT(*) FROM calls{where}", params).fetchone()[0]
+    columns = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
+    cursor = connection.execute(f"SELECT {columns} FROM calls{where} ORDER BY start_time, id", params)
+
+    def rows() -> Iterator[Any]:
+        while True:
+            chunk = cursor.fetchmany(2000)
+            if not chunk:
+                return
+            yield from chunk
+
+    return count, rows()
