@@ -1,4 +1,7 @@
-"""tokentrail demo: a small multi-agent pipeline, instrumented, against the bundled fake provider.
+"""An OpenAI-only pipeline, instrumented in code, against the bundled fake provider.
+
+(The README's demo is ``multi_agent.py``: three providers under ``opentelemetry-instrument``.
+This one shows the one-line set-up and reading every call in-process through a sink.)
 
 Runs with no API keys and no network: it starts `tokentrail.testing.FakeLLMServer` on loopback,
 points real `openai` clients at it, and runs a pipeline of agents (PM, Dev, QA, a researcher on
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         tokentrail.instrument(
             provider_hosts={f"127.0.0.1:{port}": "openai", f"localhost:{port}": "openrouter"},
             sinks=[calls.append],
+            ledger=False,  # a demo's fake spend does not belong in the user's ledger
         )
         print(f"fake provider server on {server.base_url}; running the pipeline ...")
         run_pipeline(server)

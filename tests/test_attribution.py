@@ -240,3 +240,13 @@ def test_baggage_is_ignored_unless_enabled(recorded):
 def test_bad_metric_attribute_setting():
     with pytest.raises(tokentrail.ConfigError, match="not an attribution key"):
         tokentrail.instrument(metric_attributes=["agnt"], setup_otel=False)
+
+
+def test_rollup_span_without_attribution_values_still_adds_up(recorded):
+    client = FakeOpenAI().client()
+    with tokentrail.span("just a unit"):
+        chat(client)
+        chat(client)
+    unit = next(s for s in recorded.spans() if s.name == "just a unit")
+    assert unit.attributes[sc.ROLLUP_CALLS] == 2
+    assert unit.attributes[sc.ROLLUP_INPUT_TOKENS] == 2400

@@ -58,7 +58,7 @@ def test_opentelemetry_instrument_runs_the_app_instrumented(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     result_line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
     result = json.loads(result_line.removeprefix("RESULT "))
-    assert result["instrumented"] == ["openai"]
+    assert "openai" in result["instrumented"]  # with langchain-core installed, "langchain" too
     assert result["inputs"] == [1200, 1200]
     assert result["costs"][0] == result["costs"][1] > 0
     # The console exporter printed our spans with their cost, under the configured service.

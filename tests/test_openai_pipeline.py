@@ -13,7 +13,7 @@ import tokentrail
 from tokentrail.testing import FakeLLMServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
-import demo
+import openai_pipeline as demo
 
 
 @pytest.fixture

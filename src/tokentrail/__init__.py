@@ -12,7 +12,7 @@ metric reference.
 
 from __future__ import annotations
 
-from ._setup import add_sink, instrument, instrumented, uninstrument
+from ._setup import add_sink, instrument, instrumented, reset_summary, summary, uninstrument
 from ._version import __version__
 from .config import ConfigError
 from .context import attribute, price_context, span
@@ -32,6 +32,8 @@ __all__ = [
     "instrument",
     "instrumented",
     "price_context",
+    "reset_summary",
     "span",
+    "summary",
     "uninstrument",
 ]

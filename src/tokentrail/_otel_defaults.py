@@ -28,8 +28,9 @@ def _exporter_names(signal: str) -> list[str]:
         )
         return ["otlp"] if endpoint else []
     names = [name.strip().lower() for name in configured.split(",") if name.strip()]
-    # Names other exporters register (e.g. tokentrail's own ledger later) are not ours to build.
-    return [name for name in names if name in ("otlp", "console")]
+    # Names other exporters register are not ours to build; "tokentrail" (the ledger) is.
+    ours = ("otlp", "console", "tokentrail") if signal == "traces" else ("otlp", "console")
+    return [name for name in names if name in ours]
 
 
 def _protocol(signal: str) -> str:
@@ -61,6 +62,10 @@ def ensure_providers() -> None:
         for name in _exporter_names("traces"):
             if name == "console":
                 provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+            elif name == "tokentrail":
+                from .ledger.exporter import LedgerSpanExporter
+
+                provider.add_span_processor(BatchSpanProcessor(LedgerSpanExporter()))
             elif _protocol("traces") == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

@@ -6,35 +6,67 @@ idempotent, and ``uninstrument()`` restores the SDKs' own methods.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import wrapt
 from opentelemetry import metrics, trace
 
 from . import _safety, lifecycle
 from .config import Settings
 from .lifecycle import Sink, Telemetry
 from .pricing import Pricer, load_overrides
-from .providers import _stainless
+from .summary import RunSummary
 
 log = logging.getLogger("tokentrail")
 
 
-# Provider modules: name -> factory of its patch set (None when its SDK is not installed).
-def _openai() -> _stainless.Instrumentation | None:
+# Provider modules: name -> (the SDK module whose import triggers patching, factory of the
+# provider's patch set). Factories import the provider module, which imports the SDK: they run
+# only once the application has imported the SDK itself, so instrument() never pays for importing
+# an SDK the application does not use (some take hundreds of milliseconds).
+def _openai() -> Any:
     from .providers import openai
 
     return openai.instrumentation()
 
 
-PROVIDERS: dict[str, Callable[[], Any]] = {"openai": _openai}
+def _anthropic() -> Any:
+    from .providers import anthropic
+
+    return anthropic.instrumentation()
+
+
+def _google_genai() -> Any:
+    from .providers import google_genai
+
+    return google_genai.instrumentation()
+
+
+def _langchain() -> Any:
+    from .providers import langchain
+
+    return langchain.instrumentation()
+
+
+PROVIDERS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "openai": ("openai", _openai),
+    "anthropic": ("anthropic", _anthropic),
+    "google_genai": ("google.genai", _google_genai),
+    "langchain": ("langchain_core", _langchain),
+}
 
 _lock = threading.RLock()
 _installed: dict[str, Any] = {}
+_pending: set[str] = set()  # wanted, waiting for the application to import the SDK
+_hooked: set[str] = set()  # post-import hooks registered (they cannot be unregistered)
 
 
 def instrument(
@@ -49,6 +81,9 @@ def instrument(
     metric_attributes: Iterable[str] | str | None = None,
     metric_value_limit: int | None = None,
     baggage: bool | None = None,
+    anthropic_native_spans: str | None = None,
+    ledger: str | os.PathLike[str] | bool | None = None,
+    log_calls: bool | None = None,
     sinks: Iterable[Sink] = (),
     setup_otel: bool | None = None,
 ) -> list[str]:
@@ -57,7 +92,12 @@ def instrument(
     ``metric_attributes`` lists the attribution keys allowed on metrics (default agent, task,
     phase), each with at most ``metric_value_limit`` distinct values (default 100; more fold into
     ``_other``). ``baggage=True`` reads attribution from incoming OpenTelemetry baggage and writes
-    it to outgoing baggage.
+    it to outgoing baggage. ``anthropic_native_spans`` (``off`` by default, or ``keep``) says
+    whether the anthropic SDK still makes its own span for the calls tokentrail instruments.
+    ``ledger`` is where every call is recorded locally (default ``TOKENTRAIL_LEDGER``, else
+    ``$XDG_DATA_HOME/tokentrail/ledger.sqlite``; ``False`` or ``"off"`` disables it; not added
+    while ``OTEL_TRACES_EXPORTER=tokentrail`` writes the ledger from spans). ``log_calls=True``
+    (``TOKENTRAIL_LOG_CALLS``) logs one JSON record per call to the ``tokentrail.calls`` logger.
 
     Calling it again replaces the settings; SDK methods are patched only once.
     Bad settings raise :class:`tokentrail.ConfigError` / :class:`tokentrail.PriceOverrideError`
@@ -71,6 +111,9 @@ def instrument(
         metric_attributes=metric_attributes,
         metric_value_limit=metric_value_limit,
         baggage=baggage,
+        anthropic_native_spans=anthropic_native_spans,
+        ledger=ledger,
+        log_calls=log_calls,
     )
     overrides = load_overrides(settings.prices) if settings.prices is not None else []
     wanted = list(PROVIDERS) if providers is None else list(providers)
@@ -84,30 +127,111 @@ def instrument(
         ensure_providers()
 
     pricer = Pricer(overrides)
+    _summary._context_window = pricer.context_window
     telemetry = Telemetry(
-        settings, pricer, tracer_provider=tracer_provider, meter_provider=meter_provider, sinks=sinks
+        settings,
+        pricer,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        sinks=[_summary, *sinks, *_ledger_sinks(settings, tracer_provider, meter_provider)],
     )
+    _print_summary_at_exit()
     with _lock:
         lifecycle.set_active(telemetry)
-        done = []
-        for name in wanted:
-            patch = _installed.get(name)
-            if patch is None:
-                try:
-                    patch = PROVIDERS[name]()
-                except Exception as exc:
-                    _safety.internal_error(f"instrument.{name}", exc)
-                    continue
-                if patch is None:
-                    continue
-                patch.install()
-                _installed[name] = patch
-            done.append(name)
+        done = [name for name in wanted if _enable(name)]
     # Load the price catalogue off the calling thread: start-up stays fast and the first call
     # does not pay for it.
     if os.environ.get("TOKENTRAIL_WARM_PRICES", "1") != "0":
         threading.Thread(target=_warm, args=(pricer,), name="tokentrail-prices", daemon=True).start()
     return done
+
+
+_summary = RunSummary()
+_summary_registered = False
+
+
+def summary(format: str = "text") -> Any:
+    """Tokens and cost per agent and in total since start-up (or the last ``reset_summary()``).
+
+    ``format="text"`` gives a printable table, ``"json"`` a JSON string and ``"dict"`` the dict
+    itself: per-agent usage, totals, cost breakdown by agent and model, and efficiency metrics
+    (average tokens per agent, most expensive agent, context-window utilisation, input/output ratio).
+    """
+    if format == "text":
+        return _summary.render()
+    if format == "json":
+        return _summary.to_json()
+    if format == "dict":
+        return _summary.as_dict()
+    raise ValueError(f"summary(format={format!r}): use 'text', 'json' or 'dict'")
+
+
+def reset_summary() -> None:
+    """Start the run summary afresh."""
+    _summary.reset()
+
+
+def _print_summary_at_exit() -> None:
+    global _summary_registered
+    if _summary_registered or os.environ.get("TOKENTRAIL_SUMMARY", "").strip().lower() not in (
+        "1",
+        "true",
+        "on",
+    ):
+        return
+    _summary_registered = True
+    import atexit
+    import sys
+
+    atexit.register(lambda: print(_summary.render(), file=sys.stderr))
+
+
+def _ledger_sinks(settings: Settings, tracer_provider: Any, meter_provider: Any) -> list[Sink]:
+    """The local ledger's writer and the call log, as configured (each off the calling thread)."""
+    if settings.ledger is None and not settings.log_calls and "tokentrail.ledger" not in sys.modules:
+        return []
+    from . import ledger
+
+    return ledger.sinks_for(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+
+def _enable(name: str) -> bool:
+    """Patch the SDK now if it is imported, or as soon as it is; False if it is not installed."""
+    if name in _installed or name in _pending:
+        return True
+    module, _ = PROVIDERS[name]
+    try:
+        if importlib.util.find_spec(module) is None:
+            return False
+    except (ImportError, ValueError):  # a namespace parent (google) missing or broken
+        return False
+    if module in sys.modules:
+        return _install(name)
+    _pending.add(name)
+    if name not in _hooked:
+        _hooked.add(name)
+        wrapt.register_post_import_hook(functools.partial(_on_import, name), module)
+    return True
+
+
+def _on_import(name: str, _module: Any) -> None:
+    with _lock:
+        if name in _pending:
+            _pending.discard(name)
+            _install(name)
+
+
+def _install(name: str) -> bool:
+    try:
+        patch = PROVIDERS[name][1]()
+        if patch is None:
+            return False
+        patch.install()
+    except Exception as exc:
+        _safety.internal_error(f"instrument.{name}", exc)
+        return False
+    _installed[name] = patch
+    return True
 
 
 def _warm(pricer: Pricer) -> None:
@@ -123,13 +247,17 @@ def uninstrument() -> None:
         for patch in _installed.values():
             patch.remove()
         _installed.clear()
+        _pending.clear()
         lifecycle.set_active(None)
+    if "tokentrail.ledger" in sys.modules:  # flush and close the ledger writer, if one was opened
+        sys.modules["tokentrail.ledger"].close()
 
 
 def instrumented() -> list[str]:
-    """The SDKs currently instrumented."""
+    """The SDKs currently instrumented, including installed ones not imported yet (they are
+    patched the moment the application imports them)."""
     with _lock:
-        return list(_installed)
+        return [name for name in PROVIDERS if name in _installed or name in _pending]
 
 
 def add_sink(sink: Sink) -> None:

@@ -22,11 +22,16 @@ ENV_STREAM_USAGE = "TOKENTRAIL_STREAM_USAGE"
 ENV_METRIC_ATTRIBUTES = "TOKENTRAIL_METRIC_ATTRIBUTES"
 ENV_METRIC_VALUE_LIMIT = "TOKENTRAIL_METRIC_VALUE_LIMIT"
 ENV_BAGGAGE = "TOKENTRAIL_BAGGAGE"
+ENV_ANTHROPIC_NATIVE_SPANS = "TOKENTRAIL_ANTHROPIC_NATIVE_SPANS"
+ENV_LEDGER = "TOKENTRAIL_LEDGER"
+ENV_LOG_CALLS = "TOKENTRAIL_LOG_CALLS"
 
 # Attribution keys that label metrics unless configured otherwise: bounded by nature (a few
 # agents, tasks and phases), unlike pipeline runs, users or sessions, which are per-request ids.
 DEFAULT_METRIC_ATTRIBUTES = ("agent", "task", "phase")
 DEFAULT_METRIC_VALUE_LIMIT = 100
+# What becomes of the span the anthropic SDK makes itself for a call tokentrail instruments.
+NATIVE_SPAN_MODES = ("off", "keep")
 
 
 class ConfigError(ValueError):
@@ -117,6 +122,13 @@ class Settings:
     """Distinct values per key on metrics; more fold into ``_other``."""
     baggage: bool = False
     """Read attribution from incoming OpenTelemetry baggage and write it to outgoing baggage."""
+    anthropic_native_spans: str = "off"
+    """The anthropic SDK's own span for a call tokentrail instruments: ``off`` (not made; the call
+    has tokentrail's span only) or ``keep`` (made, as a child of tokentrail's, without cost)."""
+    ledger: Path | None = None
+    """The local ledger file every call is written to; ``None``: no ledger."""
+    log_calls: bool = False
+    """One JSON log record per call through the ``tokentrail.calls`` logger."""
 
     @classmethod
     def resolve(
@@ -129,6 +141,9 @@ class Settings:
         metric_attributes: Iterable[str] | str | None = None,
         metric_value_limit: int | str | None = None,
         baggage: bool | str | None = None,
+        anthropic_native_spans: str | None = None,
+        ledger: str | os.PathLike[str] | bool | None = None,
+        log_calls: bool | str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         env = os.environ if environ is None else environ
@@ -162,7 +177,55 @@ class Settings:
                 DEFAULT_METRIC_VALUE_LIMIT,
             ),
             baggage=_flag(baggage if baggage is not None else env.get(ENV_BAGGAGE), ENV_BAGGAGE),
+            anthropic_native_spans=_native_span_mode(
+                anthropic_native_spans
+                if anthropic_native_spans is not None
+                else env.get(ENV_ANTHROPIC_NATIVE_SPANS)
+            ),
+            ledger=ledger_location(ledger if ledger is not None else env.get(ENV_LEDGER), env),
+            log_calls=_flag(log_calls if log_calls is not None else env.get(ENV_LOG_CALLS), ENV_LOG_CALLS),
         )
+
+
+_LEDGER_OFF = ("off", "false", "0", "no", "none")
+
+
+def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/tokentrail/ledger.sqlite`` (``~/.local/share/tokentrail/ledger.sqlite``)."""
+    env = os.environ if environ is None else environ
+    data_home = env.get("XDG_DATA_HOME", "").strip()
+    if data_home:
+        base = Path(data_home).expanduser()
+    else:
+        home = env.get("HOME", "").strip()
+        base = (Path(home) if home else Path.home()) / ".local" / "share"
+    return base / "tokentrail" / "ledger.sqlite"
+
+
+def ledger_location(
+    value: str | os.PathLike[str] | bool | None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """Where the ledger goes: a path, the per-user default (unset, empty or ``True``), or ``None``
+    for ``off`` / ``False``."""
+    if value is None or value is True:
+        return default_ledger_path(environ)
+    if value is False:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return default_ledger_path(environ)
+        if text.lower() in _LEDGER_OFF:
+            return None
+        value = text
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"{ENV_LEDGER}={value!r}: use a file path, or off to disable the ledger")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ConfigError(
+            f"{ENV_LEDGER}={str(value)!r} is a directory: name the ledger file, e.g. {path / 'ledger.sqlite'}"
+        )
+    return path
 
 
 def _metric_attributes(value: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -191,6 +254,18 @@ def _positive_int(value: int | str | None, name: str, default: int) -> int:
     if number < 1 or isinstance(value, bool):
         raise ConfigError(f"{name}={value!r}: use a whole number of at least 1")
     return number
+
+
+def _native_span_mode(value: str | None) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "off"
+    mode = value.strip().lower() if isinstance(value, str) else None
+    if mode not in NATIVE_SPAN_MODES:
+        raise ConfigError(
+            f"{ENV_ANTHROPIC_NATIVE_SPANS}={value!r}: use 'off' (default: tokentrail's span only) or "
+            "'keep' (the anthropic SDK's own span too, as a child of tokentrail's, without cost)"
+        )
+    return mode
 
 
 def _flag(value: bool | str | None, name: str) -> bool:

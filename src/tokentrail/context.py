@@ -119,6 +119,19 @@ def current_attribution() -> Attribution:
     return _attribution.get()
 
 
+def enter_attribution(attribution: Attribution) -> Token[Attribution]:
+    """Make an attribution built elsewhere current here; undo with :func:`exit_attribution`.
+
+    For framework integrations (LangChain) whose unit of work starts in one context and runs its
+    steps in others: they carry the unit's attribution into each. Applications use ``attribute``.
+    """
+    return _attribution.set(attribution)
+
+
+def exit_attribution(token: Token[Attribution]) -> None:
+    _attribution.reset(token)
+
+
 def current_price_context() -> Mapping[str, str]:
     return _price_context.get()
 

@@ -35,7 +35,7 @@ from .context import (
     validate,
 )
 from .pricing import Cost, Pricer
-from .records import CallRecord, RequestInfo, ResponseInfo
+from .records import CallRecord, RequestInfo, ResponseInfo, UsagePart
 from .usage import Usage
 
 __all__ = ["Call", "Sink", "Telemetry", "Unit", "active", "set_active", "start_unit"]
@@ -258,20 +258,27 @@ class Call:
         duration = end - self._start
         usage = response.usage if response is not None else None
         response_model = response.response_model if response is not None else None
+        parts = response.extra_usage if response is not None else ()
 
         cost: Cost | None = None
-        if usage is not None:
+        unpriced_model = response_model or request.request_model or "?"
+        if usage is not None or parts:
             price_context = _merge(response.price_context if response else None, current_price_context())
             try:
-                cost = telemetry.pricer.price(
+                cost, unpriced = _price_call(
+                    telemetry.pricer,
                     usage,
+                    parts,
                     request.provider,
-                    (response_model, request.request_model),
+                    (request.price_model, response_model, request.request_model),
                     self._start_epoch,
                     price_context,
                 )
+                unpriced_model = unpriced or unpriced_model
             except Exception as exc:
                 _safety.internal_error("pricing", exc)
+            for part in parts:  # the call's totals include what was billed separately
+                usage = part.usage if usage is None else usage + part.usage
 
         error_type = _error_type(error) if error is not None else None
         ttfc = None if self._first_chunk is None else self._first_chunk - self._start
@@ -307,8 +314,8 @@ class Call:
                 value = attribution.values.get(key)
                 if value is not None:
                     metric_attributes[name] = telemetry.metric_value(key, value)
-            for rollup in attribution.rollups:
-                rollup.add(usage, cost.total if cost is not None else None, error is not None)
+        for rollup in attribution.rollups:
+            rollup.add(usage, cost.total if cost is not None else None, error is not None)
         exemplar_context = trace.set_span_in_context(span) if recording else None
         telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
         if ttfc is not None:
@@ -339,12 +346,11 @@ class Call:
                 telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
             else:
                 telemetry.unpriced_calls.add(1, metric_attributes)
-                model = response_model or request.request_model or "?"
-                if telemetry.pricer.first_unpriced(request.provider, model):
+                if telemetry.pricer.first_unpriced(request.provider, unpriced_model):
                     _safety.log.warning(
                         "tokentrail: no price known for model %r of provider %r; its tokens are "
                         "recorded without cost. Add it to a price override file (TOKENTRAIL_PRICES).",
-                        model,
+                        unpriced_model,
                         request.provider,
                     )
 
@@ -375,6 +381,49 @@ class Call:
                     sink(record)
                 except Exception as exc:
                     _safety.internal_error("sink", exc)
+
+
+def _price_call(
+    pricer: Pricer,
+    usage: Usage | None,
+    parts: tuple[UsagePart, ...],
+    provider: str,
+    models: tuple[str | None, ...],
+    at: float,
+    context: Mapping[str, str] | None,
+) -> tuple[Cost | None, str | None]:
+    """(cost, None), or (None, the model without a price): a call is priced whole or not at all,
+    never as a partial sum that would look complete."""
+    cost = None
+    if usage is not None:
+        cost = pricer.price(usage, provider, models, at, context)
+        if cost is None:
+            return None, None
+    for part in parts:
+        part_cost = pricer.price(part.usage, provider, (part.model,) if part.model else models, at, context)
+        if part_cost is None:
+            return None, part.model
+        cost = part_cost if cost is None else _add_costs(cost, part_cost)
+    return cost, None
+
+
+def _add_costs(first: Cost, second: Cost) -> Cost:
+    def plus(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a + b
+
+    def local(cost: Cost) -> float | None:
+        return cost.local_estimate if cost.source == sc.COST_SOURCE_PROVIDER else cost.total
+
+    reported = sc.COST_SOURCE_PROVIDER in (first.source, second.source)
+    return Cost(
+        total=first.total + second.total,
+        input=plus(first.input, second.input),
+        output=plus(first.output, second.output),
+        source=first.source if first.source == second.source else sc.COST_SOURCE_LOCAL,
+        local_estimate=plus(local(first), local(second)) if reported else None,
+        priced_model=first.priced_model,
+        price_source=first.price_source,
+    )
 
 
 def _span_name(request: RequestInfo) -> str:

@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,8 @@ class Cost:
     """The catalogue model id the price came from."""
     price_source: str | None
     """Where the prices came from: ``genai-prices <version>`` or ``override``."""
+    card: PriceCard | None = field(default=None, compare=False, repr=False)
+    """The price card the call was priced with (its rates; read off the hot path by the ledger)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,19 @@ class PriceCard:
                 )
             )
         return cls(tuple(lines), model_id, source)
+
+    def rate_per_million(self, usage_field: str, input_tokens: int) -> float | None:
+        """USD per million tokens of ``usage_field`` for a call of ``input_tokens`` input tokens
+        (a long-context tier applies past its threshold), or None if this card has no such line."""
+        for line in self.lines:
+            if line.usage_field == usage_field:
+                rate = line.base
+                for start, tier_price in reversed(line.tiers):
+                    if input_tokens > start:  # the cliff rule, as in price()
+                        rate = tier_price
+                        break
+                return rate * 1_000_000 / line.per
+        return None
 
     def price(self, usage: Usage) -> tuple[float, float, float]:
         """(input, output, total) USD of ``usage`` at these prices."""
@@ -319,8 +334,10 @@ class Pricer:
             return Cost(provider_cost, None, None, "provider", None, None, None)
         input_cost, output_cost, total = card.price(usage)
         if provider_cost is not None:
-            return Cost(provider_cost, input_cost, output_cost, "provider", total, card.model_id, card.source)
-        return Cost(total, input_cost, output_cost, "local", None, card.model_id, card.source)
+            return Cost(
+                provider_cost, input_cost, output_cost, "provider", total, card.model_id, card.source, card
+            )
+        return Cost(total, input_cost, output_cost, "local", None, card.model_id, card.source, card)
 
     def card(
         self, provider: str, model: str, at: float, context: Mapping[str, str] | None = None

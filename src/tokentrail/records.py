@@ -14,7 +14,7 @@ from typing import Any
 from .pricing import Cost
 from .usage import Usage
 
-__all__ = ["CallRecord", "RequestInfo", "ResponseInfo"]
+__all__ = ["CallRecord", "RequestInfo", "ResponseInfo", "UsagePart"]
 
 
 @dataclass(slots=True)
@@ -34,6 +34,20 @@ class RequestInfo:
     input_messages: list[Any] | None = None
     """GenAI-convention input messages; filled only when content capture is on."""
     system_instructions: list[Any] | None = None
+    price_model: str | None = None
+    """The model id to price the call by, before the response and request models: set when the
+    request names the billed deployment more exactly than the response does (a Bedrock
+    inference-profile id carries the region prefix that sets the price; the response names only
+    the base model)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePart:
+    """Usage inside one call that its provider bills as a request of its own."""
+
+    usage: Usage
+    model: str | None = None
+    """The model it ran on, whose prices apply; ``None``: the call's own model."""
 
 
 @dataclass(slots=True)
@@ -50,6 +64,11 @@ class ResponseInfo:
     """Provider-specific span attributes (e.g. ``openai.response.service_tier``)."""
     output_messages: list[Any] | None = None
     """GenAI-convention output messages; filled only when content capture is on."""
+    extra_usage: tuple[UsagePart, ...] = ()
+    """Usage the provider reports beside ``usage`` and bills as separate requests (e.g. a
+    server-side summarisation step or a sub-inference on another model within the one call).
+    The call's token totals are ``usage`` plus these; each part is priced on its own, at its own
+    model, so a long-context tier or a different model's price applies to that part alone."""
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ REQUEST_STREAM: Final = "gen_ai.request.stream"
 REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
 REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+REQUEST_TOP_K: Final = "gen_ai.request.top_k"
 REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
 REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
 REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
@@ -37,6 +38,14 @@ RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 ERROR_TYPE: Final = "error.type"
+
+# --- Anthropic (provider-specific; the request and response names match the anthropic SDK's own) ---
+ANTHROPIC_REQUEST_SERVICE_TIER: Final = "anthropic.request.service_tier"
+ANTHROPIC_REQUEST_SPEED: Final = "anthropic.request.speed"
+ANTHROPIC_THINKING_BUDGET_TOKENS: Final = "anthropic.thinking.budget_tokens"
+ANTHROPIC_RESPONSE_SERVICE_TIER: Final = "anthropic.response.service_tier"
+ANTHROPIC_RESPONSE_SPEED: Final = "anthropic.response.speed"
+ANTHROPIC_RESPONSE_INFERENCE_GEO: Final = "anthropic.response.inference_geo"
 
 # --- usage: totals contain their parts (see usage.py) ---
 USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
@@ -114,6 +123,9 @@ METRIC_INSTRUMENTATION_ERRORS: Final = "tokentrail.instrumentation.errors"
 # Attribution values folded into "_other" because a key reached its distinct-value cap.
 METRIC_ATTRIBUTION_OVERFLOW: Final = "tokentrail.attribution.overflow"
 OVERFLOW_VALUE: Final = "_other"
+# Calls not written to the local ledger; attribute LEDGER_DROP_REASON = queue_full | write_error.
+METRIC_LEDGER_DROPPED: Final = "tokentrail.ledger.dropped"
+LEDGER_DROP_REASON: Final = "tokentrail.ledger.reason"
 
 # Bucket advice. Tokens: powers of 4 up to 64M. Seconds: doubling from 10 ms to 81.92 s.
 TOKEN_BUCKETS: Final = tuple(4**i for i in range(14))

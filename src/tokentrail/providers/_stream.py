@@ -138,6 +138,13 @@ class AsyncStreamProxy(_StreamProxyBase):
         finally:
             self._self_end(None, incomplete=True)
 
+    async def aclose(self) -> None:
+        """Closes an async generator (google-genai's streams are async generators)."""
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_end(None, incomplete=True)
+
     async def __aenter__(self) -> AsyncStreamProxy:
         return self
 

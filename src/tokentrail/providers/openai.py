@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from .. import semconv as sc
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._stainless import RAW_RESPONSE_HEADER, SDK, Instrumentation, Plan
+from ._url import server_of
 
 __all__ = ["instrumentation", "provider_for_url"]
 
@@ -66,12 +66,8 @@ def provider_for_url(
 
     An unrecognised host is its own provider (its host name), unpriced unless overridden.
     """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = None
+    address, port = server_of(url)
+    host = address or ""
     if overrides:
         for key in (f"{host}:{port}", host):
             if key in overrides:
