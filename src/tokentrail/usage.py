@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["Usage", "count"]
+__all__ = ["COUNT_FIELDS", "Usage", "count"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class Usage:
                 clean[name] = _cost(raw, problems)
             elif name == "reported_total_tokens":
                 clean[name] = None if raw is None else count(raw, name, problems)
-            elif name in _COUNT_FIELDS:
+            elif name in COUNT_FIELDS:
                 clean[name] = count(raw, name, problems)
             else:
                 raise TypeError(f"Usage has no field {name!r}")
@@ -123,7 +123,7 @@ class Usage:
         """Sum two records (several requests merged into one call); problems are kept."""
         if not isinstance(other, Usage):
             return NotImplemented
-        summed: dict[str, Any] = {name: getattr(self, name) + getattr(other, name) for name in _COUNT_FIELDS}
+        summed: dict[str, Any] = {name: getattr(self, name) + getattr(other, name) for name in COUNT_FIELDS}
         costs = [c for c in (self.provider_cost_usd, other.provider_cost_usd) if c is not None]
         summed["provider_cost_usd"] = sum(costs) if costs else None
         totals = (self.reported_total_tokens, other.reported_total_tokens)
@@ -132,7 +132,8 @@ class Usage:
         return Usage(**summed)
 
 
-_COUNT_FIELDS = (
+# The token-count fields, in a stable order (the ledger's columns follow it).
+COUNT_FIELDS = (
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
@@ -144,7 +145,7 @@ _COUNT_FIELDS = (
     "input_image_tokens",
     "web_searches",
 )
-assert set(_COUNT_FIELDS) | {"provider_cost_usd", "reported_total_tokens", "problems"} == {
+assert set(COUNT_FIELDS) | {"provider_cost_usd", "reported_total_tokens", "problems"} == {
     f.name for f in fields(Usage)
 }
 

@@ -15,6 +15,7 @@ from typing import Any
 from .. import semconv as sc
 from ..context import ATTRIBUTION_KEYS, LABEL_PREFIX
 from ..records import CallRecord
+from ..usage import COUNT_FIELDS
 from ._schema import COLUMN_NAMES
 
 __all__ = ["ATTRIBUTION_COLUMNS", "row_dict", "row_from_record", "row_from_span", "service_name"]
@@ -25,18 +26,7 @@ ATTRIBUTION_COLUMNS = tuple(ATTRIBUTION_KEYS)
 assert COLUMN_NAMES[-len(ATTRIBUTION_COLUMNS) - 1 : -1] == ATTRIBUTION_COLUMNS
 _SPAN_ATTRIBUTE_TO_KEY = {name: key for key, name in ATTRIBUTION_KEYS.items()}
 _INDEX = {name: index for index, name in enumerate(COLUMN_NAMES)}
-_USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "input_image_tokens",
-    "web_searches",
-)
+_USAGE_FIELDS = COUNT_FIELDS
 _NO_USAGE = (None,) * len(_USAGE_FIELDS)
 _NO_ATTRIBUTION = (None,) * (len(ATTRIBUTION_COLUMNS) + 1)  # and no labels
 _NOT_PRICED = (None,) * 10

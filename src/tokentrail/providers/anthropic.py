@@ -63,6 +63,7 @@ from .. import semconv as sc
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo, UsagePart
 from ..usage import Usage, count
+from ._read import field as _get
 from ._stainless import SDK, Instrumentation, Plan
 from ._url import server_of
 
@@ -87,14 +88,6 @@ _USAGE_FIELDS = (
     "inference_geo",
     "iterations",
 )
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 # ---------------------------------------------------------------------------------------------

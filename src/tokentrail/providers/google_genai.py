@@ -53,6 +53,7 @@ from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._patch import Patches, Target
+from ._read import field as _get
 from ._url import server_of
 
 __all__ = [
@@ -68,14 +69,6 @@ __all__ = [
 
 GEMINI_API = "gcp.gemini"
 VERTEX_AI = "gcp.vertex_ai"
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def _enum_name(value: Any) -> str | None:

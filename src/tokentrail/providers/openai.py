@@ -24,6 +24,7 @@ from .. import semconv as sc
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
+from ._read import field as _get
 from ._stainless import RAW_RESPONSE_HEADER, SDK, Instrumentation, Plan
 from ._url import server_of
 
@@ -88,14 +89,6 @@ def provider_for_url(
 # ---------------------------------------------------------------------------------------------
 # Usage in the normal form
 # ---------------------------------------------------------------------------------------------
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def chat_usage(usage: Any) -> Usage:
