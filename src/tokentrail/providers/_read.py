@@ -7,9 +7,23 @@ from typing import Any
 
 
 def field(obj: Any, name: str) -> Any:
-    """``obj.name`` or ``obj[name]``; None when ``obj`` is None or has no such field."""
+    """``obj.name`` or ``obj[name]``; None when ``obj`` is None or has no such field.
+
+    On the hot path of every call, so pydantic models (every SDK's response types) are read from
+    their ``__dict__`` and extra-fields dict directly: asking pydantic for a field it does not
+    have (``usage.cost`` on OpenAI, which only OpenRouter sends) raises inside its
+    ``__getattr__`` and costs about 2 µs each time.
+    """
     if obj is None:
         return None
+    values = getattr(obj, "__dict__", None)
+    if values is not None:
+        if name in values:
+            return values[name]
+        if hasattr(type(obj), "__pydantic_fields__"):
+            extra = obj.__pydantic_extra__
+            return extra.get(name) if extra else None
+        return getattr(obj, name, None)
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
