@@ -14,21 +14,28 @@ from __future__ import annotations
 
 from ._setup import add_sink, instrument, instrumented, reset_summary, summary, uninstrument
 from ._version import __version__
+from .budget import BudgetAlert, BudgetExceeded, budget
 from .config import ConfigError
 from .context import attribute, price_context, span
+from .estimate import Estimate, estimate
 from .pricing import Cost, PriceOverrideError
 from .records import CallRecord
 from .usage import Usage
 
 __all__ = [
+    "BudgetAlert",
+    "BudgetExceeded",
     "CallRecord",
     "ConfigError",
     "Cost",
+    "Estimate",
     "PriceOverrideError",
     "Usage",
     "__version__",
     "add_sink",
     "attribute",
+    "budget",
+    "estimate",
     "instrument",
     "instrumented",
     "price_context",

@@ -84,6 +84,7 @@ def instrument(
     anthropic_native_spans: str | None = None,
     ledger: str | os.PathLike[str] | bool | None = None,
     log_calls: bool | None = None,
+    budgets: str | Path | Iterable[Any] | None = None,
     sinks: Iterable[Sink] = (),
     setup_otel: bool | None = None,
 ) -> list[str]:
@@ -98,6 +99,8 @@ def instrument(
     ``$XDG_DATA_HOME/tokentrail/ledger.sqlite``; ``False`` or ``"off"`` disables it; not added
     while ``OTEL_TRACES_EXPORTER=tokentrail`` writes the ledger from spans). ``log_calls=True``
     (``TOKENTRAIL_LOG_CALLS``) logs one JSON record per call to the ``tokentrail.calls`` logger.
+    ``budgets`` (a TOML file of ``[[budget]]`` tables, or a list of ``tokentrail.budget`` objects
+    or mappings; default ``TOKENTRAIL_BUDGETS``) apply to every call whose attribution matches.
 
     Calling it again replaces the settings; SDK methods are patched only once.
     Bad settings raise :class:`tokentrail.ConfigError` / :class:`tokentrail.PriceOverrideError`
@@ -116,6 +119,11 @@ def instrument(
         log_calls=log_calls,
     )
     overrides = load_overrides(settings.prices) if settings.prices is not None else []
+    from .budget import configure as configure_budgets
+    from .budget import load as load_budgets
+
+    budget_source = budgets if budgets is not None else os.environ.get("TOKENTRAIL_BUDGETS") or None
+    configured_budgets = load_budgets(budget_source) if budget_source is not None else ()
     wanted = list(PROVIDERS) if providers is None else list(providers)
     unknown = [name for name in wanted if name not in PROVIDERS]
     if unknown:
@@ -136,6 +144,7 @@ def instrument(
         sinks=[_summary, *sinks, *_ledger_sinks(settings, tracer_provider, meter_provider)],
     )
     _print_summary_at_exit()
+    configure_budgets(configured_budgets)
     with _lock:
         lifecycle.set_active(telemetry)
         done = [name for name in wanted if _enable(name)]
@@ -249,6 +258,7 @@ def uninstrument() -> None:
         _installed.clear()
         _pending.clear()
         lifecycle.set_active(None)
+    sys.modules["tokentrail.budget"].configure(())
     if "tokentrail.ledger" in sys.modules:  # flush and close the ledger writer, if one was opened
         sys.modules["tokentrail.ledger"].close()
 

@@ -23,6 +23,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import _safety
 from . import semconv as sc
 from ._version import __version__
+from .budget import Reservation, active_budgets, observe_budgets, settle_budgets
+from .budget import check as check_budgets
 from .config import Settings
 from .context import (
     ATTRIBUTION_KEYS,
@@ -42,6 +44,10 @@ __all__ = ["Call", "Sink", "Telemetry", "Unit", "active", "set_active", "start_u
 
 Sink = Callable[[CallRecord], None]
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
+# Exemplars (links from a metric bucket to a trace) are kept on the duration and cost histograms,
+# where a dashboard jumps from "this was slow / expensive" to the trace. The other records get an
+# empty context: no exemplar, and a measurably cheaper record on the hot path.
+_NO_EXEMPLAR = otel_context.Context()
 
 
 class Telemetry:
@@ -120,11 +126,22 @@ class Telemetry:
             description="Errors inside tokentrail, swallowed so the application is unaffected",
         )
         _safety.set_error_counter(lambda where: errors.add(1, {"tokentrail.where": where}))
+        observe_budgets(meter)
 
     def start(self, request: RequestInfo, *, started_at: float | None = None) -> Call:
         """Begin a call: the span starts now (or at ``started_at``, epoch seconds, for calls
-        reported after the fact by a framework), with the attributes samplers need."""
-        return Call(self, request, started_at)
+        reported after the fact by a framework), with the attributes samplers need.
+
+        Raises :class:`~tokentrail.budget.BudgetExceeded` (the one exception that reaches the
+        application) when a budget in ``raise`` mode refuses the call: before any span or request."""
+        reservations = ()
+        if active_budgets():
+            reservations = check_budgets(
+                request, current_attribution().values, self.pricer, enforce=started_at is None
+            )
+        call = Call(self, request, started_at)
+        call.reservations = reservations
+        return call
 
     def metric_value(self, key: str, value: str) -> str:
         """``value`` if the key still has room for it on metrics, else ``_other`` (counted)."""
@@ -164,12 +181,14 @@ class Call:
         "_telemetry",
         "attribution",
         "request",
+        "reservations",
         "span",
     )
 
     def __init__(self, telemetry: Telemetry, request: RequestInfo, started_at: float | None = None) -> None:
         self._telemetry = telemetry
         self.request = request
+        self.reservations: tuple[Reservation, ...] = ()
         self._ended = False
         self._chunks = 0
         self._first_chunk: float | None = None
@@ -291,6 +310,8 @@ class Call:
             span.set_attributes(attributes)
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, error_type))
+        if self.reservations:  # before span.end(): a crossed threshold is an event on this span
+            settle_budgets(self.reservations, cost.total if cost is not None else 0.0, span)
         span.end()
 
         # Metrics: low-cardinality attributes only (never ids, users or prompts).
@@ -319,19 +340,19 @@ class Call:
         exemplar_context = trace.set_span_in_context(span) if recording else None
         telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
         if ttfc is not None:
-            telemetry.time_to_first_chunk.record(ttfc, metric_attributes, context=exemplar_context)
+            telemetry.time_to_first_chunk.record(ttfc, metric_attributes, context=_NO_EXEMPLAR)
             if self._chunks > 1 and self._last_chunk is not None:
                 pace = (self._last_chunk - self._first_chunk) / (self._chunks - 1)  # type: ignore[operator]
-                telemetry.time_per_output_chunk.record(pace, metric_attributes, context=exemplar_context)
+                telemetry.time_per_output_chunk.record(pace, metric_attributes, context=_NO_EXEMPLAR)
         if usage is not None:
             telemetry.token_usage.record(
-                usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=exemplar_context
+                usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
             )
             if request.operation != "embeddings":
                 telemetry.token_usage.record(
                     usage.output_tokens,
                     {**metric_attributes, sc.TOKEN_TYPE: "output"},
-                    context=exemplar_context,
+                    context=_NO_EXEMPLAR,
                 )
             for token_type, amount in (
                 ("cache_read", usage.cache_read_tokens),
@@ -339,7 +360,9 @@ class Call:
                 ("reasoning", usage.reasoning_tokens),
             ):
                 if amount > 0:
-                    telemetry.token_parts.add(amount, {**metric_attributes, sc.TOKEN_TYPE: token_type})
+                    telemetry.token_parts.add(
+                        amount, {**metric_attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
+                    )
             if usage.problems:
                 telemetry.inconsistent_usage.add(1, metric_attributes)
             if cost is not None:

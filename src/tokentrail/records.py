@@ -7,7 +7,7 @@ nothing of OpenTelemetry); the lifecycle turns them into a span, metrics and one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,9 @@ class RequestInfo:
     request names the billed deployment more exactly than the response does (a Bedrock
     inference-profile id carries the region prefix that sets the price; the response names only
     the base model)."""
+    input_estimate: Callable[[], tuple[int | None, float]] | None = None
+    """Estimates the request's input tokens: ``(tokens or None, margin as a fraction)``. Filled by
+    provider modules that can read the request; called only when a budget applies to the call."""
 
 
 @dataclass(frozen=True, slots=True)

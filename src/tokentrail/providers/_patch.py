@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 import wrapt
 
 from .. import _safety
+from ..budget import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState
@@ -127,6 +128,8 @@ def _start(
         if request is None:
             return None
         return request, telemetry.start(request)
+    except BudgetExceeded:
+        raise  # refused before sending: the application must see it
     except Exception as exc:
         _safety.internal_error(f"{where}.request", exc)
         return None

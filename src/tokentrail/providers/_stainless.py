@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import wrapt
 
 from .. import _safety
+from ..budget import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState
@@ -110,6 +111,8 @@ class Instrumentation:
             if plan is None:
                 return None
             return plan, telemetry.start(plan.request)
+        except BudgetExceeded:
+            raise  # refused before sending: the application must see it
         except Exception as exc:
             _safety.internal_error(f"{self.sdk.name}.plan", exc)
             return None

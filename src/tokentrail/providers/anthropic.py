@@ -411,6 +411,7 @@ class AnthropicAdapter:
             stream=stream,
             params=request_params(body),
         )
+        request.input_estimate = _input_estimate(provider, model or "", body)
         if provider == "aws.bedrock":
             request.price_model = model
         if settings.content.enabled:
@@ -446,3 +447,17 @@ def instrumentation() -> Instrumentation | None:
         async_raw_response_types=(_response.AsyncAPIResponse,),
     )
     return Instrumentation(sdk, AnthropicAdapter())
+
+
+def _input_estimate(provider: str, model: str, body: Mapping[str, Any]) -> Any:
+    """An approximate input count when a budget asks (Anthropic has no offline tokenizer)."""
+
+    def estimate() -> tuple[int | None, float]:
+        from ..estimate import input_tokens
+
+        tokens, _, margin, _ = input_tokens(
+            provider, model, body.get("messages"), body.get("tools"), body.get("system")
+        )
+        return tokens, margin
+
+    return estimate

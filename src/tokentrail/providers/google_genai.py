@@ -334,6 +334,7 @@ class _Reader:
             server_port=port,
             params=self.params(config),
         )
+        request.input_estimate = _input_estimate(provider, request.request_model or "", kwargs)
         if telemetry.settings.content.enabled:
             self.capture(request, kwargs)
         return request
@@ -515,3 +516,17 @@ def instrumentation() -> Patches | None:
             Target(owner, ("_embed_content", "embed_content"), "call", embed),
         ]
     return Patches("google-genai", targets)
+
+
+def _input_estimate(provider: str, model: str, kwargs: Mapping[str, Any]) -> Any:
+    """An approximate input count when a budget asks (Gemini has no offline tokenizer)."""
+
+    def estimate() -> tuple[int | None, float]:
+        from ..estimate import input_tokens
+
+        config = kwargs.get("config")
+        system = _get(config, "system_instruction") if config is not None else None
+        tokens, _, margin, _ = input_tokens(provider, model, kwargs.get("contents"), None, system)
+        return tokens, margin
+
+    return estimate

@@ -499,6 +499,8 @@ class OpenAIAdapter:
             stream=stream,
             params=request_params(body),
         )
+        if endpoint is _CHAT or endpoint is _RESPONSES:
+            request.input_estimate = _input_estimate(body, model if isinstance(model, str) else "")
         if settings.content.enabled:
             if endpoint is _CHAT:
                 request.input_messages = chat_input_messages(body.get("messages"))
@@ -549,3 +551,25 @@ def instrumentation() -> Instrumentation | None:
         async_raw_response_types=(_response.AsyncAPIResponse,),
     )
     return Instrumentation(sdk, OpenAIAdapter())
+
+
+def _input_estimate(body: Mapping[str, Any], model: str) -> Any:
+    """Counts the request's input tokens when a budget asks (lazily: tiktoken loads on first use)."""
+
+    def estimate() -> tuple[int | None, float]:
+        from ..estimate import input_tokens
+
+        messages = body.get("messages")
+        if messages is not None:
+            tokens, _, margin, _ = input_tokens("openai", model, messages, body.get("tools"))
+            return tokens, margin
+        # The Responses API: instructions + input, counted as chat messages (its framing is not
+        # documented: an estimate, with a wider margin).
+        items = body.get("input")
+        messages = [{"role": "user", "content": items}] if isinstance(items, str) else list(items or [])
+        if isinstance(body.get("instructions"), str):
+            messages.insert(0, {"role": "system", "content": body["instructions"]})
+        tokens, _, margin, _ = input_tokens("openai", model, messages, body.get("tools"))
+        return tokens, max(margin, 0.10)
+
+    return estimate

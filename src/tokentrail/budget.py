@@ -1,0 +1,613 @@
+"""Budgets: alerts before the bill, and hard stops before the request.
+
+A :class:`budget` is a USD limit over the calls whose attribution matches its ``scope`` (all calls
+when the scope is empty), within a window: ``per_run`` (the life of the budget object), a fixed
+period (``30m``, ``1h``, ``1d``: aligned to the epoch) or ``day`` (a calendar day in a time zone).
+
+Before each call the lifecycle asks :func:`check` for the call's *worst case* (estimated input
+tokens plus their margin, plus the request's ``max_tokens`` or
+:data:`~tokentrail.estimate.DEFAULT_MAX_OUTPUT_TOKENS`, at the model's prices) and reserves it on
+every budget that applies. In ``raise`` mode a reservation that would take spend + reservations
+over the limit is refused with :class:`BudgetExceeded`, before any request is sent. When the call
+ends its reservation is replaced by its real cost (:func:`settle`); thresholds crossed then fire
+once each: a span event on that call, a warning log, and the ``on_alert`` callback.
+
+Budgets declared with ``shared=True`` add the ledger's spend for the window (other processes'
+calls), re-read at most every ``refresh_s`` seconds; other budgets keep their spend in memory.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from . import _safety
+from .config import ConfigError
+
+__all__ = [
+    "BudgetAlert",
+    "BudgetExceeded",
+    "Reservation",
+    "budget",
+    "check",
+    "configure",
+    "settle_budgets",
+    "statuses",
+]
+
+EVENT_THRESHOLD = "tokentrail.budget.threshold"
+METRIC_SPEND = "tokentrail.budget.spend"
+METRIC_REMAINING = "tokentrail.budget.remaining"
+MODES = ("raise", "warn")
+UNKNOWN_POLICIES = ("allow", "refuse")
+_PERIOD = re.compile(r"^(\d+)\s*([smhd])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class BudgetExceeded(Exception):
+    """A call was refused before it was sent: its worst case would take a budget over its limit."""
+
+    def __init__(
+        self, budget: budget, spent_usd: float, reserved_usd: float, estimate_usd: float | None
+    ) -> None:
+        self.budget = budget
+        self.limit_usd = budget.usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        """Worst cases of calls still in flight on this budget."""
+        self.estimate_usd = estimate_usd
+        """This call's worst case; ``None`` when it could not be estimated (``unknown="refuse"``)."""
+        if estimate_usd is None:
+            why = "its cost could not be estimated and the budget refuses unknown calls (unknown='refuse')"
+        else:
+            why = f"its worst case ${estimate_usd:.6f} would exceed the limit"
+        super().__init__(
+            f"budget {budget.name!r} (${budget.usd:.4f}): spent ${spent_usd:.6f}, "
+            f"${reserved_usd:.6f} in flight; call refused before sending: {why}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAlert:
+    """A threshold crossed: what ``on_alert`` receives."""
+
+    budget: str
+    threshold: float
+    spent_usd: float
+    limit_usd: float
+    window_start: float | None
+
+    @property
+    def remaining_usd(self) -> float:
+        return max(0.0, self.limit_usd - self.spent_usd)
+
+
+@dataclass(slots=True)
+class Reservation:
+    budget: budget
+    amount: float
+    window: float | None
+
+
+# --- windows ----------------------------------------------------------------------------------
+
+
+class _Window:
+    def __init__(self, spec: str, timezone: str | None) -> None:
+        self.spec = spec
+        self.seconds: int | None = None
+        self.zone: Any = None
+        if spec == "per_run":
+            if timezone:
+                raise ValueError("budget: timezone applies only to window='day'")
+            return
+        if spec == "day":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                self.zone = ZoneInfo(timezone or "UTC")
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"budget: unknown timezone {timezone!r} (use an IANA name)") from exc
+            return
+        match = _PERIOD.match(spec)
+        if match is None or int(match.group(1)) <= 0:
+            raise ValueError(
+                f"budget: window {spec!r} is not valid; use 'per_run', a period like '30m', '1h', '1d', "
+                "or 'day' (a calendar day, with timezone=...)"
+            )
+        if timezone:
+            raise ValueError("budget: timezone applies only to window='day'")
+        self.seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+
+    def start(self, now: float) -> float | None:
+        """The start of the window holding ``now`` (epoch seconds); ``None`` for per_run."""
+        if self.seconds is not None:
+            return now - now % self.seconds
+        if self.zone is not None:
+            local = datetime.fromtimestamp(now, self.zone)
+            return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        return None
+
+    def end(self, start: float | None) -> float | None:
+        if start is None:
+            return None
+        if self.seconds is not None:
+            return start + self.seconds
+        day = datetime.fromtimestamp(start, self.zone)
+        return (day.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=self.zone).timestamp()
+
+
+# --- the budget ------------------------------------------------------------------------------
+
+_in_context: contextvars.ContextVar[tuple[budget, ...]] = contextvars.ContextVar(
+    "tokentrail_budgets", default=()
+)
+_configured: tuple[budget, ...] = ()
+_by_name: dict[str, budget] = {}
+"""The latest budget of each name: what metrics and ``budget status`` report (bounded by names)."""
+_names_lock = threading.Lock()
+_counter = 0
+
+
+class budget:
+    """A USD limit on the calls made in a block or function, or (configured) on every call whose
+    attribution matches ``scope``::
+
+        with tokentrail.budget(usd=1.00, scope={"pipeline": "pip_123"}, mode="raise"):
+            ...
+
+        @tokentrail.budget(usd=0.25, mode="warn", on_alert=print)
+        def summarize(text): ...
+
+    A budget of 0 or less, an unknown mode or a bad window raise ``ValueError`` here.
+    """
+
+    def __init__(
+        self,
+        usd: float,
+        *,
+        scope: Mapping[str, str] | None = None,
+        mode: str = "raise",
+        thresholds: Iterable[float] = (0.5, 0.8, 1.0),
+        on_alert: Callable[[BudgetAlert], Any] | None = None,
+        name: str | None = None,
+        window: str = "per_run",
+        timezone: str | None = None,
+        unknown: str = "allow",
+        max_output_tokens: int | None = None,
+        shared: bool = False,
+        ledger: str | Path | None = None,
+        refresh_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd):
+            raise ValueError(f"budget: usd must be a positive number of US dollars, not {usd!r}")
+        if usd <= 0:
+            raise ValueError(
+                f"budget: usd must be greater than 0 (got {usd}); a budget of 0 would refuse every call"
+            )
+        if mode not in MODES:
+            raise ValueError(f"budget: mode must be 'raise' or 'warn', not {mode!r}")
+        if unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"budget: unknown must be 'allow' or 'refuse', not {unknown!r}")
+        levels = tuple(sorted(float(level) for level in thresholds))
+        if any(not 0 < level <= 10 for level in levels):
+            raise ValueError(f"budget: thresholds are fractions of the budget in (0, 10], got {levels}")
+        if scope is not None:
+            from .context import validate
+
+            if not isinstance(scope, Mapping):
+                raise ValueError(
+                    "budget: scope is a mapping of attribution keys, e.g. {'pipeline': 'pip_123'}"
+                )
+            scope = validate({str(k): v for k, v in scope.items()})
+        if on_alert is not None and not callable(on_alert):
+            raise ValueError("budget: on_alert must be callable")
+        if max_output_tokens is not None and (
+            not isinstance(max_output_tokens, int) or max_output_tokens <= 0
+        ):
+            raise ValueError("budget: max_output_tokens must be a positive integer")
+        self._window = _Window(window, timezone)
+        if shared and self._window.spec == "per_run":
+            raise ValueError("budget: shared=True (spend from the ledger) needs a window such as '1d'")
+        global _counter
+        with _names_lock:
+            _counter += 1
+            self.name = name or f"budget-{_counter}"
+        self.usd = float(usd)
+        self.scope: Mapping[str, str] = dict(scope or {})
+        self.mode = mode
+        self.thresholds = levels
+        self.on_alert = on_alert
+        self.window = window
+        self.timezone = timezone
+        self.unknown = unknown
+        self.max_output_tokens = max_output_tokens
+        self.shared = shared
+        self.ledger = ledger
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window_start: float | None = None
+        self._spent = 0.0
+        self._reserved = 0.0
+        self._fired: set[float] = set()
+        self._ledger_spent = 0.0
+        self._ledger_read_at = -math.inf
+        if name:  # only named budgets become metric series: names are few, anonymous ones unbounded
+            with _names_lock:
+                _by_name[self.name] = self
+        _warm_tokenizer()
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _roll(self, now: float) -> float | None:
+        """Move to the window holding ``now`` (under the lock); returns its start."""
+        start = self._window.start(now)
+        if start != self._window_start:
+            self._window_start = start
+            self._spent = 0.0
+            self._fired = set()
+            self._ledger_read_at = -math.inf
+            self._ledger_spent = 0.0
+        if self.shared and now - self._ledger_read_at >= self.refresh_s:
+            self._ledger_read_at = now
+            self._refresh_from_ledger(start, now)
+        return start
+
+    def _refresh_from_ledger(self, start: float | None, now: float) -> None:
+        try:
+            spent = ledger_spend(self.ledger, self.scope, start, now)
+        except Exception as exc:
+            _safety.warn_once(
+                ("budget-ledger", self.name),
+                "tokentrail: budget %r cannot read the ledger: %s",
+                self.name,
+                exc,
+            )
+            return
+        # The ledger now holds what this process settled so far (it writes off-thread; a call
+        # settled in the last instant may be missed until the next refresh).
+        self._ledger_spent = spent
+        self._spent = 0.0
+
+    @property
+    def spent_usd(self) -> float:
+        with self._lock:
+            self._roll(self.clock())
+            return self._spent + self._ledger_spent
+
+    @property
+    def reserved_usd(self) -> float:
+        return self._reserved
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            start = self._roll(self.clock())
+            spent = self._spent + self._ledger_spent
+            reserved = self._reserved
+        return {
+            "name": self.name,
+            "usd": self.usd,
+            "spent_usd": spent,
+            "reserved_usd": reserved,
+            "remaining_usd": max(0.0, self.usd - spent),
+            "percent_used": spent / self.usd * 100,
+            "over_budget": spent > self.usd,
+            "mode": self.mode,
+            "window": self.window,
+            "timezone": self.timezone,
+            "window_start": start,
+            "window_end": self._window.end(start),
+            "scope": dict(self.scope),
+        }
+
+    def applies(self, values: Mapping[str, str]) -> bool:
+        return all(values.get(key) == value for key, value in self.scope.items())
+
+    def reserve(self, amount: float | None, *, enforce: bool = True) -> Reservation:
+        """Reserve a call's worst case (``None``: unknown); raises :class:`BudgetExceeded`."""
+        with self._lock:
+            start = self._roll(self.clock())
+            spent = self._spent + self._ledger_spent
+            if enforce and self.mode == "raise":
+                if amount is None:
+                    if self.unknown == "refuse":
+                        raise BudgetExceeded(self, spent, self._reserved, None)
+                elif spent + self._reserved + amount > self.usd:
+                    raise BudgetExceeded(self, spent, self._reserved, amount)
+            held = amount or 0.0
+            self._reserved += held
+        return Reservation(self, held, start)
+
+    def settle(self, reservation: Reservation, actual: float) -> list[BudgetAlert]:
+        """Replace a reservation by the call's real cost; returns the thresholds it crossed."""
+        alerts = []
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - reservation.amount)
+            start = self._roll(self.clock())
+            # A call that started in an earlier window counts in the window it ends in.
+            self._spent += actual
+            spent = self._spent + self._ledger_spent
+            for level in self.thresholds:
+                if level not in self._fired and spent >= level * self.usd:
+                    self._fired.add(level)
+                    alerts.append(BudgetAlert(self.name, level, spent, self.usd, start))
+        return alerts
+
+    # --- context manager and decorator -------------------------------------------------------
+
+    # One budget object may be entered by many threads and tasks at once: each context adds and
+    # removes it in its own value (no shared token stack).
+    def __enter__(self) -> budget:
+        _in_context.set((*_in_context.get(), self))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        current = _in_context.get()
+        for index in range(len(current) - 1, -1, -1):
+            if current[index] is self:
+                _in_context.set(current[:index] + current[index + 1 :])
+                break
+
+    async def __aenter__(self) -> budget:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.__exit__(*exc)
+
+    def _for_run(self) -> budget:
+        """A per_run budget spends afresh on each call of a decorated function."""
+        if self.window != "per_run":
+            return self
+        return budget(
+            self.usd, scope=self.scope, mode=self.mode, thresholds=self.thresholds, on_alert=self.on_alert,
+            name=self.name, unknown=self.unknown, max_output_tokens=self.max_output_tokens, clock=self.clock,
+        )  # fmt: skip
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with self._for_run():
+                    return await function(*args, **kwargs)
+
+            return run_async
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self._for_run():
+                return function(*args, **kwargs)
+
+        return run
+
+    def __repr__(self) -> str:
+        return f"budget(name={self.name!r}, usd={self.usd}, mode={self.mode!r}, window={self.window!r})"
+
+
+_warmed = False
+
+
+def _warm_tokenizer() -> None:
+    """Load the o200k encoding off-thread once a budget exists, so the first call it checks does
+    not pay the ~0.5 s load at the call site."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+
+    def load() -> None:
+        try:
+            from .estimate import encoder
+
+            encoder("o200k_base")
+        except Exception as exc:
+            _safety.warn_once("budget-tokenizer", "tokentrail: no offline tokenizer for budgets: %s", exc)
+
+    threading.Thread(target=load, name="tokentrail-tokenizer", daemon=True).start()
+
+
+# --- the lifecycle's side ------------------------------------------------------------------------
+
+
+def active_budgets() -> tuple[budget, ...]:
+    context = _in_context.get()
+    return _configured + context if context else _configured
+
+
+def check(
+    request: Any, values: Mapping[str, str], pricer: Any, *, enforce: bool = True
+) -> tuple[Reservation, ...]:
+    """Reserve a call's worst case on every budget that applies to it; raises BudgetExceeded
+    (after releasing what it reserved) when one refuses. Anything else goes wrong: allowed."""
+    budgets = [b for b in active_budgets() if b.applies(values)]
+    if not budgets:
+        return ()
+    try:
+        worst = worst_case(request, pricer, budgets)
+    except Exception as exc:
+        _safety.internal_error("budget.estimate", exc)
+        worst = None
+    reservations: list[Reservation] = []
+    try:
+        for each in budgets:
+            reservations.append(each.reserve(worst, enforce=enforce))
+    except BudgetExceeded as refused:
+        for reservation in reservations:
+            reservation.budget.settle(reservation, 0.0)
+        _safety.log.warning("tokentrail: %s", refused)
+        raise
+    return tuple(reservations)
+
+
+def worst_case(request: Any, pricer: Any, budgets: Iterable[budget]) -> float | None:
+    """USD of the request's worst case, or None when its input or its price is unknown."""
+    from . import semconv as sc
+    from .estimate import DEFAULT_MAX_OUTPUT_TOKENS
+    from .usage import Usage
+
+    estimator = getattr(request, "input_estimate", None)
+    if estimator is None:
+        return None
+    tokens, margin = estimator()
+    if tokens is None:
+        return None
+    cap = request.params.get(sc.REQUEST_MAX_TOKENS) if request.params else None
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
+        caps = [b.max_output_tokens for b in budgets if b.max_output_tokens]
+        cap = max(caps) if caps else DEFAULT_MAX_OUTPUT_TOKENS
+    usage = Usage(input_tokens=math.ceil(tokens * (1 + margin)), output_tokens=cap)
+    models = (request.price_model, request.request_model)
+    cost = pricer.price(usage, request.provider, models, time.time())
+    return None if cost is None else cost.total
+
+
+def settle_budgets(reservations: Iterable[Reservation], actual: float, span: Any = None) -> None:
+    """A call ended: its real cost replaces its reservations; crossed thresholds alert."""
+    for reservation in reservations:
+        try:
+            alerts = reservation.budget.settle(reservation, actual)
+        except Exception as exc:
+            _safety.internal_error("budget.settle", exc)
+            continue
+        for alert in alerts:
+            _alert(reservation.budget, alert, span)
+
+
+def _alert(owner: budget, alert: BudgetAlert, span: Any) -> None:
+    attributes = {
+        "tokentrail.budget.name": alert.budget,
+        "tokentrail.budget.threshold": alert.threshold,
+        "tokentrail.budget.spent_usd": alert.spent_usd,
+        "tokentrail.budget.limit_usd": alert.limit_usd,
+    }
+    try:
+        if span is not None and span.is_recording():
+            span.add_event(EVENT_THRESHOLD, attributes)
+    except Exception as exc:
+        _safety.internal_error("budget.event", exc)
+    _safety.log.warning(
+        "tokentrail: budget %r reached %d%%: $%.6f of $%.4f spent",
+        alert.budget,
+        round(alert.threshold * 100),
+        alert.spent_usd,
+        alert.limit_usd,
+    )
+    if owner.on_alert is not None:
+        try:
+            owner.on_alert(alert)
+        except Exception as exc:  # the user's callback must not break the call that crossed
+            _safety.internal_error("budget.on_alert", exc)
+
+
+def observe_budgets(meter: Any) -> None:
+    """Spend and remaining budget as gauges, one series per budget name."""
+    from opentelemetry.metrics import Observation
+
+    def spend(_options: Any) -> list[Any]:
+        return [Observation(b.spent_usd, {"tokentrail.budget.name": b.name}) for b in list(_by_name.values())]
+
+    def remaining(_options: Any) -> list[Any]:
+        return [
+            Observation(max(0.0, b.usd - b.spent_usd), {"tokentrail.budget.name": b.name})
+            for b in list(_by_name.values())
+        ]
+
+    meter.create_observable_gauge(
+        METRIC_SPEND, [spend], unit="USD", description="Spend in the budget's window"
+    )
+    meter.create_observable_gauge(
+        METRIC_REMAINING, [remaining], unit="USD", description="Budget left in the window (never below 0)"
+    )
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+_FIELDS = {
+    "usd", "scope", "mode", "thresholds", "name", "window", "timezone", "unknown",
+    "max_output_tokens", "shared", "ledger", "refresh_s",
+}  # fmt: skip
+
+
+def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
+    """Budgets from a TOML file (``[[budget]]`` tables) or a list of budgets / mappings."""
+    if isinstance(source, str | Path):
+        import tomllib
+
+        path = Path(source)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"budgets file {str(path)!r}: {exc}") from None
+        entries = data.get("budget", [])
+        where = str(path)
+    else:
+        entries, where = list(source), "instrument(budgets=...)"
+    found = []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, budget):
+            found.append(entry)
+            continue
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: budget #{index + 1} must be a table/mapping")
+        unknown = set(entry) - _FIELDS
+        if unknown:
+            raise ConfigError(f"{where}: budget #{index + 1}: unknown field(s) {sorted(unknown)}")
+        if "usd" not in entry:
+            raise ConfigError(f"{where}: budget #{index + 1} needs usd = <limit in US dollars>")
+        try:
+            found.append(budget(**{"name": f"budget-{index + 1}", **entry}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: budget #{index + 1}: {exc}") from None
+    return tuple(found)
+
+
+def configure(budgets: tuple[budget, ...]) -> None:
+    """Make ``budgets`` apply to every call (replacing the configured ones)."""
+    global _configured
+    _configured = tuple(budgets)
+
+
+def configured() -> tuple[budget, ...]:
+    return _configured
+
+
+def statuses() -> list[dict[str, Any]]:
+    return [b.status() for b in _configured]
+
+
+def ledger_spend(
+    ledger: str | Path | None, scope: Mapping[str, str], since: float | None, until: float
+) -> float:
+    """The ledger's spend for ``scope`` in [since, until); 0 when there is no ledger yet."""
+    from .ledger import open_ledger
+    from .ledger.query import Filters, report
+
+    path = Path(ledger).expanduser() if ledger else default_ledger()
+    if path is None or not path.exists():
+        return 0.0
+    connection = open_ledger(path, create=False)
+    try:
+        filters = Filters(since=since, until=until, where=dict(scope))
+        return report(connection, (), filters).totals.cost_usd or 0.0
+    finally:
+        connection.close()
+
+
+def default_ledger() -> Path | None:
+    import os
+
+    from .config import ENV_LEDGER, ledger_location
+
+    return ledger_location(os.environ.get(ENV_LEDGER))
