@@ -12,8 +12,8 @@ import pytest
 
 import tokentrail
 from openai_wire import FakeOpenAI, chat_usage
-from tokentrail.budget import EVENT_THRESHOLD, METRIC_REMAINING, METRIC_SPEND, BudgetAlert, Reservation
-from tokentrail.estimate import count_openai_chat, price_tokens
+from tokentrail.budgets import EVENT_THRESHOLD, METRIC_REMAINING, METRIC_SPEND, BudgetAlert, Reservation
+from tokentrail.estimation import count_openai_chat, price_tokens
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 MODEL = "gpt-4o-mini"
@@ -218,7 +218,7 @@ def test_thresholds_fire_once_under_concurrent_settling() -> None:
     def worker() -> None:
         reservation = shared.reserve(0.05)
         barrier.wait()
-        from tokentrail.budget import settle_budgets
+        from tokentrail.budgets import settle_budgets
 
         settle_budgets([reservation], 0.05)
 

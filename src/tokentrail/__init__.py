@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from ._setup import add_sink, instrument, instrumented, reset_summary, summary, uninstrument
 from ._version import __version__
-from .budget import BudgetAlert, BudgetExceeded, budget
+from .budgets import BudgetAlert, BudgetExceeded, budget
 from .config import ConfigError
 from .context import attribute, price_context, span
-from .estimate import Estimate, estimate
+from .estimation import Estimate, estimate
 from .pricing import Cost, PriceOverrideError
 from .records import CallRecord
 from .usage import Usage

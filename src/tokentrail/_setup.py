@@ -23,7 +23,7 @@ from . import _safety, lifecycle
 from .config import Settings
 from .lifecycle import Sink, Telemetry
 from .pricing import Pricer, load_overrides
-from .summary import RunSummary
+from .run_summary import RunSummary
 
 log = logging.getLogger("tokentrail")
 
@@ -119,8 +119,8 @@ def instrument(
         log_calls=log_calls,
     )
     overrides = load_overrides(settings.prices) if settings.prices is not None else []
-    from .budget import configure as configure_budgets
-    from .budget import load as load_budgets
+    from .budgets import configure as configure_budgets
+    from .budgets import load as load_budgets
 
     budget_source = budgets if budgets is not None else os.environ.get("TOKENTRAIL_BUDGETS") or None
     configured_budgets = load_budgets(budget_source) if budget_source is not None else ()
@@ -258,7 +258,7 @@ def uninstrument() -> None:
         _installed.clear()
         _pending.clear()
         lifecycle.set_active(None)
-    sys.modules["tokentrail.budget"].configure(())
+    sys.modules["tokentrail.budgets"].configure(())
     if "tokentrail.ledger" in sys.modules:  # flush and close the ledger writer, if one was opened
         sys.modules["tokentrail.ledger"].close()
 

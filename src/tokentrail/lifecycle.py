@@ -23,8 +23,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import _safety
 from . import semconv as sc
 from ._version import __version__
-from .budget import Reservation, active_budgets, observe_budgets, settle_budgets
-from .budget import check as check_budgets
+from .budgets import Reservation, active_budgets, observe_budgets, settle_budgets
+from .budgets import check as check_budgets
 from .config import Settings
 from .context import (
     ATTRIBUTION_KEYS,
@@ -132,7 +132,7 @@ class Telemetry:
         """Begin a call: the span starts now (or at ``started_at``, epoch seconds, for calls
         reported after the fact by a framework), with the attributes samplers need.
 
-        Raises :class:`~tokentrail.budget.BudgetExceeded` (the one exception that reaches the
+        Raises :class:`~tokentrail.budgets.BudgetExceeded` (the one exception that reaches the
         application) when a budget in ``raise`` mode refuses the call: before any span or request."""
         reservations = ()
         if active_budgets():

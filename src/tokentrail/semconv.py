@@ -105,6 +105,15 @@ ROLLUP_COST: Final = "tokentrail.rollup.cost_usd"
 ROLLUP_UNPRICED_CALLS: Final = "tokentrail.rollup.unpriced_calls"
 ROLLUP_ERRORS: Final = "tokentrail.rollup.errors"
 
+# --- budgets ---
+BUDGET_THRESHOLD_EVENT: Final = "tokentrail.budget.threshold"
+BUDGET_NAME: Final = "tokentrail.budget.name"
+BUDGET_THRESHOLD: Final = "tokentrail.budget.threshold"
+BUDGET_SPENT_USD: Final = "tokentrail.budget.spent_usd"
+BUDGET_LIMIT_USD: Final = "tokentrail.budget.limit_usd"
+METRIC_BUDGET_SPEND: Final = "tokentrail.budget.spend"
+METRIC_BUDGET_REMAINING: Final = "tokentrail.budget.remaining"
+
 # --- metric attribute ---
 TOKEN_TYPE: Final = "gen_ai.token.type"
 

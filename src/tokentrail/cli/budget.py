@@ -27,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def statuses(path: str, ledger: Any, now: float | None = None) -> list[dict[str, Any]]:
     """Each configured budget's spend in its current window, read from the ledger."""
-    from ..budget import ledger_spend, load
+    from ..budgets import ledger_spend, load
 
     now = time.time() if now is None else now
     found = []

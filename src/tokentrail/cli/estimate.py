@@ -39,7 +39,7 @@ def _read_json(path: str, what: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..estimate import estimate
+    from ..estimation import estimate
 
     messages = _read_json(args.messages, "messages")
     tools = _read_json(args.tools, "tools") if args.tools else None

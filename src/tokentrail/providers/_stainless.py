@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import wrapt
 
 from .. import _safety
-from ..budget import BudgetExceeded
+from ..budgets import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState

@@ -453,7 +453,7 @@ def _input_estimate(provider: str, model: str, body: Mapping[str, Any]) -> Any:
     """An approximate input count when a budget asks (Anthropic has no offline tokenizer)."""
 
     def estimate() -> tuple[int | None, float]:
-        from ..estimate import input_tokens
+        from ..estimation import input_tokens
 
         tokens, _, margin, _ = input_tokens(
             provider, model, body.get("messages"), body.get("tools"), body.get("system")

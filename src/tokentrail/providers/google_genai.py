@@ -522,7 +522,7 @@ def _input_estimate(provider: str, model: str, kwargs: Mapping[str, Any]) -> Any
     """An approximate input count when a budget asks (Gemini has no offline tokenizer)."""
 
     def estimate() -> tuple[int | None, float]:
-        from ..estimate import input_tokens
+        from ..estimation import input_tokens
 
         config = kwargs.get("config")
         system = _get(config, "system_instruction") if config is not None else None

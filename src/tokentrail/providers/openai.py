@@ -557,7 +557,7 @@ def _input_estimate(body: Mapping[str, Any], model: str) -> Any:
     """Counts the request's input tokens when a budget asks (lazily: tiktoken loads on first use)."""
 
     def estimate() -> tuple[int | None, float]:
-        from ..estimate import input_tokens
+        from ..estimation import input_tokens
 
         messages = body.get("messages")
         if messages is not None:

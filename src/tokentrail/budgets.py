@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _safety
+from . import semconv as sc
 from .config import ConfigError
 
 __all__ = [
@@ -45,9 +46,9 @@ __all__ = [
     "statuses",
 ]
 
-EVENT_THRESHOLD = "tokentrail.budget.threshold"
-METRIC_SPEND = "tokentrail.budget.spend"
-METRIC_REMAINING = "tokentrail.budget.remaining"
+EVENT_THRESHOLD = sc.BUDGET_THRESHOLD_EVENT
+METRIC_SPEND = sc.METRIC_BUDGET_SPEND
+METRIC_REMAINING = sc.METRIC_BUDGET_REMAINING
 MODES = ("raise", "warn")
 UNKNOWN_POLICIES = ("allow", "refuse")
 _PERIOD = re.compile(r"^(\d+)\s*([smhd])$")
@@ -409,7 +410,7 @@ def _warm_tokenizer() -> None:
 
     def load() -> None:
         try:
-            from .estimate import encoder
+            from .estimation import encoder
 
             encoder("o200k_base")
         except Exception as exc:
@@ -453,8 +454,7 @@ def check(
 
 def worst_case(request: Any, pricer: Any, budgets: Iterable[budget]) -> float | None:
     """USD of the request's worst case, or None when its input or its price is unknown."""
-    from . import semconv as sc
-    from .estimate import DEFAULT_MAX_OUTPUT_TOKENS
+    from .estimation import DEFAULT_MAX_OUTPUT_TOKENS
     from .usage import Usage
 
     estimator = getattr(request, "input_estimate", None)
@@ -487,10 +487,10 @@ def settle_budgets(reservations: Iterable[Reservation], actual: float, span: Any
 
 def _alert(owner: budget, alert: BudgetAlert, span: Any) -> None:
     attributes = {
-        "tokentrail.budget.name": alert.budget,
-        "tokentrail.budget.threshold": alert.threshold,
-        "tokentrail.budget.spent_usd": alert.spent_usd,
-        "tokentrail.budget.limit_usd": alert.limit_usd,
+        sc.BUDGET_NAME: alert.budget,
+        sc.BUDGET_THRESHOLD: alert.threshold,
+        sc.BUDGET_SPENT_USD: alert.spent_usd,
+        sc.BUDGET_LIMIT_USD: alert.limit_usd,
     }
     try:
         if span is not None and span.is_recording():
@@ -516,11 +516,11 @@ def observe_budgets(meter: Any) -> None:
     from opentelemetry.metrics import Observation
 
     def spend(_options: Any) -> list[Any]:
-        return [Observation(b.spent_usd, {"tokentrail.budget.name": b.name}) for b in list(_by_name.values())]
+        return [Observation(b.spent_usd, {sc.BUDGET_NAME: b.name}) for b in list(_by_name.values())]
 
     def remaining(_options: Any) -> list[Any]:
         return [
-            Observation(max(0.0, b.usd - b.spent_usd), {"tokentrail.budget.name": b.name})
+            Observation(max(0.0, b.usd - b.spent_usd), {sc.BUDGET_NAME: b.name})
             for b in list(_by_name.values())
         ]
 
