@@ -28,7 +28,10 @@ CACHE = ROOT / ".cache" / "prometheus"
 
 
 def prometheus_bin_dir() -> Path:
-    """``.../usr/bin`` holding ``prometheus`` and ``promtool``; skips the test if they cannot be had."""
+    """``.../usr/bin`` holding ``prometheus`` and ``promtool``, fetched from Debian's package.
+
+    Skips only off Debian (no apt-get/dpkg). On Debian a failed download or unpack FAILS the test:
+    a skipped Prometheus test would let an untested dashboard or report pass CI."""
     bin_dir = CACHE / "root" / "usr" / "bin"
     if (bin_dir / "prometheus").exists() and (bin_dir / "promtool").exists():
         return bin_dir
@@ -47,12 +50,12 @@ def prometheus_bin_dir() -> Path:
         done = download()
     packages = sorted(CACHE.glob("prometheus_*.deb"))
     if done.returncode != 0 or not packages:
-        pytest.skip(f"cannot download Debian's prometheus package: {done.stderr.strip()[-300:]}")
+        pytest.fail(f"cannot download Debian's prometheus package: {done.stderr.strip()[-300:]}")
     unpacked = subprocess.run(
         ["dpkg", "-x", str(packages[-1]), str(CACHE / "root")], capture_output=True, text=True, timeout=300
     )
     if unpacked.returncode != 0 or not (bin_dir / "prometheus").exists():
-        pytest.skip(f"cannot unpack {packages[-1].name}: {unpacked.stderr.strip()[-300:]}")
+        pytest.fail(f"cannot unpack {packages[-1].name}: {unpacked.stderr.strip()[-300:]}")
     return bin_dir
 
 

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from ledger_data import (
     random_records,
     raw_rows,
 )
+from prometheus_support import free_port, prometheus_bin_dir, wait_for
 from tokentrail.cli import main
 from tokentrail.cli.export import Progress
 from tokentrail.ledger._schema import COLUMN_NAMES
@@ -351,56 +351,13 @@ APP = textwrap.dedent(
 @pytest.fixture(scope="session")
 def prometheus_binary() -> Path:
     """Prometheus from Debian's package, unpacked (not installed) into .cache/ on first use."""
-    cache = ROOT / ".cache" / "prometheus"
-    binary = cache / "root" / "usr" / "bin" / "prometheus"
-    if binary.exists():
-        return binary
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        pytest.skip("a real Prometheus needs Debian's apt-get and dpkg (not found)")
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def download() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["apt-get", "download", "prometheus"], cwd=cache, capture_output=True, text=True, timeout=300
-        )
-
-    done = download()
-    if done.returncode != 0:
-        subprocess.run(["apt-get", "update"], capture_output=True, text=True, timeout=300)
-        done = download()
-    packages = sorted(cache.glob("prometheus_*.deb"))
-    if done.returncode != 0 or not packages:
-        pytest.skip(f"cannot download Debian's prometheus package: {done.stderr.strip()[-300:]}")
-    unpacked = subprocess.run(
-        ["dpkg", "-x", str(packages[-1]), str(cache / "root")], capture_output=True, text=True, timeout=300
-    )
-    if unpacked.returncode != 0 or not binary.exists():
-        pytest.skip(f"cannot unpack {packages[-1].name}: {unpacked.stderr.strip()[-300:]}")
-    return binary
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return prometheus_bin_dir() / "prometheus"
 
 
 def _promql(url: str, query: str) -> list:
     target = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
     with urllib.request.urlopen(target, timeout=5) as response:
         return json.loads(response.read())["data"]["result"]
-
-
-def _wait(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_report_from_prometheus_answers_like_the_ledger(capsys, tmp_path, prometheus_binary):
@@ -421,7 +378,7 @@ def test_report_from_prometheus_answers_like_the_ledger(capsys, tmp_path, promet
         line = app.stdout.readline()
         assert line.startswith("PORT "), app.stderr.read()
         app_port = int(line.split()[1])
-        port = _free_port()
+        port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -443,7 +400,7 @@ def test_report_from_prometheus_answers_like_the_ledger(capsys, tmp_path, promet
         url = f"http://127.0.0.1:{port}"
         wave1 = len(raw_rows(ledger))
         count = "sum(gen_ai_client_operation_duration_seconds_count)"
-        _wait(
+        wait_for(
             lambda: _promql(url, count) and float(_promql(url, count)[0]["value"][1]) == wave1,
             "the first scrape",
         )
@@ -455,7 +412,9 @@ def test_report_from_prometheus_answers_like_the_ledger(capsys, tmp_path, promet
         assert app.stdout.readline().strip() == "DONE"
         total = len(raw_rows(ledger))
         assert total > wave1
-        _wait(lambda: float(_promql(url, count)[0]["value"][1]) == total, "the scrape after the second wave")
+        wait_for(
+            lambda: float(_promql(url, count)[0]["value"][1]) == total, "the scrape after the second wave"
+        )
         time.sleep(1.2)  # one more scrape: the last values are in the range whatever its end
 
         def both(*argv: str) -> tuple[dict, dict]:
