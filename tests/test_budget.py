@@ -392,3 +392,40 @@ def test_cli_status_agrees_with_serve(tmp_path: Path, capsys: pytest.CaptureFixt
     served = TestClient(create_app(ledger)).get("/v1/pipelines/p3/budget", params={"budget_usd": 1.0}).json()
     assert row["spent_usd"] == pytest.approx(served["spent_usd"]) and row["spent_usd"] > 0
     assert row["remaining_usd"] == pytest.approx(served["remaining_usd"])
+
+
+def test_serve_lists_the_configured_budgets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("fastapi")
+    from starlette.testclient import TestClient
+
+    from tokentrail import ledger as ledger_module
+    from tokentrail.cli import main
+    from tokentrail.ledger.api import create_app
+
+    fake, cost = exact_fake()
+    ledger = tmp_path / "ledger.sqlite"
+    tokentrail.instrument(ledger=ledger, setup_otel=False)
+    try:
+        with tokentrail.attribute(pipeline="p4"):
+            ask(fake.client())
+        ledger_module.flush()
+    finally:
+        tokentrail.uninstrument()
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text(
+        '[[budget]]\nname = "p4-daily"\nusd = 2.0\nwindow = "1d"\nscope = { pipeline = "p4" }\n'
+    )
+    assert (
+        main(["budget", "status", "--budgets", str(budgets), "--ledger", str(ledger), "--format", "json"])
+        == 0
+    )
+    (cli_row,) = json.loads(capsys.readouterr().out)
+    response = TestClient(create_app(ledger, budgets)).get("/v1/budgets")
+    assert response.status_code == 200
+    (served,) = response.json()
+    assert served["name"] == "p4-daily" and served["spent_usd"] == pytest.approx(cost)
+    assert served["remaining_usd"] == pytest.approx(2.0 - cost)
+    assert served["over_budget"] is False and served["percent_used"] == pytest.approx(cost / 2.0 * 100)
+    assert served["spent_usd"] == pytest.approx(cli_row["spent_usd"])
+    unconfigured = TestClient(create_app(ledger)).get("/v1/budgets")
+    assert unconfigured.status_code == 404 and "TOKENTRAIL_BUDGETS" in unconfigured.json()["detail"]

@@ -611,3 +611,36 @@ def default_ledger() -> Path | None:
     from .config import ENV_LEDGER, ledger_location
 
     return ledger_location(os.environ.get(ENV_LEDGER))
+
+
+def budget_statuses(path: str, ledger: Any, now: float | None = None) -> list[dict[str, Any]]:
+    """Each budget configured in ``path`` with its spend in its current window, from the ledger.
+
+    What ``tokentrail budget status`` prints and ``tokentrail serve`` answers on ``/v1/budgets``."""
+    now = time.time() if now is None else now
+    found = []
+    for each in load(path):
+        start = each._window.start(now)
+        per_run = each.window == "per_run"
+        # A per_run budget lives in one process; the ledger can show only all-time spend in scope.
+        spent = ledger_spend(ledger, each.scope, start, now + 1)
+        found.append(
+            {
+                "name": each.name,
+                "usd": each.usd,
+                "spent_usd": spent,
+                "remaining_usd": max(0.0, each.usd - spent),
+                "percent_used": spent / each.usd * 100,
+                "over_budget": spent > each.usd,
+                "mode": each.mode,
+                "window": each.window,
+                "timezone": each.timezone,
+                "window_start": start,
+                "window_end": each._window.end(start),
+                "scope": dict(each.scope),
+                "note": "per_run: in-process only; the ledger shows all-time spend in scope"
+                if per_run
+                else "",
+            }
+        )
+    return found

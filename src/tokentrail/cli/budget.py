@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from datetime import UTC, datetime
-from typing import Any
 
+from ..budgets import budget_statuses
 from ._common import CliError, add_ledger_argument, ledger_path
 
 HELP = "configured budgets and their spend (from the ledger)"
@@ -25,39 +24,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     status.add_argument("--format", choices=("table", "json"), default="table", help="output format")
 
 
-def statuses(path: str, ledger: Any, now: float | None = None) -> list[dict[str, Any]]:
-    """Each configured budget's spend in its current window, read from the ledger."""
-    from ..budgets import ledger_spend, load
-
-    now = time.time() if now is None else now
-    found = []
-    for each in load(path):
-        start = each._window.start(now)
-        per_run = each.window == "per_run"
-        # A per_run budget lives in one process; the ledger can show only all-time spend in scope.
-        spent = ledger_spend(ledger, each.scope, start, now + 1)
-        found.append(
-            {
-                "name": each.name,
-                "usd": each.usd,
-                "spent_usd": spent,
-                "remaining_usd": max(0.0, each.usd - spent),
-                "percent_used": spent / each.usd * 100,
-                "over_budget": spent > each.usd,
-                "mode": each.mode,
-                "window": each.window,
-                "timezone": each.timezone,
-                "window_start": start,
-                "window_end": each._window.end(start),
-                "scope": dict(each.scope),
-                "note": "per_run: in-process only; the ledger shows all-time spend in scope"
-                if per_run
-                else "",
-            }
-        )
-    return found
-
-
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
 
@@ -70,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not ledger.exists():
         raise CliError(f"no ledger at {ledger}: run instrumented code first, or pass --ledger PATH")
     try:
-        found = statuses(path, ledger)
+        found = budget_statuses(path, ledger)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     if args.format == "json":

@@ -21,6 +21,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free one)"
     )
+    parser.add_argument(
+        "--budgets", metavar="FILE", help="budgets TOML file for /v1/budgets (default: TOKENTRAIL_BUDGETS)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         f"tokentrail serve: http://{shown}:{port} (ledger {path}; docs at /docs, OpenAPI at /openapi.json)",
         flush=True,
     )
-    config = uvicorn.Config(create_app(path), log_level="warning", access_log=False)
+    config = uvicorn.Config(create_app(path, args.budgets), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     server.run(sockets=[listener])
     sys.stdout.flush()

@@ -7,6 +7,7 @@ applications write, and can never change what they wrote.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -123,8 +124,11 @@ def _report_body(result: Report) -> dict[str, Any]:
     }
 
 
-def create_app(path: str | Path) -> FastAPI:
-    """The API over the ledger at ``path`` (opened read-only on every request)."""
+def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
+    """The API over the ledger at ``path`` (opened read-only on every request).
+
+    ``budgets`` is a budgets TOML file (default ``TOKENTRAIL_BUDGETS``) for ``/v1/budgets``."""
+    budgets_file = budgets or os.environ.get("TOKENTRAIL_BUDGETS")
     ledger = Path(path).expanduser()
     app = FastAPI(
         title="tokentrail ledger API",
@@ -244,6 +248,23 @@ def create_app(path: str | Path) -> FastAPI:
             "over_budget": spent > budget_usd,
             "calls": totals.calls,
         }
+
+    @app.get(
+        "/v1/budgets", summary="The configured budgets: spend, remaining and percent used in their window"
+    )
+    def configured_budgets() -> list[dict[str, Any]]:
+        from ..budgets import budget_statuses
+        from ..config import ConfigError
+
+        if not budgets_file:
+            raise HTTPException(
+                status_code=404,
+                detail="no budgets configured: start serve with --budgets FILE or TOKENTRAIL_BUDGETS",
+            )
+        try:
+            return budget_statuses(str(budgets_file), ledger)
+        except ConfigError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
 
     @app.get("/healthz", response_model=Health, summary="The API is up and can read the ledger")
     def health() -> dict[str, Any]:
