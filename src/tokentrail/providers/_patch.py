@@ -22,12 +22,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import wrapt
-
 from .. import _safety
 from ..budgets import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
+from ._methods import ClassPatches
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState
 
 __all__ = ["Patches", "Reader", "Target"]
@@ -70,10 +69,10 @@ class Patches:
     def __init__(self, name: str, targets: list[Target]) -> None:
         self.name = name
         self.targets = targets
-        self._originals: list[tuple[type, str, Any]] = []
+        self._patches = ClassPatches()
 
     def install(self) -> None:
-        if self._originals:
+        if self._patches:
             return
         for target in self.targets:
             name = next((n for n in target.names if n in target.owner.__dict__), None)
@@ -87,18 +86,14 @@ class Patches:
                 )
                 continue
             original = target.owner.__dict__[name]
-            wrapper = _wrapper(f"{self.name}.{name}", target, original)
-            self._originals.append((target.owner, name, original))
-            wrapt.wrap_function_wrapper(target.owner, name, wrapper)
+            self._patches.wrap(target.owner, name, _wrapper(f"{self.name}.{name}", target, original))
 
     def remove(self) -> None:
-        for owner, name, original in reversed(self._originals):
-            setattr(owner, name, original)
-        self._originals.clear()
+        self._patches.undo()
 
     @property
     def installed(self) -> bool:
-        return bool(self._originals)
+        return bool(self._patches)
 
 
 # --- the wrappers ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .. import _safety
 from ..budgets import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
+from ._methods import ClassPatches
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
@@ -76,27 +77,20 @@ class Instrumentation:
     def __init__(self, sdk: SDK, adapter: Adapter) -> None:
         self.sdk = sdk
         self.adapter = adapter
-        self._originals: list[tuple[type, str, Any]] = []
+        self._patches = ClassPatches()
 
     def install(self) -> None:
-        if self._originals:
+        if self._patches:
             return
-        for cls, wrapper in (
-            (self.sdk.sync_client, self._sync_request),
-            (self.sdk.async_client, self._async_request),
-        ):
-            original = cls.__dict__["request"]
-            self._originals.append((cls, "request", original))
-            wrapt.wrap_function_wrapper(cls, "request", wrapper)
+        self._patches.wrap(self.sdk.sync_client, "request", self._sync_request)
+        self._patches.wrap(self.sdk.async_client, "request", self._async_request)
 
     def remove(self) -> None:
-        for cls, name, original in reversed(self._originals):
-            setattr(cls, name, original)
-        self._originals.clear()
+        self._patches.undo()
 
     @property
     def installed(self) -> bool:
-        return bool(self._originals)
+        return bool(self._patches)
 
     # --- the wrappers -------------------------------------------------------------------------
 

@@ -1,0 +1,31 @@
+"""Wrapping methods on SDK classes, remembered so that ``uninstrument()`` can put them back.
+
+Patches go on the class, not on client instances, so clients created before ``instrument()``
+are covered too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+
+class ClassPatches:
+    """A set of wrapt wrappers on class methods; :meth:`undo` restores the originals."""
+
+    def __init__(self) -> None:
+        self._originals: list[tuple[type, str, Any]] = []
+
+    def wrap(self, owner: type, name: str, wrapper: Callable[..., Any]) -> None:
+        self._originals.append((owner, name, owner.__dict__[name]))
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+
+    def undo(self) -> None:
+        for owner, name, original in reversed(self._originals):
+            setattr(owner, name, original)
+        self._originals.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._originals)
