@@ -39,6 +39,10 @@ TEAM_GUIDE = (
 )
 
 
+# Keys for the fake server (it accepts any). Named here so a test can prove no key leaks anywhere.
+FAKE_KEYS = {"openai": "sk-fake-demo", "anthropic": "sk-ant-fake-demo", "gemini": "fake-gemini-key"}
+
+
 class State(TypedDict, total=False):
     feature: str
     plan: str
@@ -56,18 +60,18 @@ class Agents:
         gemini_key = os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
         self.pm_model = ChatOpenAI(
             model="gpt-4o-mini",
-            api_key=openai_key or "sk-fake-demo",
+            api_key=openai_key or FAKE_KEYS["openai"],
             base_url=None if openai_key else fake.base_url,  # type: ignore[union-attr]
             max_retries=2,
         )
         self.dev_client = anthropic.Anthropic(
-            api_key=anthropic_key or "sk-ant-fake-demo",
+            api_key=anthropic_key or FAKE_KEYS["anthropic"],
             # "localhost", not 127.0.0.1: the provider_hosts mapping of the fake server's
             # OpenAI face must not apply to the Anthropic client.
             base_url=None if anthropic_key else fake.url.replace("127.0.0.1", "localhost"),  # type: ignore[union-attr]
         )
         http_options = None if gemini_key else genai_types.HttpOptions(base_url=fake.url)  # type: ignore[union-attr]
-        self.qa_client = genai.Client(api_key=gemini_key or "fake-gemini-key", http_options=http_options)
+        self.qa_client = genai.Client(api_key=gemini_key or FAKE_KEYS["gemini"], http_options=http_options)
 
     def pm(self, state: State) -> State:
         answer = self.pm_model.invoke(
