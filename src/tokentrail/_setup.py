@@ -260,7 +260,10 @@ def uninstrument() -> None:
         lifecycle.set_active(None)
     sys.modules["tokentrail.budgets"].configure(())
     if "tokentrail.ledger" in sys.modules:  # flush and close the ledger writer, if one was opened
-        sys.modules["tokentrail.ledger"].close()
+        try:
+            sys.modules["tokentrail.ledger"].close()
+        except Exception as exc:  # a ledger problem is counted and logged, never raised
+            _safety.internal_error("ledger.close", exc)
 
 
 def instrumented() -> list[str]:
