@@ -44,6 +44,7 @@ class Recorded:
 
     def metrics(self) -> dict[str, list[Any]]:
         """Metric name -> its data points (cumulative since the test started)."""
+        tokentrail.flush()  # metrics are recorded off the calling thread
         data = self.reader.get_metrics_data()
         found: dict[str, list[Any]] = {}
         if data is None:

@@ -427,6 +427,7 @@ def global_tracing(
 
 
 def _token_points(reader: InMemoryMetricReader) -> list[Any]:
+    tokentrail.flush()  # metrics are recorded off the calling thread
     data = reader.get_metrics_data()
     return [
         point

@@ -12,7 +12,7 @@ metric reference.
 
 from __future__ import annotations
 
-from ._setup import add_sink, instrument, instrumented, reset_summary, summary, uninstrument
+from ._setup import add_sink, flush, instrument, instrumented, reset_summary, summary, uninstrument
 from ._version import __version__
 from .budgets import BudgetAlert, BudgetExceeded, budget
 from .config import ConfigError
@@ -36,6 +36,7 @@ __all__ = [
     "attribute",
     "budget",
     "estimate",
+    "flush",
     "instrument",
     "instrumented",
     "price_context",

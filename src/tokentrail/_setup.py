@@ -252,6 +252,7 @@ def _warm(pricer: Pricer) -> None:
 
 def uninstrument() -> None:
     """Restore every SDK method tokentrail patched and stop recording."""
+    lifecycle.RECORDER.flush(5.0)
     with _lock:
         for patch in _installed.values():
             patch.remove()
@@ -264,6 +265,20 @@ def uninstrument() -> None:
             sys.modules["tokentrail.ledger"].close()
         except Exception as exc:  # a ledger problem is counted and logged, never raised
             _safety.internal_error("ledger.close", exc)
+
+
+def flush() -> None:
+    """Record every metric measurement and write every ledger row queued so far.
+
+    tokentrail records metrics and writes the ledger off the application's threads; call this
+    before reading them in-process (tests, a report at the end of a script). It also runs at exit.
+    """
+    lifecycle.RECORDER.flush()
+    if "tokentrail.ledger" in sys.modules:
+        try:
+            sys.modules["tokentrail.ledger"].flush()
+        except Exception as exc:
+            _safety.internal_error("ledger.flush", exc)
 
 
 def instrumented() -> list[str]:

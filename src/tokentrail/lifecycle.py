@@ -11,7 +11,11 @@ reports them through :mod:`tokentrail._safety`.
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -127,6 +131,8 @@ class Telemetry:
         )
         _safety.set_error_counter(lambda where: errors.add(1, {"tokentrail.where": where}))
         observe_budgets(meter)
+        self.recorder = RECORDER
+        RECORDER.hook_exit()
 
     def start(self, request: RequestInfo, *, started_at: float | None = None) -> Call:
         """Begin a call: the span starts now (or at ``started_at``, epoch seconds, for calls
@@ -153,6 +159,74 @@ class Telemetry:
             return value
         self.attribution_overflow.add(1, {"tokentrail.attribution.key": key})
         return sc.OVERFLOW_VALUE
+
+
+class MetricRecorder:
+    """Records metric measurements on one background thread, in the order they were made.
+
+    ``flush()`` waits until everything submitted so far is recorded: before reading metrics in
+    tests (``tokentrail.flush()``), and at interpreter exit, before the meter provider's own
+    shutdown hook. A forked child gets a fresh queue and thread.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._queue: queue.Queue[list[tuple[Any, float, Mapping[str, Any], Any]]] = queue.Queue()
+
+    def hook_exit(self) -> None:
+        """(Re-)register the exit flush so it runs before the exit hooks registered until now:
+        exit hooks run last-registered first, and the meter provider's shutdown (registered when
+        it was created) must come after our last measurements."""
+        atexit.unregister(self._flush_at_exit)
+        atexit.register(self._flush_at_exit)
+
+    def _flush_at_exit(self) -> None:
+        self.flush(5.0)
+
+    def submit(self, measurements: list[tuple[Any, float, Mapping[str, Any], Any]]) -> None:
+        if self._pid != os.getpid():
+            self._start()
+        self._queue.put(measurements)
+
+    def _start(self) -> None:
+        self.hook_exit()
+        self._pid = os.getpid()
+        self._queue = queue.Queue()
+        threading.Thread(target=self._run, name="tokentrail-metrics", daemon=True).start()
+
+    def _run(self) -> None:
+        work = self._queue
+        while True:
+            measurements = work.get()
+            try:
+                self._record(measurements)
+            finally:
+                work.task_done()
+
+    @staticmethod
+    def _record(measurements: list[tuple[Any, float, Mapping[str, Any], Any]]) -> None:
+        for method, value, attributes, context in measurements:
+            try:
+                method(value, attributes, context=context)
+            except Exception as exc:
+                _safety.internal_error("metrics", exc)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything submitted so far is recorded (at most ``timeout`` seconds)."""
+        if self._pid != os.getpid():
+            return
+        work = self._queue
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with work.all_tasks_done:
+            while work.unfinished_tasks:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return  # never hold up the application's exit on a stuck exporter
+                work.all_tasks_done.wait(remaining)
+
+
+# One recorder for the process: every instrument() shares its thread and its exit hook.
+RECORDER = MetricRecorder()
 
 
 _active: Telemetry | None = None
@@ -337,22 +411,36 @@ class Call:
                     metric_attributes[name] = telemetry.metric_value(key, value)
         for rollup in attribution.rollups:
             rollup.add(usage, cost.total if cost is not None else None, error is not None)
+        # The measurements are recorded on the recorder thread: the OpenTelemetry SDK's record
+        # calls are the largest part of what a call costs, and the application need not wait.
         exemplar_context = trace.set_span_in_context(span) if recording else None
-        telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
+        measurements: list[tuple[Any, float, Mapping[str, Any], Any]] = [
+            (telemetry.duration.record, duration, metric_attributes, exemplar_context)
+        ]
         if ttfc is not None:
-            telemetry.time_to_first_chunk.record(ttfc, metric_attributes, context=_NO_EXEMPLAR)
+            measurements.append((telemetry.time_to_first_chunk.record, ttfc, metric_attributes, _NO_EXEMPLAR))
             if self._chunks > 1 and self._last_chunk is not None:
                 pace = (self._last_chunk - self._first_chunk) / (self._chunks - 1)  # type: ignore[operator]
-                telemetry.time_per_output_chunk.record(pace, metric_attributes, context=_NO_EXEMPLAR)
+                measurements.append(
+                    (telemetry.time_per_output_chunk.record, pace, metric_attributes, _NO_EXEMPLAR)
+                )
         if usage is not None:
-            telemetry.token_usage.record(
-                usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
+            measurements.append(
+                (
+                    telemetry.token_usage.record,
+                    usage.input_tokens,
+                    {**metric_attributes, sc.TOKEN_TYPE: "input"},
+                    _NO_EXEMPLAR,
+                )
             )
             if request.operation != "embeddings":
-                telemetry.token_usage.record(
-                    usage.output_tokens,
-                    {**metric_attributes, sc.TOKEN_TYPE: "output"},
-                    context=_NO_EXEMPLAR,
+                measurements.append(
+                    (
+                        telemetry.token_usage.record,
+                        usage.output_tokens,
+                        {**metric_attributes, sc.TOKEN_TYPE: "output"},
+                        _NO_EXEMPLAR,
+                    )
                 )
             for token_type, amount in (
                 ("cache_read", usage.cache_read_tokens),
@@ -360,15 +448,20 @@ class Call:
                 ("reasoning", usage.reasoning_tokens),
             ):
                 if amount > 0:
-                    telemetry.token_parts.add(
-                        amount, {**metric_attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
+                    measurements.append(
+                        (
+                            telemetry.token_parts.add,
+                            amount,
+                            {**metric_attributes, sc.TOKEN_TYPE: token_type},
+                            _NO_EXEMPLAR,
+                        )
                     )
             if usage.problems:
-                telemetry.inconsistent_usage.add(1, metric_attributes)
+                measurements.append((telemetry.inconsistent_usage.add, 1, metric_attributes, _NO_EXEMPLAR))
             if cost is not None:
-                telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
+                measurements.append((telemetry.cost.record, cost.total, metric_attributes, exemplar_context))
             else:
-                telemetry.unpriced_calls.add(1, metric_attributes)
+                measurements.append((telemetry.unpriced_calls.add, 1, metric_attributes, _NO_EXEMPLAR))
                 if telemetry.pricer.first_unpriced(request.provider, unpriced_model):
                     _safety.log.warning(
                         "tokentrail: no price known for model %r of provider %r; its tokens are "
@@ -376,6 +469,7 @@ class Call:
                         unpriced_model,
                         request.provider,
                     )
+        telemetry.recorder.submit(measurements)
 
         if telemetry.sinks:
             span_context = span.get_span_context()
