@@ -35,6 +35,7 @@ class Recorded:
     calls: list[tokentrail.CallRecord] = field(default_factory=list)
 
     def spans(self) -> list[ReadableSpan]:
+        tokentrail.flush()  # spans are ended off the calling thread
         return list(self.exporter.get_finished_spans())
 
     def span(self) -> ReadableSpan:

@@ -445,6 +445,7 @@ def test_native_spans_off_by_default_one_span_per_call(global_tracing, monkeypat
     client = FakeAnthropic().client()
     tokentrail.uninstrument()
     client.messages.create(**CALL)  # without tokentrail: the SDK's own span
+    tokentrail.flush()
     (native,) = exporter.get_finished_spans()
     assert native.name == "anthropic.messages.create"
     exporter.clear()
@@ -456,12 +457,14 @@ def test_native_spans_off_by_default_one_span_per_call(global_tracing, monkeypat
                               anthropic_native_spans="off")  # fmt: skip
     client.messages.create(**CALL)
     list(client.messages.create(**CALL, stream=True))
+    tokentrail.flush()
     spans = exporter.get_finished_spans()
     assert [s.name for s in spans] == [f"chat {MODEL}", f"chat {MODEL}"]
     assert all(s.attributes[sc.USAGE_INPUT_TOKENS] == 7500 for s in spans)
     assert sorted(p.count for p in _token_points(reader)) == [2, 2]  # input and output, once per call
     exporter.clear()
     client.messages.count_tokens(model=MODEL, messages=MESSAGES)  # not an LLM call: its SDK span stays
+    tokentrail.flush()
     assert [s.name for s in exporter.get_finished_spans()] == ["anthropic.messages.count_tokens"]
 
 
@@ -473,6 +476,7 @@ def test_native_spans_keep_nests_the_sdk_span_without_cost(global_tracing):
     client.messages.create(**CALL)
     with client.messages.stream(**CALL) as stream:
         stream.until_done()
+    tokentrail.flush()
     spans = exporter.get_finished_spans()
     ours = [s for s in spans if s.name == f"chat {MODEL}"]
     native = [s for s in spans if s.name == "anthropic.messages.create"]

@@ -183,10 +183,16 @@ class MetricRecorder:
     def _flush_at_exit(self) -> None:
         self.flush(5.0)
 
-    def submit(self, measurements: list[tuple[Any, float, Mapping[str, Any], Any]]) -> None:
+    def submit(
+        self,
+        measurements: list[tuple[Any, float, Mapping[str, Any], Any]],
+        end_span: Callable[[], None] | None = None,
+    ) -> None:
+        """Record ``measurements`` (and first run ``end_span``: set the span's end attributes and
+        end it, at the end time it was given) on the recorder thread."""
         if self._pid != os.getpid():
             self._start()
-        self._queue.put(measurements)
+        self._queue.put((end_span, measurements))
 
     def _start(self) -> None:
         self.hook_exit()
@@ -197,8 +203,13 @@ class MetricRecorder:
     def _run(self) -> None:
         work = self._queue
         while True:
-            measurements = work.get()
+            end_span, measurements = work.get()
             try:
+                if end_span is not None:
+                    try:
+                        end_span()
+                    except Exception as exc:
+                        _safety.internal_error("span.end", exc)
                 self._record(measurements)
             finally:
                 work.task_done()
@@ -377,16 +388,20 @@ class Call:
         ttfc = None if self._first_chunk is None else self._first_chunk - self._start
         span = self.span
         recording = span.is_recording()
-        if recording:
-            attributes = _end_attributes(response, usage, cost, error_type, incomplete, ttfc)
-            if telemetry.settings.content.enabled:
-                _capture_content(span, request, response, telemetry.settings, attributes)
-            span.set_attributes(attributes)
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, error_type))
-        if self.reservations:  # before span.end(): a crossed threshold is an event on this span
+        end_time = time.time_ns()
+        if self.reservations:  # before the span ends: a crossed threshold is an event on this span
             settle_budgets(self.reservations, cost.total if cost is not None else 0.0, span)
-        span.end()
+
+        def end_span() -> None:
+            # On the recorder thread: the span's end attributes and its end, at the call's end time.
+            if recording:
+                attributes = _end_attributes(response, usage, cost, error_type, incomplete, ttfc)
+                if telemetry.settings.content.enabled:
+                    _capture_content(span, request, response, telemetry.settings, attributes)
+                span.set_attributes(attributes)
+                if error is not None:
+                    span.set_status(Status(StatusCode.ERROR, error_type))
+            span.end(end_time=end_time)
 
         # Metrics: low-cardinality attributes only (never ids, users or prompts).
         metric_attributes: dict[str, Any] = {
@@ -469,7 +484,7 @@ class Call:
                         unpriced_model,
                         request.provider,
                     )
-        telemetry.recorder.submit(measurements)
+        telemetry.recorder.submit(measurements, end_span)
 
         if telemetry.sinks:
             span_context = span.get_span_context()
