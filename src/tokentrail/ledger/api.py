@@ -2,7 +2,9 @@
 ``/openapi.json``, interactive docs at ``/docs``).
 
 Every endpoint is a GET and every request opens the ledger read-only: the API can answer while
-applications write, and can never change what they wrote.
+applications write, and can never change what they wrote. Every answer other than 200 is
+documented in the OpenAPI description (a 4xx says which parameter to fix, a 503 what is wrong with
+the ledger or the budgets file); ``tests/test_serve_fuzz.py`` holds the API to it with schemathesis.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pydantic import BaseModel, Field
 
 from .._version import __version__
 from ._schema import SCHEMA_VERSION, LedgerError, open_ledger
-from .query import Filters, Group, Report, Totals, UnknownKeyError, report, trend
+from .query import _LABEL as LABEL_KEY
+from .query import BY_KEYS, Filters, Group, Report, Totals, UnknownKeyError, report, trend
 
 __all__ = ["create_app"]
 
@@ -84,6 +87,42 @@ class BudgetStatus(BaseModel):
     calls: int
 
 
+class ConfiguredBudget(BaseModel):
+    name: str
+    usd: float = Field(description="the limit in USD")
+    spent_usd: float = Field(description="spend in scope within the current window, from the ledger")
+    remaining_usd: float = Field(description="limit minus spent, never below 0")
+    percent_used: float
+    over_budget: bool
+    mode: str = Field(description="raise (hard stop) or warn")
+    window: str = Field(description="per_run, a period such as 1h or 1d, or day (a calendar day)")
+    timezone: str | None
+    window_start: float | None = Field(description="epoch seconds; null for per_run")
+    window_end: float | None = Field(description="epoch seconds; null for per_run")
+    scope: dict[str, str] = Field(description="the attribution a call must carry to count; {}: every call")
+    note: str
+
+
+class ParameterProblem(BaseModel):
+    loc: list[str | int] = Field(description="where: ['query', 'days'], ['path', 'pipeline'], ...")
+    msg: str = Field(description="what is wrong with it and what is accepted")
+    type: str
+
+
+class InvalidRequest(BaseModel):
+    """A 422: the request named a parameter the API cannot use; nothing was read."""
+
+    detail: str | list[ParameterProblem] = Field(
+        description="one message, or one entry per bad parameter (its loc names it)"
+    )
+
+
+class Unavailable(BaseModel):
+    """A 404 or 503: what is missing or broken (the ledger, the budgets file) and how to fix it."""
+
+    detail: str
+
+
 class Health(BaseModel):
     status: str
     ledger: str
@@ -91,11 +130,39 @@ class Health(BaseModel):
     tokentrail: str
 
 
+MIN_BUDGET_USD = 1e-6
+"""The smallest budget ``/v1/pipelines/{pipeline}/budget`` takes: one micro-dollar."""
+
+# The answers other than 200, documented on every operation so clients (and the fuzz test) know them.
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": InvalidRequest, "description": "a query or path parameter to fix (the detail says which)"}
+}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Unavailable, "description": "the ledger is missing or unreadable (the detail says why)"}
+}
+NO_BUDGETS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Unavailable, "description": "serve was started without a budgets file"},
+    503: {"model": Unavailable, "description": "the budgets file or the ledger cannot be read"},
+}
+
 # Query parameters several endpoints share (module level: FastAPI resolves them by name).
 Days = Annotated[int | None, Query(ge=1, le=36500, description="only the last DAYS days (default: all time)")]
 RecentDays = Annotated[int, Query(ge=1, le=36500, description="the last DAYS days")]
+# The keys are checked by the report itself (its message lists them); the description says the
+# same rule, so clients and the fuzz test know which values are accepted.
 By = Annotated[
-    list[str], Query(description="break down by these keys, outermost first (agent, model, day, ...)")
+    list[str],
+    Query(
+        description="break down by these keys, outermost first (agent, model, day, ..., or label:KEY)",
+        json_schema_extra={
+            "items": {
+                "anyOf": [
+                    {"type": "string", "enum": list(BY_KEYS)},
+                    {"type": "string", "pattern": LABEL_KEY.pattern},
+                ]
+            }
+        },
+    ),
 ]
 
 
@@ -139,6 +206,11 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         ),
     )
 
+    def unreadable(exc: sqlite3.DatabaseError) -> HTTPException:
+        return HTTPException(
+            status_code=503, detail=f"cannot read the ledger at {ledger}: {exc} (is it a tokentrail ledger?)"
+        )
+
     @contextmanager
     def reading() -> Iterator[sqlite3.Connection]:
         try:
@@ -149,13 +221,22 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
             yield connection
         except UnknownKeyError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
+        except sqlite3.DatabaseError as exc:  # opened, but not a ledger tokentrail can read
+            raise unreadable(exc) from None
         finally:
             connection.close()
 
     def since(days: int | None) -> float | None:
         return None if days is None else time.time() - days * 86400
 
-    @app.get("/v1/usage", response_model=UsageReport, summary="Usage and cost, filtered and broken down")
+    answers = {**INVALID, **UNAVAILABLE}
+
+    @app.get(
+        "/v1/usage",
+        response_model=UsageReport,
+        responses=answers,
+        summary="Usage and cost, filtered and broken down",
+    )
     def usage(
         days: Days = None,
         pipeline: str | None = None,
@@ -184,13 +265,21 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
             return _report_body(report(connection, by, filters))
 
     @app.get(
-        "/v1/pipelines/{pipeline}/usage", response_model=UsageReport, summary="Usage and cost of one pipeline"
+        "/v1/pipelines/{pipeline}/usage",
+        response_model=UsageReport,
+        responses=answers,
+        summary="Usage and cost of one pipeline",
     )
     def pipeline_usage(pipeline: str, days: Days = None, by: By = []) -> dict[str, Any]:  # noqa: B006
         with reading() as connection:
             return _report_body(report(connection, by, Filters(since(days), pipeline=pipeline)))
 
-    @app.get("/v1/agents/{agent}/usage", response_model=UsageReport, summary="Usage and cost of one agent")
+    @app.get(
+        "/v1/agents/{agent}/usage",
+        response_model=UsageReport,
+        responses=answers,
+        summary="Usage and cost of one agent",
+    )
     def agent_usage(
         agent: str,
         days: Annotated[int, Query(ge=1, le=36500)] = 7,
@@ -199,7 +288,12 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         with reading() as connection:
             return _report_body(report(connection, by, Filters(since(days), where={"agent": agent})))
 
-    @app.get("/v1/roles/{role}/usage", response_model=UsageReport, summary="Usage and cost of one role")
+    @app.get(
+        "/v1/roles/{role}/usage",
+        response_model=UsageReport,
+        responses=answers,
+        summary="Usage and cost of one role",
+    )
     def role_usage(
         role: str,
         days: Annotated[int, Query(ge=1, le=36500)] = 7,
@@ -208,7 +302,9 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         with reading() as connection:
             return _report_body(report(connection, by, Filters(since(days), where={"role": role})))
 
-    @app.get("/v1/trend", response_model=Trend, summary="Spend per local day, today included")
+    @app.get(
+        "/v1/trend", response_model=Trend, responses=answers, summary="Spend per local day, today included"
+    )
     def daily_trend(
         days: Annotated[int, Query(ge=1, le=3650)] = 7,
         pipeline: str | None = None,
@@ -230,11 +326,21 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
     @app.get(
         "/v1/pipelines/{pipeline}/budget",
         response_model=BudgetStatus,
+        responses=answers,
         summary="A pipeline's spend against a budget",
     )
     def budget(
         pipeline: Annotated[str, PathParam(description="the pipeline id")],
-        budget_usd: Annotated[float, Query(gt=0, description="the budget in USD")],
+        # Finite and at least a micro-dollar: an infinite budget, or one so small that spent / budget
+        # overflows, would answer an infinite remaining_usd or percent_used, which JSON cannot carry.
+        budget_usd: Annotated[
+            float,
+            Query(
+                ge=MIN_BUDGET_USD,
+                allow_inf_nan=False,
+                description=f"the budget in USD (a finite number, at least {MIN_BUDGET_USD:f})",
+            ),
+        ],
     ) -> dict[str, Any]:
         with reading() as connection:
             totals = report(connection, (), Filters(pipeline=pipeline)).totals
@@ -250,7 +356,10 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         }
 
     @app.get(
-        "/v1/budgets", summary="The configured budgets: spend, remaining and percent used in their window"
+        "/v1/budgets",
+        response_model=list[ConfiguredBudget],
+        responses=NO_BUDGETS,
+        summary="The configured budgets: spend, remaining and percent used in their window",
     )
     def configured_budgets() -> list[dict[str, Any]]:
         from ..budgets import budget_statuses
@@ -263,13 +372,20 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
             )
         try:
             return budget_statuses(str(budgets_file), ledger)
-        except ConfigError as exc:
+        except (ConfigError, LedgerError) as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise unreadable(exc) from None
 
-    @app.get("/healthz", response_model=Health, summary="The API is up and can read the ledger")
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses=UNAVAILABLE,
+        summary="The API is up and can read the ledger",
+    )
     def health() -> dict[str, Any]:
-        with reading():
-            pass
+        with reading() as connection:  # opening is not enough: a file without the tables opens too
+            connection.execute("SELECT 1 FROM calls LIMIT 1").fetchall()
         return {
             "status": "ok",
             "ledger": str(ledger),
