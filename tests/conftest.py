@@ -32,7 +32,13 @@ class Recorded:
     reader: InMemoryMetricReader
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
-    calls: list[tokentrail.CallRecord] = field(default_factory=list)
+    finished: list[tokentrail.CallRecord] = field(default_factory=list)
+
+    @property
+    def calls(self) -> list[tokentrail.CallRecord]:
+        """The CallRecords the sinks received (sinks run off the calling thread: flushed first)."""
+        tokentrail.flush()
+        return self.finished
 
     def spans(self) -> list[ReadableSpan]:
         tokentrail.flush()  # spans are ended off the calling thread
@@ -84,7 +90,7 @@ def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
     tokentrail.instrument(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
-        sinks=[recorded.calls.append],
+        sinks=[recorded.finished.append],
         **options,
     )
     try:

@@ -538,6 +538,7 @@ def test_failure_inside_tokentrail_never_reaches_the_application(recorded, monke
             assert client.messages.create(**CALL).content[1].text == "Hello there!"
         with client.messages.stream(**CALL) as stream:
             assert "".join(stream.text_stream) == "Hello there!"
+        tokentrail.flush()  # responses are read on the recorder thread
     assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 2
     assert len(recorded.spans()) == 3
 

@@ -25,6 +25,7 @@ APP = textwrap.dedent(
     messages = [{{"role": "user", "content": "hi"}}]
     client.chat.completions.create(model="gpt-4o-mini", messages=messages)
     list(client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True))
+    tokentrail.flush()  # sinks run on tokentrail's recorder thread
     print("RESULT " + json.dumps({{
         "instrumented": tokentrail.instrumented(),
         "costs": [r.cost.total for r in records],

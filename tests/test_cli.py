@@ -337,7 +337,7 @@ APP = textwrap.dedent(
                 failing.chat.completions.create(model="gpt-4o-mini", messages=messages)
             except Exception:
                 pass
-        ledger.flush()
+        tokentrail.flush()
 
     wave([("PM", "plan"), ("Dev", "build"), ("QA", "review")])
     print("PORT", server.server_port, flush=True)

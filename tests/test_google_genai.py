@@ -341,6 +341,7 @@ def test_failure_inside_tokentrail_never_reaches_the_application(recorded, monke
         for _ in range(3):
             assert client.models.generate_content(model=MODEL, contents="hi").text == "Hello there!"
         text = "".join(c.text for c in client.models.generate_content_stream(model=MODEL, contents="hi"))
+        tokentrail.flush()  # responses are read on the recorder thread
     assert text == "Hello there!"
     logged = [r for r in caplog.records if "internal error" in r.getMessage()]
     assert len(logged) == 2  # once per place, not per call

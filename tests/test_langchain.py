@@ -567,6 +567,7 @@ APP = textwrap.dedent(
     builder.add_edge("writer", "reviewer")
     builder.add_edge("reviewer", END)
     builder.compile().invoke({{"text": ""}})
+    tokentrail.flush()  # sinks run on tokentrail's recorder thread
     print("RESULT " + json.dumps({{
         "instrumented": sorted(tokentrail.instrumented()),
         "calls": [[r.provider, r.attribution.get("agent"), r.usage.input_tokens, r.cost.total > 0]

@@ -424,6 +424,7 @@ def test_failure_inside_tokentrail_never_reaches_the_application(recorded, monke
             response = client.chat.completions.create(model=MODEL, messages=MESSAGES)
             assert response.choices[0].message.content == "Hello there!"
         chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+        tokentrail.flush()  # responses are read on the recorder thread
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there!"
     # Logged once per place, not once per call.
     logged = [r for r in caplog.records if "internal error" in r.getMessage()]
@@ -590,6 +591,7 @@ def test_unknown_host_is_unpriced_warned_once_and_counted(recorded, caplog):
     with caplog.at_level(logging.WARNING, logger="tokentrail"):
         for _ in range(3):
             client.chat.completions.create(model="my-model", messages=MESSAGES)
+        tokentrail.flush()  # calls are priced on the recorder thread
     warnings = [r for r in caplog.records if "no price known" in r.getMessage()]
     assert len(warnings) == 1
     for span in recorded.spans():

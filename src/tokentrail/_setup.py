@@ -166,6 +166,7 @@ def summary(format: str = "text") -> Any:
     itself: per-agent usage, totals, cost breakdown by agent and model, and efficiency metrics
     (average tokens per agent, most expensive agent, context-window utilisation, input/output ratio).
     """
+    lifecycle.RECORDER.flush()  # calls are added to the summary off the calling thread
     if format == "text":
         return _summary.render()
     if format == "json":
@@ -192,7 +193,7 @@ def _print_summary_at_exit() -> None:
     import atexit
     import sys
 
-    atexit.register(lambda: print(_summary.render(), file=sys.stderr))
+    atexit.register(lambda: print(summary(), file=sys.stderr))
 
 
 def _ledger_sinks(settings: Settings, tracer_provider: Any, meter_provider: Any) -> list[Sink]:
@@ -268,10 +269,11 @@ def uninstrument() -> None:
 
 
 def flush() -> None:
-    """Record every metric measurement and write every ledger row queued so far.
+    """Finish every call that has ended: its span, metrics, sinks and ledger row.
 
-    tokentrail records metrics and writes the ledger off the application's threads; call this
-    before reading them in-process (tests, a report at the end of a script). It also runs at exit.
+    tokentrail finishes calls off the application's threads (within about 0.1 s), so call this
+    before reading spans, metrics, your sinks' records or the ledger in-process (tests, a report
+    at the end of a script). It also runs at exit.
     """
     lifecycle.RECORDER.flush()
     if "tokentrail.ledger" in sys.modules:

@@ -11,21 +11,20 @@ reports them through :mod:`tokentrail._safety`.
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _safety
 from . import semconv as sc
+from ._batcher import Batcher
 from ._version import __version__
 from .budgets import Reservation, active_budgets, observe_budgets, settle_budgets
 from .budgets import check as check_budgets
@@ -161,83 +160,94 @@ class Telemetry:
         return sc.OVERFLOW_VALUE
 
 
-class MetricRecorder:
-    """Records metric measurements on one background thread, in the order they were made.
+class Recorder:
+    """Finishes ended calls (and roll-up units) on one background thread, in the order they ended.
 
-    ``flush()`` waits until everything submitted so far is recorded: before reading metrics in
-    tests (``tokentrail.flush()``), and at interpreter exit, before the meter provider's own
-    shutdown hook. A forked child gets a fresh queue and thread.
+    The end of a call on the application's thread is a timestamp and an append to a queue; the
+    rest - reading the response, pricing, the span's end attributes and its end (at the call's own
+    end time), the metric records, roll-ups and sinks - happens here. That work is most of what
+    instrumentation costs, and an LLM application's thread spends its time waiting on the network,
+    so this thread does it while the application waits for its next response.
+
+    Built on the same :class:`~tokentrail._batcher.Batcher` as the ledger: drained every 0.1 s (or
+    sooner past 1,000 calls), never dropping (a full queue is drained by the calling thread), and
+    drained at exit before the OpenTelemetry providers shut down. ``flush()`` finishes everything
+    ended so far, on the calling thread: ``tokentrail.flush()`` before reading spans, metrics or
+    sinks in-process. A forked child starts a thread of its own.
     """
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._queue: queue.Queue[list[tuple[Any, float, Mapping[str, Any], Any]]] = queue.Queue()
+        self._batcher: Batcher | None = None
+        self._lock = threading.Lock()
+
+    def _queue(self) -> Batcher:
+        batcher = self._batcher
+        if batcher is None:
+            with self._lock:
+                if self._batcher is None:
+                    self._batcher = Batcher(
+                        "tokentrail-recorder",
+                        _complete_all,
+                        on_drop=_never_dropped,
+                        queue_size=100_000,
+                        batch_size=1_000,
+                        flush_interval=0.1,
+                        handle_when_full=True,
+                    )
+                batcher = self._batcher
+        return batcher
 
     def hook_exit(self) -> None:
-        """(Re-)register the exit flush so it runs before the exit hooks registered until now:
-        exit hooks run last-registered first, and the meter provider's shutdown (registered when
-        it was created) must come after our last measurements."""
-        atexit.unregister(self._flush_at_exit)
-        atexit.register(self._flush_at_exit)
+        """Drain at exit before the exit hooks registered until now (the providers' shutdown)."""
+        self._queue().hook_exit()
 
-    def _flush_at_exit(self) -> None:
-        self.flush(5.0)
-
-    def submit(
-        self,
-        measurements: list[tuple[Any, float, Mapping[str, Any], Any]],
-        end_span: Callable[[], None] | None = None,
-    ) -> None:
-        """Record ``measurements`` (and first run ``end_span``: set the span's end attributes and
-        end it, at the end time it was given) on the recorder thread."""
-        if self._pid != os.getpid():
-            self._start()
-        self._queue.put((end_span, measurements))
-
-    def _start(self) -> None:
-        self.hook_exit()
-        self._pid = os.getpid()
-        self._queue = queue.Queue()
-        threading.Thread(target=self._run, name="tokentrail-metrics", daemon=True).start()
-
-    def _run(self) -> None:
-        work = self._queue
-        while True:
-            end_span, measurements = work.get()
-            try:
-                if end_span is not None:
-                    try:
-                        end_span()
-                    except Exception as exc:
-                        _safety.internal_error("span.end", exc)
-                self._record(measurements)
-            finally:
-                work.task_done()
-
-    @staticmethod
-    def _record(measurements: list[tuple[Any, float, Mapping[str, Any], Any]]) -> None:
-        for method, value, attributes, context in measurements:
-            try:
-                method(value, attributes, context=context)
-            except Exception as exc:
-                _safety.internal_error("metrics", exc)
+    def submit(self, ended: Call | Unit) -> None:
+        self._queue().submit(ended)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything submitted so far is recorded (at most ``timeout`` seconds)."""
-        if self._pid != os.getpid():
-            return
-        work = self._queue
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with work.all_tasks_done:
-            while work.unfinished_tasks:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return  # never hold up the application's exit on a stuck exporter
-                work.all_tasks_done.wait(remaining)
+        """Finish everything ended so far (``timeout`` is accepted for compatibility: the work is
+        in-memory and bounded, so a drain does not wait on any exporter)."""
+        if self._batcher is not None:
+            self._batcher.flush()
+
+
+def _complete_all(ended: list[Any]) -> None:
+    for item in ended:
+        try:
+            item._complete()
+        except Exception as exc:
+            _safety.internal_error("lifecycle.complete", exc)
+
+
+def _never_dropped(count: int, reason: str) -> None:  # only reached after the recorder was closed
+    _safety.warn_once("recorder.drop", "tokentrail: %d finished call(s) not recorded (%s)", count, reason)
 
 
 # One recorder for the process: every instrument() shares its thread and its exit hook.
-RECORDER = MetricRecorder()
+RECORDER = Recorder()
+
+
+def _drain_first(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    RECORDER.flush()
+    return wrapped(*args, **kwargs)
+
+
+def _drain_before_provider_flush(module: Any) -> None:
+    """An application that ends with ``tracer_provider.shutdown()`` (or ``force_flush()``) gets
+    the calls that ended just before it: the SDK providers drain the recorder first. Patched on
+    the SDK classes when (and only if) the SDK is imported; never undone, as it costs nothing
+    while the recorder is empty."""
+    for name in ("TracerProvider", "MeterProvider"):
+        provider = getattr(module, name, None)
+        if provider is None or getattr(provider, "_tokentrail_drains", False):
+            continue
+        for method in ("shutdown", "force_flush"):
+            wrapt.wrap_function_wrapper(provider, method, _drain_first)
+        provider._tokentrail_drains = True
+
+
+for _sdk_module in ("opentelemetry.sdk.trace", "opentelemetry.sdk.metrics"):
+    wrapt.register_post_import_hook(_drain_before_provider_flush, _sdk_module)
 
 
 _active: Telemetry | None = None
@@ -253,14 +263,30 @@ def set_active(telemetry: Telemetry | None) -> None:
     _active = telemetry
 
 
+Response = ResponseInfo | Callable[[], ResponseInfo | None] | None
+"""What a call ends with: the response read, or a function that reads it (run off the calling
+thread, after the call ended), or None when nothing came back."""
+
+
 class Call:
-    """One LLM call in flight. Create with :meth:`Telemetry.start`; ends exactly once."""
+    """One LLM call in flight. Create with :meth:`Telemetry.start`; ends exactly once.
+
+    The end is split in two: :meth:`finish` / :meth:`fail` on the application's thread take the
+    time and queue the call; :meth:`_complete` on the recorder thread does the rest.
+    """
 
     __slots__ = (
         "_chunks",
+        "_end_ns",
+        "_end_perf",
         "_ended",
+        "_error",
         "_first_chunk",
+        "_incomplete",
         "_last_chunk",
+        "_price_context",
+        "_priced",
+        "_response",
         "_start",
         "_start_epoch",
         "_telemetry",
@@ -278,6 +304,7 @@ class Call:
         self._chunks = 0
         self._first_chunk: float | None = None
         self._last_chunk: float | None = None
+        self._priced: tuple[Cost | None, str | None] | None = None
         self._start = time.perf_counter()
         if started_at is None:
             self._start_epoch = time.time()
@@ -289,6 +316,8 @@ class Call:
         framework_run = current_framework_llm_run()
         if framework_run is not None:
             framework_run.covered = True  # the framework layer above must not count this call again
+        # Context-local facts are read here, on the application's thread, in the call's context.
+        self._price_context = current_price_context()
         self.attribution: Attribution = current_attribution()
         if telemetry.settings.baggage:
             self.attribution = _with_baggage(self.attribution)
@@ -333,9 +362,9 @@ class Call:
     def ended(self) -> bool:
         return self._ended
 
-    # --- the end ----------------------------------------------------------------------------
+    # --- the end, on the application's thread -----------------------------------------------
 
-    def finish(self, response: ResponseInfo | None, *, incomplete: bool = False) -> None:
+    def finish(self, response: Response, *, incomplete: bool = False) -> None:
         """The call succeeded (or a stream stopped early, with ``incomplete``)."""
         if self._ended:
             return
@@ -345,63 +374,83 @@ class Call:
         except Exception as exc:
             _safety.internal_error("lifecycle.finish", exc)
 
-    def fail(self, error: BaseException, response: ResponseInfo | None = None) -> None:
+    def fail(self, error: BaseException, response: Response = None) -> None:
         """The call (or its stream) raised ``error``; the application's exception is untouched."""
         if self._ended:
             return
         self._ended = True
         try:
-            self._end(response, error, response is not None and self.request.stream)
+            self._end(response, error, None)
         except Exception as exc:
             _safety.internal_error("lifecycle.fail", exc)
 
-    def _end(self, response: ResponseInfo | None, error: BaseException | None, incomplete: bool) -> None:
+    def _end(self, response: Response, error: BaseException | None, incomplete: bool | None) -> None:
+        # ``incomplete`` None: a failed call, incomplete if part of a stream had arrived.
+        self._end_perf = time.perf_counter()
+        self._end_ns = time.time_ns()
+        self._error = error
+        self._incomplete = incomplete
+        if self.reservations:
+            # A budget settles with the real cost now, before the application's next call is
+            # checked against it; a crossed threshold is an event on this (still open) span.
+            response = _read(response)
+            self._priced = self._price(response)
+            cost = self._priced[0]
+            settle_budgets(self.reservations, cost.total if cost is not None else 0.0, self.span)
+        self._response = response
+        self._telemetry.recorder.submit(self)
+
+    def _price(self, response: ResponseInfo | None) -> tuple[Cost | None, str | None]:
+        """(cost, the model without a price); (None, None) when there is nothing to price."""
+        if response is None or (response.usage is None and not response.extra_usage):
+            return None, None
+        try:
+            return _price_call(
+                self._telemetry.pricer,
+                response.usage,
+                response.extra_usage,
+                self.request.provider,
+                (self.request.price_model, response.response_model, self.request.request_model),
+                self._start_epoch,
+                _merge(response.price_context, self._price_context),
+            )
+        except Exception as exc:
+            _safety.internal_error("pricing", exc)
+            return None, None
+
+    # --- the end, on the recorder thread ----------------------------------------------------
+
+    def _complete(self) -> None:
         telemetry = self._telemetry
         request = self.request
-        end = time.perf_counter()
-        duration = end - self._start
+        error = self._error
+        incomplete = self._incomplete
+        response = _read(self._response)
+        self._response = None  # the SDK's objects are not kept beyond this point
+        if incomplete is None:
+            incomplete = response is not None and request.stream
+        duration = self._end_perf - self._start
         usage = response.usage if response is not None else None
         response_model = response.response_model if response is not None else None
         parts = response.extra_usage if response is not None else ()
 
-        cost: Cost | None = None
-        unpriced_model = response_model or request.request_model or "?"
-        if usage is not None or parts:
-            price_context = _merge(response.price_context if response else None, current_price_context())
-            try:
-                cost, unpriced = _price_call(
-                    telemetry.pricer,
-                    usage,
-                    parts,
-                    request.provider,
-                    (request.price_model, response_model, request.request_model),
-                    self._start_epoch,
-                    price_context,
-                )
-                unpriced_model = unpriced or unpriced_model
-            except Exception as exc:
-                _safety.internal_error("pricing", exc)
-            for part in parts:  # the call's totals include what was billed separately
-                usage = part.usage if usage is None else usage + part.usage
+        cost, unpriced = self._priced if self._priced is not None else self._price(response)
+        unpriced_model = unpriced or response_model or request.request_model or "?"
+        for part in parts:  # the call's totals include what was billed separately
+            usage = part.usage if usage is None else usage + part.usage
 
         error_type = _error_type(error) if error is not None else None
         ttfc = None if self._first_chunk is None else self._first_chunk - self._start
         span = self.span
         recording = span.is_recording()
-        end_time = time.time_ns()
-        if self.reservations:  # before the span ends: a crossed threshold is an event on this span
-            settle_budgets(self.reservations, cost.total if cost is not None else 0.0, span)
-
-        def end_span() -> None:
-            # On the recorder thread: the span's end attributes and its end, at the call's end time.
-            if recording:
-                attributes = _end_attributes(response, usage, cost, error_type, incomplete, ttfc)
-                if telemetry.settings.content.enabled:
-                    _capture_content(span, request, response, telemetry.settings, attributes)
-                span.set_attributes(attributes)
-                if error is not None:
-                    span.set_status(Status(StatusCode.ERROR, error_type))
-            span.end(end_time=end_time)
+        if recording:
+            attributes = _end_attributes(response, usage, cost, error_type, incomplete, ttfc)
+            if telemetry.settings.content.enabled:
+                _capture_content(span, request, response, telemetry.settings, attributes)
+            span.set_attributes(attributes)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end(end_time=self._end_ns)
 
         # Metrics: low-cardinality attributes only (never ids, users or prompts).
         metric_attributes: dict[str, Any] = {
@@ -426,36 +475,21 @@ class Call:
                     metric_attributes[name] = telemetry.metric_value(key, value)
         for rollup in attribution.rollups:
             rollup.add(usage, cost.total if cost is not None else None, error is not None)
-        # The measurements are recorded on the recorder thread: the OpenTelemetry SDK's record
-        # calls are the largest part of what a call costs, and the application need not wait.
-        exemplar_context = trace.set_span_in_context(span) if recording else None
-        measurements: list[tuple[Any, float, Mapping[str, Any], Any]] = [
-            (telemetry.duration.record, duration, metric_attributes, exemplar_context)
-        ]
+        # Exemplars (a link from a bucket to this trace) on duration and cost only.
+        exemplar_context = trace.set_span_in_context(span) if recording else _NO_EXEMPLAR
+        telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
         if ttfc is not None:
-            measurements.append((telemetry.time_to_first_chunk.record, ttfc, metric_attributes, _NO_EXEMPLAR))
+            telemetry.time_to_first_chunk.record(ttfc, metric_attributes, context=_NO_EXEMPLAR)
             if self._chunks > 1 and self._last_chunk is not None:
                 pace = (self._last_chunk - self._first_chunk) / (self._chunks - 1)  # type: ignore[operator]
-                measurements.append(
-                    (telemetry.time_per_output_chunk.record, pace, metric_attributes, _NO_EXEMPLAR)
-                )
+                telemetry.time_per_output_chunk.record(pace, metric_attributes, context=_NO_EXEMPLAR)
         if usage is not None:
-            measurements.append(
-                (
-                    telemetry.token_usage.record,
-                    usage.input_tokens,
-                    {**metric_attributes, sc.TOKEN_TYPE: "input"},
-                    _NO_EXEMPLAR,
-                )
+            telemetry.token_usage.record(
+                usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
             )
             if request.operation != "embeddings":
-                measurements.append(
-                    (
-                        telemetry.token_usage.record,
-                        usage.output_tokens,
-                        {**metric_attributes, sc.TOKEN_TYPE: "output"},
-                        _NO_EXEMPLAR,
-                    )
+                telemetry.token_usage.record(
+                    usage.output_tokens, {**metric_attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
                 )
             for token_type, amount in (
                 ("cache_read", usage.cache_read_tokens),
@@ -463,20 +497,15 @@ class Call:
                 ("reasoning", usage.reasoning_tokens),
             ):
                 if amount > 0:
-                    measurements.append(
-                        (
-                            telemetry.token_parts.add,
-                            amount,
-                            {**metric_attributes, sc.TOKEN_TYPE: token_type},
-                            _NO_EXEMPLAR,
-                        )
+                    telemetry.token_parts.add(
+                        amount, {**metric_attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
                     )
             if usage.problems:
-                measurements.append((telemetry.inconsistent_usage.add, 1, metric_attributes, _NO_EXEMPLAR))
+                telemetry.inconsistent_usage.add(1, metric_attributes, context=_NO_EXEMPLAR)
             if cost is not None:
-                measurements.append((telemetry.cost.record, cost.total, metric_attributes, exemplar_context))
+                telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
             else:
-                measurements.append((telemetry.unpriced_calls.add, 1, metric_attributes, _NO_EXEMPLAR))
+                telemetry.unpriced_calls.add(1, metric_attributes, context=_NO_EXEMPLAR)
                 if telemetry.pricer.first_unpriced(request.provider, unpriced_model):
                     _safety.log.warning(
                         "tokentrail: no price known for model %r of provider %r; its tokens are "
@@ -484,7 +513,6 @@ class Call:
                         unpriced_model,
                         request.provider,
                     )
-        telemetry.recorder.submit(measurements, end_span)
 
         if telemetry.sinks:
             span_context = span.get_span_context()
@@ -513,6 +541,17 @@ class Call:
                     sink(record)
                 except Exception as exc:
                     _safety.internal_error("sink", exc)
+
+
+def _read(response: Response) -> ResponseInfo | None:
+    """The response a call ended with, read now if it was handed over as a reader."""
+    if response is None or isinstance(response, ResponseInfo):
+        return response
+    try:
+        return response()
+    except Exception as exc:  # the SDK object was not what the provider module expected
+        _safety.internal_error("lifecycle.response", exc)
+        return None
 
 
 def _price_call(
@@ -707,9 +746,11 @@ def _with_baggage(attribution: Attribution) -> Attribution:
 
 
 class Unit:
-    """A roll-up span around a unit of work (see ``tokentrail.span``)."""
+    """A roll-up span around a unit of work (see ``tokentrail.span``).
 
-    __slots__ = ("_ended", "rollup", "span")
+    It ends through the recorder too, after the calls that ended inside it were added up there."""
+
+    __slots__ = ("_end_ns", "_ended", "_error", "rollup", "span")
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
@@ -731,14 +772,20 @@ class Unit:
         if self._ended:
             return
         self._ended = True
+        self._end_ns = time.time_ns()
+        self._error = error
         try:
-            self.span.set_attributes(self.rollup.attributes())
-            if error is not None and not isinstance(error, GeneratorExit):
-                self.span.set_attribute(sc.ERROR_TYPE, _error_type(error))
-                self.span.set_status(Status(StatusCode.ERROR, _error_type(error)))
-            self.span.end()
+            RECORDER.submit(self)
         except Exception as exc:
             _safety.internal_error("unit.end", exc)
+
+    def _complete(self) -> None:
+        error = self._error
+        self.span.set_attributes(self.rollup.attributes())
+        if error is not None and not isinstance(error, GeneratorExit):
+            self.span.set_attribute(sc.ERROR_TYPE, _error_type(error))
+            self.span.set_status(Status(StatusCode.ERROR, _error_type(error)))
+        self.span.end(end_time=self._end_ns)
 
 
 def start_unit(name: str, span_attributes: Mapping[str, str]) -> Unit | None:

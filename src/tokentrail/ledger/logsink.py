@@ -17,8 +17,8 @@ import logging
 from typing import Any
 
 from .. import _safety
+from .._batcher import Batcher
 from ..records import CallRecord
-from ._batcher import Batcher
 from ._rows import row_dict, row_from_record
 
 __all__ = ["CALL_LOGGER", "CallLogSink"]

@@ -26,8 +26,8 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
+from .._batcher import Batcher
 from ..records import CallRecord
-from ._batcher import Batcher
 from ._rows import row_from_record
 from ._schema import BUCKET_SECONDS, COLUMN_NAMES, DIMENSIONS, MEASURES, LedgerError, open_ledger
 

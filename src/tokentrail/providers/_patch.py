@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from .. import _safety
@@ -130,13 +131,8 @@ def _start(
         return None
 
 
-def _finish(where: str, reader: Reader, call: Call, request: RequestInfo, result: Any) -> None:
-    try:
-        response = reader.response(result, request)
-    except Exception as exc:
-        _safety.internal_error(f"{where}.response", exc)
-        response = None
-    call.finish(response)
+def _finish(reader: Reader, call: Call, request: RequestInfo, result: Any) -> None:
+    call.finish(partial(reader.response, result, request))  # read off the calling thread
 
 
 def _stream_state(where: str, reader: Reader, call: Call, request: RequestInfo) -> StreamState | None:
@@ -162,7 +158,7 @@ def _sync_call(where: str, reader: Reader) -> Callable[..., Any]:
             raise
         finally:
             call.deactivate(token)
-        _finish(where, reader, call, request, result)
+        _finish(reader, call, request, result)
         return result
 
     return wrapper
@@ -182,7 +178,7 @@ def _async_call(where: str, reader: Reader) -> Callable[..., Any]:
             raise
         finally:
             call.deactivate(token)
-        _finish(where, reader, call, request, result)
+        _finish(reader, call, request, result)
         return result
 
     return wrapper

@@ -18,6 +18,7 @@ import inspect
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import wrapt
@@ -169,7 +170,7 @@ class Instrumentation:
             )
         if isinstance(result, sdk.raw_response_types + sdk.async_raw_response_types):
             return self._raw(plan, call, result)
-        call.finish(plan.endpoint.response(result, plan.request))
+        call.finish(partial(plan.endpoint.response, result, plan.request))  # read off-thread
         return result
 
     def _raw(self, plan: Plan, call: Call, raw: Any) -> Any:
@@ -184,7 +185,7 @@ class Instrumentation:
             except Exception:
                 call.finish(None)  # the application will meet the same error in its own parse()
                 return raw
-            call.finish(plan.endpoint.response(parsed, plan.request))
+            call.finish(partial(plan.endpoint.response, parsed, plan.request))
             return raw
         if isinstance(raw, self.sdk.async_raw_response_types):
             return _AsyncRawResponseProxy(raw, call, plan, self)
@@ -196,7 +197,7 @@ class Instrumentation:
             if isinstance(parsed, self.sdk.stream_types + self.sdk.async_stream_types):
                 return self._dispatch(plan, call, parsed, False)
             if not call.ended:
-                call.finish(plan.endpoint.response(parsed, plan.request))
+                call.finish(partial(plan.endpoint.response, parsed, plan.request))
         except Exception as exc:
             _safety.internal_error(f"{self.sdk.name}.parse", exc)
             call.finish(None)

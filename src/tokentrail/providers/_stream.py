@@ -37,12 +37,7 @@ def _abandoned(call: Call, state: StreamState) -> None:
     # Runs from the garbage collector (or at exit) when the application dropped an unfinished
     # stream: the span still ends, marked incomplete, with whatever usage had arrived.
     if not call.ended:
-        try:
-            response = state.result()
-        except Exception as exc:
-            _safety.internal_error("stream.abandoned", exc)
-            response = None
-        call.finish(response, incomplete=True)
+        call.finish(state.result, incomplete=True)
 
 
 class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
@@ -62,21 +57,16 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_call.chunk()
         return deliver
 
-    def _self_result(self) -> ResponseInfo | None:
-        try:
-            return self._self_state.result()
-        except Exception as exc:
-            _safety.internal_error("stream.result", exc)
-            return None
-
     def _self_end(self, error: BaseException | None, *, incomplete: bool) -> None:
+        # What the stream said is read from its state off the calling thread (the state is ours,
+        # and nothing adds to it once the stream has ended).
         call = self._self_call
         if call.ended:
             return
         if error is None:
-            call.finish(self._self_result(), incomplete=incomplete)
+            call.finish(self._self_state.result, incomplete=incomplete)
         else:
-            call.fail(error, self._self_result())
+            call.fail(error, self._self_state.result)
 
 
 class StreamProxy(_StreamProxyBase):

@@ -5,10 +5,11 @@ deque and returns, never blocking and never raising. A full queue drops the item
 (``on_drop``). A daemon thread takes everything queued once per flush interval (sooner when
 ``batch_size`` items are waiting) and hands it to ``handle`` as one batch.
 
-``flush()`` drains the queue synchronously; ``close()`` drains it and stops the thread. At
-interpreter exit the queue is drained once more, and anything submitted after that (a stream
-finalised late in shutdown) is handled synchronously, since nothing else would. A forked child
-starts a thread of its own.
+With ``handle_when_full`` nothing is dropped: a full queue is drained by the calling thread, in
+order (back-pressure instead of loss). ``flush()`` drains the queue synchronously; ``close()``
+drains it and stops the thread. At interpreter exit the queue is drained once more, and anything
+submitted after that (a stream finalised late in shutdown) is handled synchronously, since nothing
+else would. A forked child starts a thread of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .. import _safety
+from . import _safety
 
 __all__ = ["Batcher"]
 
@@ -41,18 +42,20 @@ class Batcher:
         batch_size: int = 5_000,
         on_close: Callable[[], None] | None = None,
         on_fork: Callable[[], None] | None = None,
+        handle_when_full: bool = False,
     ) -> None:
         self.name = name
         self._handle = handle
         self._on_drop = on_drop
         self._on_close = on_close
         self._on_fork = on_fork
+        self._handle_when_full = handle_when_full
         self._queue: deque[Any] = deque()
         self._max = queue_size
         self._wake_at = max(1, min(batch_size, queue_size))
         self._interval = flush_interval
         self._wake = threading.Event()
-        self._drain_lock = threading.Lock()
+        self._drain_lock = threading.RLock()  # a sink may flush from inside a drain
         self._closed = False
         self._exiting = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -73,6 +76,9 @@ class Batcher:
             if self._exiting and not self._closed:
                 queue.append(item)  # late in shutdown: nothing will drain it later
                 self.flush()
+            elif self._handle_when_full and not self._closed:
+                queue.append(item)  # back-pressure: drain here, in order; late, but nothing lost
+                self.flush()
             elif not self._closed:
                 self._on_drop(1, "queue_full")
             return
@@ -85,6 +91,13 @@ class Batcher:
     @property
     def pending(self) -> int:
         return len(self._queue)
+
+    def hook_exit(self) -> None:
+        """Register the exit drain again, so that it runs before every exit hook registered until
+        now (exit hooks run last-registered first): e.g. before an OpenTelemetry provider's own
+        shutdown, which must come after the last spans and measurements we hand it."""
+        atexit.unregister(self._exit_hook)
+        atexit.register(self._exit_hook)
 
     # --- draining -----------------------------------------------------------------------------
 
@@ -138,7 +151,7 @@ def _after_fork(ref: weakref.ReferenceType[Batcher]) -> None:
     if batcher is None or batcher._closed:
         return
     batcher._queue.clear()
-    batcher._drain_lock = threading.Lock()
+    batcher._drain_lock = threading.RLock()
     batcher._wake = threading.Event()
     if batcher._on_fork is not None:
         batcher._on_fork()
