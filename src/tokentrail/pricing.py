@@ -476,9 +476,17 @@ def load_overrides(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Ove
 
 def _read_override_file(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise PriceOverrideError(f"{path}: cannot read price override file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Binary garbage, a file saved in another encoding, or one cut in the middle of a character.
+        raise PriceOverrideError(
+            f"{path}: not a UTF-8 text file (byte {exc.start} is {raw[exc.start : exc.start + 1]!r}); "
+            "price override files are TOML or YAML text"
+        ) from None
     suffix = path.suffix.lower()
     if suffix == ".toml":
         import tomllib
@@ -497,8 +505,19 @@ def _read_override_file(path: Path) -> Any:
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise PriceOverrideError(f"{path}: invalid YAML: {exc}") from None
+            raise PriceOverrideError(f"{path}: invalid YAML{_yaml_problem(exc)}") from None
     raise PriceOverrideError(f"{path}: price override files must end in .toml, .yaml or .yml")
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's error on one line (its own message spans several, with a caret under the spot)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return ": " + " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}"
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
 
 
 def _parse_entry(entry: Any, where: str) -> OverrideEntry:
@@ -510,7 +529,7 @@ def _parse_entry(entry: Any, where: str) -> OverrideEntry:
     model, prefix, provider = entry.get("model"), entry.get("prefix"), entry.get("provider")
     for key, value in (("model", model), ("prefix", prefix), ("provider", provider)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise PriceOverrideError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+            raise PriceOverrideError(f"{where}.{key}: expected a non-empty string, got {_shown(value)}")
     if (model is None) == (prefix is None):
         raise PriceOverrideError(f"{where}: give exactly one of 'model' (exact id) or 'prefix'")
     registry = _get_registry()
@@ -576,7 +595,19 @@ def _parse_price(value: Any, where: str) -> Any:
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PriceOverrideError(f"{where}: expected a price in USD (a number), got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise PriceOverrideError(f"{where}: a price must be a finite, non-negative number, got {value!r}")
-    return float(value)
+        raise PriceOverrideError(f"{where}: expected a price in USD (a number), got {_shown(value)}")
+    try:
+        number = float(value)  # a YAML integer can be too large for a float
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
+        raise PriceOverrideError(
+            f"{where}: a price must be a finite, non-negative number, got {_shown(value)}"
+        )
+    return number
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a corrupt file can hold a huge value, the message stays one line."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
