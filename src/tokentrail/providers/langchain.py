@@ -100,6 +100,8 @@ _PROVIDERS: Mapping[str, str] = {
 _DEFAULT_PROVIDER = "langchain"
 _MODEL_KEYS = ("model", "model_name", "model_id")
 _GRAPH_STEP_TAG = "graph:step:"  # LangGraph tags the run of a node (only) with graph:step:<n>
+# LangGraph's own entry step (``START``): LangGraph before 0.3 runs it as a tagged node too; it is no agent.
+_GRAPH_START_NODE = "__start__"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,7 +577,7 @@ def _exit(entered: _Entered) -> None:
 
 def _is_node_run(name: str, tags: list[str] | None, metadata: Mapping[str, Any] | None) -> bool:
     """The run of a LangGraph node itself, not of a runnable inside it (which inherit its metadata)."""
-    if not metadata or metadata.get("langgraph_node") != name:
+    if not metadata or metadata.get("langgraph_node") != name or name == _GRAPH_START_NODE:
         return False
     return any(isinstance(tag, str) and tag.startswith(_GRAPH_STEP_TAG) for tag in tags or ())
 
@@ -597,8 +599,13 @@ def _langchain_handler_class() -> type[TokentrailCallbackHandler]:
 # ---------------------------------------------------------------------------------------------
 
 _MANAGERS = "langchain_core.callbacks.manager"
-# Where LangChain and LangGraph make the context a run's steps run in (LangGraph has its own).
-_CHILD_CONTEXT_MODULES = ("langchain_core.runnables.config", "langgraph._internal._runnable")
+# Where LangChain and LangGraph make the context a run's steps run in (LangGraph has its own; before
+# 1.0 in langgraph.utils.runnable, often as a name imported from langchain_core, bound at its import).
+_CHILD_CONTEXT_MODULES = (
+    "langchain_core.runnables.config",
+    "langgraph._internal._runnable",
+    "langgraph.utils.runnable",
+)
 _CHILD_CONTEXT_FUNCTION = "_set_config_context"
 
 
@@ -649,7 +656,9 @@ class Instrumentation:
         try:
             if module.__name__ == _MANAGERS:
                 self._patch_managers(module)
-            elif hasattr(module, _CHILD_CONTEXT_FUNCTION):
+            elif hasattr(module, _CHILD_CONTEXT_FUNCTION) and not self._is_ours(
+                getattr(module, _CHILD_CONTEXT_FUNCTION)
+            ):  # a module that imported our wrapper already goes through it: no second one
                 self._patch(module, _CHILD_CONTEXT_FUNCTION, self._on_child_context)
         except Exception as exc:
             _safety.internal_error("langchain.install", exc)
@@ -660,6 +669,9 @@ class Instrumentation:
         self._manager_types = (managers.CallbackManager, managers.AsyncCallbackManager)
         self._patch(managers.BaseCallbackManager, "__init__", self._on_manager_init)
         self.handler.enabled = True
+
+    def _is_ours(self, function: Any) -> bool:
+        return any(vars(owner).get(name) is function for owner, name, _ in self._patched)
 
     def _patch(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
         if any(patched is owner and attribute == name for patched, attribute, _ in self._patched):
