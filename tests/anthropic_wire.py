@@ -11,6 +11,7 @@ output count and whose ``message_delta.usage`` carries CUMULATIVE totals. Bedroc
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,7 +186,11 @@ class FakeAnthropic:
         from anthropic import AnthropicBedrock, AsyncAnthropicBedrock
 
         cls = AsyncAnthropicBedrock if is_async else AnthropicBedrock
-        return cls(api_key="bedrock-SECRET", aws_region="us-east-1", max_retries=0,
+        if "api_key" in inspect.signature(cls.__init__).parameters:
+            credentials = {"api_key": "bedrock-SECRET"}
+        else:  # SDKs before Bedrock API keys sign each request with AWS keys (boto3)
+            credentials = {"aws_access_key": "AKIA-fake", "aws_secret_key": "bedrock-SECRET"}
+        return cls(**credentials, aws_region="us-east-1", max_retries=0,
                    http_client=self._http(is_async), **kwargs)  # fmt: skip
 
     def vertex(self, *, is_async: bool = False, **kwargs: Any) -> Any:
@@ -194,3 +199,15 @@ class FakeAnthropic:
         cls = AsyncAnthropicVertex if is_async else AnthropicVertex
         return cls(region="us-east5", project_id="acme", access_token="ya29-SECRET", max_retries=0,
                    http_client=self._http(is_async), **kwargs)  # fmt: skip
+
+
+def create_arguments(**arguments: Any) -> dict[str, Any]:
+    """``messages.create()`` arguments for the installed SDK: a parameter it does not declare yet
+    (``thinking`` before 0.47) goes in ``extra_body``, as an application on that SDK sends it."""
+    from anthropic.resources.messages import Messages
+
+    declared = inspect.signature(Messages.create).parameters
+    extra = dict(arguments.pop("extra_body", None) or {})
+    for name in [name for name in arguments if name not in declared]:
+        extra[name] = arguments.pop(name)
+    return {**arguments, "extra_body": extra} if extra else arguments

@@ -21,15 +21,19 @@ WORDS = ["Hel", "lo", " there", "!"]
 
 
 def http_module() -> Any:
-    """The HTTP library google-genai is built on here: httpx2 when installed (3.x default), else httpx."""
+    """The HTTP library google-genai is built on here: httpx2 where the SDK takes it (and it is
+    installed: the 3.x default), else httpx (google-genai 1.x knows only httpx)."""
+    from google.genai import _api_client
+
     try:
         import httpx2
-
+    except ImportError:  # pragma: no cover - httpx2 ships with every google-genai 2.x/3.x
+        httpx2 = None
+    if httpx2 is not None and hasattr(_api_client, "httpx2"):
         return httpx2
-    except ImportError:  # pragma: no cover - httpx2 ships with every google-genai the tests run on
-        import httpx
+    import httpx
 
-        return httpx
+    return httpx
 
 
 def usage(
@@ -185,20 +189,52 @@ class FakeGemini:
 
         httpx = http_module()
         transport = httpx.MockTransport(self.handler)
-        options = types.HttpOptions(
-            base_url=base_url,
-            httpx_client=httpx.Client(transport=transport),
-            httpx_async_client=httpx.AsyncClient(transport=transport),
-        )
+        offered = types.HttpOptions.model_fields
+        if "httpx_client" in offered:  # google-genai >= 1.50
+            options = types.HttpOptions(
+                base_url=base_url,
+                httpx_client=httpx.Client(transport=transport),
+                httpx_async_client=httpx.AsyncClient(transport=transport),
+            )
+        elif "client_args" in offered:  # 1.13 to 1.49: arguments for the clients it builds
+            options = types.HttpOptions(
+                base_url=base_url,
+                client_args={"transport": transport},
+                async_client_args={"transport": transport},
+            )
+        else:  # before 1.13 there is no option: the clients it built are swapped below
+            options = types.HttpOptions(base_url=base_url)
         if vertexai and "api_key" not in kwargs:
             from google.oauth2.credentials import Credentials
 
             kwargs = {"project": "my-project", "location": "us-central1",
                       "credentials": Credentials(token="ya29.fake-token"), **kwargs}  # fmt: skip
-            return genai.Client(vertexai=True, http_options=options, **kwargs)
-        kwargs.setdefault("api_key", "AIza-fake-SECRET")
-        return genai.Client(vertexai=vertexai, http_options=options, **kwargs)
+            client = genai.Client(vertexai=True, http_options=options, **kwargs)
+        else:
+            kwargs.setdefault("api_key", "AIza-fake-SECRET")
+            client = genai.Client(vertexai=vertexai, http_options=options, **kwargs)
+        if "httpx_client" not in offered and "client_args" not in offered:
+            client._api_client._httpx_client = httpx.Client(transport=transport)
+            client._api_client._async_httpx_client = httpx.AsyncClient(transport=transport)
+        return client
 
 
 def _sse_response(httpx: Any, content: bytes) -> Any:
     return httpx.Response(200, content=content, headers={"content-type": "text/event-stream"})
+
+
+def _sdk_keeps_response_id(vertexai: bool) -> bool:
+    """Whether this google-genai hands ``responseId`` back (1.x before about 1.2x dropped the Gemini API's).
+
+    Asked of the SDK itself over the mock, once, when the tests are collected (nothing is instrumented
+    yet), so a span can only be expected to name what the application could see.
+    """
+    result = FakeGemini().client(vertexai=vertexai).models.generate_content(model=MODEL, contents="probe")
+    return result.response_id == RESPONSE_ID
+
+
+# gen_ai.provider.name -> whether the SDK reads the response id on that platform.
+SDK_KEEPS_RESPONSE_ID = {
+    "gcp.gemini": _sdk_keeps_response_id(False),
+    "gcp.vertex_ai": _sdk_keeps_response_id(True),
+}

@@ -274,3 +274,17 @@ class FakeOpenAI:
 
 def _sse_response(httpx: Any, content: bytes) -> Any:
     return httpx.Response(200, content=content, headers={"content-type": "text/event-stream"})
+
+
+def chat_helpers(client: Any) -> Any:
+    """Where this SDK keeps the chat ``stream()`` / ``parse()`` helpers: ``client.chat.completions``,
+    or ``client.beta.chat.completions`` before openai 1.9x promoted them."""
+    completions = client.chat.completions
+    return completions if hasattr(completions, "stream") else client.beta.chat.completions
+
+
+def has_responses_api() -> bool:
+    """The Responses API (``client.responses``) arrived in openai 1.66."""
+    import openai
+
+    return hasattr(openai.OpenAI, "responses")

@@ -9,6 +9,7 @@ form: input 7500, cache write 1500 (1 h: 1000), cache read 4000, output 300, rea
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import math
@@ -26,7 +27,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tokentrail
-from anthropic_wire import MESSAGES, MODEL, FakeAnthropic, error_body, http_module, sse, stream_events, usage
+from anthropic_wire import (
+    MESSAGES,
+    MODEL,
+    FakeAnthropic,
+    create_arguments,
+    error_body,
+    http_module,
+    sse,
+    stream_events,
+    usage,
+)
 from tokentrail import semconv as sc
 from tokentrail.config import ENV_ANTHROPIC_NATIVE_SPANS
 from tokentrail.providers import anthropic as anthropic_provider
@@ -82,10 +93,12 @@ def assert_message_span(span: Any, *, stream: bool, model: str = MODEL, provider
 def test_messages_create(recorded):
     fake = FakeAnthropic()
     response = fake.client().messages.create(
-        **CALL,
-        stop_sequences=["END"],
-        thinking={"type": "enabled", "budget_tokens": 512},
-        extra_body={"temperature": 0.2, "top_k": 40},  # not parameters of create() any more, still sent
+        **create_arguments(
+            **CALL,
+            stop_sequences=["END"],
+            thinking={"type": "enabled", "budget_tokens": 512},
+            extra_body={"temperature": 0.2, "top_k": 40},  # not parameters of create() any more, still sent
+        )
     )
     assert response.content[1].text == "Hello there!"
     span = recorded.span()
@@ -194,7 +207,8 @@ def test_with_raw_response_stream_and_streaming_response(recorded):
 
 async def test_async_with_raw_response(recorded):
     raw = await FakeAnthropic().client(is_async=True).messages.with_raw_response.create(**CALL)
-    assert (await raw.parse()).usage.output_tokens == 300
+    parsed = raw.parse()  # a coroutine, except in SDKs whose async raw response was the legacy one
+    assert (await parsed if inspect.isawaitable(parsed) else parsed).usage.output_tokens == 300
     assert_message_span(recorded.span(), stream=False)
 
 
@@ -519,11 +533,25 @@ def test_content_capture_opt_in(recorded):
 
 
 @pytest.mark.tokentrail(capture_content="SPAN_ONLY")
-def test_content_capture_leaves_an_iterable_of_messages_to_the_sdk(recorded):
+def test_content_capture_leaves_an_iterable_of_messages_to_the_sdk(recorded, monkeypatch):
+    handed: list[Any] = []  # what the SDK handed to tokentrail as the body's messages
+    read_messages = anthropic_provider.input_messages
+    monkeypatch.setattr(
+        anthropic_provider,
+        "input_messages",
+        lambda body: (handed.append(body["messages"]), read_messages(body))[1],
+    )
     fake = FakeAnthropic()
     fake.client().messages.create(model=MODEL, max_tokens=1024, messages=(m for m in MESSAGES))
     assert fake.sent[-1]["body"]["messages"] == MESSAGES  # the generator was not drained by us
-    assert json.loads(recorded.span().attributes[sc.INPUT_MESSAGES]) == []
+    # A generator passed on by the SDK is left alone (nothing recorded); older SDKs (0.x) made it a
+    # list first, which is read like any other.
+    expected = (
+        []
+        if not isinstance(handed[0], list)
+        else [{"role": "user", "parts": [{"type": "text", "content": "Say hello"}]}]
+    )
+    assert json.loads(recorded.span().attributes[sc.INPUT_MESSAGES]) == expected
 
 
 def test_failure_inside_tokentrail_never_reaches_the_application(recorded, monkeypatch, caplog):
@@ -615,8 +643,8 @@ def test_fake_server_end_to_end(recorded, server):
     ]
     body = {**CALL, "model": "claude-haiku-4-5", "system": system,
             "thinking": {"type": "enabled", "budget_tokens": 1024}}  # fmt: skip
-    client.messages.create(**body)  # writes the system prompt to the 1-hour cache
-    with client.messages.stream(**body) as stream:  # reads it
+    client.messages.create(**create_arguments(**body))  # writes the system prompt to the 1-hour cache
+    with client.messages.stream(**create_arguments(**body)) as stream:  # reads it
         assert "".join(stream.text_stream) == "This is a fake answer from the tokentrail"
     client.messages.count_tokens(model="claude-haiku-4-5", messages=MESSAGES)
     write, read = recorded.calls

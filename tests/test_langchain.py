@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import genai_prices
 import pytest
@@ -299,17 +300,20 @@ def test_subgraph_nodes_name_the_calls_inside_them(recorded):
     assert spans["review"].attributes[sc.ROLLUP_CALLS] == 1
 
 
+class Notes(TypedDict):
+    notes: Annotated[list[str], operator.add]  # parallel nodes may all write (LangGraph 0.2: must)
+
+
 async def test_async_graph_with_parallel_nodes(recorded):
     llm = chat_openai(FakeOpenAI())
 
-    async def node(state: State) -> dict:
-        return {}
+    async def node(state: Notes) -> dict:
+        return {"notes": ["joined"]}
 
-    async def ask(state: State) -> dict:
-        await llm.ainvoke("hello")
-        return {}
+    async def ask(state: Notes) -> dict:
+        return {"notes": [(await llm.ainvoke("hello")).content]}
 
-    builder = StateGraph(State)
+    builder = StateGraph(Notes)
     builder.add_node("left", ask)
     builder.add_node("right", ask)
     builder.add_node("join", node)
@@ -317,7 +321,7 @@ async def test_async_graph_with_parallel_nodes(recorded):
     builder.add_edge(START, "right")
     builder.add_edge(["left", "right"], "join")
     builder.add_edge("join", END)
-    await builder.compile().ainvoke({"text": ""})
+    await builder.compile().ainvoke({"notes": []})
 
     assert sorted(c.attribution["agent"] for c in recorded.calls) == ["left", "right"]
     spans = by_name(recorded)
@@ -358,7 +362,7 @@ def test_sdk_called_directly_in_a_node_is_attributed_to_it(recorded):
 
     def draft(state: State) -> dict:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
-        return {}
+        return {"text": "drafted"}  # LangGraph 0.2 refuses a node that writes nothing
 
     linear_graph(drafter=draft).invoke({"text": ""})
 
@@ -372,7 +376,7 @@ async def test_sdk_called_directly_in_an_async_node_is_attributed_to_it(recorded
 
     async def draft(state: State) -> dict:
         await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
-        return {}
+        return {"text": "drafted"}
 
     await linear_graph(drafter=draft).ainvoke({"text": ""})
 
@@ -391,7 +395,7 @@ def test_attribution_set_inside_a_node_and_tools_called_there(recorded):
         look_up.invoke("q")
         with tokentrail.attribute(agent="Editor"):
             third_party().invoke("edit")
-        return {}
+        return {"text": "researched"}
 
     linear_graph(research=research).invoke({"text": ""})
 
@@ -420,8 +424,9 @@ def test_a_streamed_graph_leaves_the_callers_context_alone(recorded):
 
 async def test_model_calls_still_nest_without_the_child_context_hook(recorded, monkeypatch):
     # If LangChain's private _set_config_context moves, LLM runs enter their scope themselves.
-    for module in (sys.modules[name] for name in lc._CHILD_CONTEXT_MODULES):
-        monkeypatch.setattr(module, "_set_config_context", module._set_config_context.__wrapped__)
+    for module in (sys.modules[name] for name in lc._CHILD_CONTEXT_MODULES if name in sys.modules):
+        hook = module._set_config_context
+        monkeypatch.setattr(module, "_set_config_context", getattr(hook, "__wrapped__", hook))
     llm = chat_openai(FakeOpenAI())
 
     async def write(state: State) -> dict:
@@ -484,7 +489,10 @@ def test_exception_in_a_node_passes_through_and_marks_the_node(recorded):
 
 def test_an_interrupt_is_not_an_error(recorded):
     from langgraph.checkpoint.memory import InMemorySaver
-    from langgraph.types import interrupt
+
+    interrupt = getattr(pytest.importorskip("langgraph.types"), "interrupt", None)
+    if interrupt is None:
+        pytest.skip("this LangGraph has no interrupt()")
 
     builder = StateGraph(State)
     builder.add_node("approve", lambda state: {"text": interrupt("ok?")})
@@ -501,7 +509,10 @@ def test_an_interrupt_is_not_an_error(recorded):
 
 
 def test_a_bug_in_the_handler_never_reaches_the_application(recorded, monkeypatch):
+    failures = []
+
     def broken(*args: Any, **kwargs: Any) -> Any:
+        failures.append(args)
         raise KeyError("tokentrail bug")
 
     monkeypatch.setattr(lc, "request_info", broken)
@@ -509,7 +520,9 @@ def test_a_bug_in_the_handler_never_reaches_the_application(recorded, monkeypatc
     graph = linear_graph(writer=lambda state: {"text": third_party().invoke("x").content})
 
     assert graph.invoke({"text": ""}) == {"text": "reply 0"}
-    assert _safety.errors_total == 3  # the graph's and the node's starts, the model's end
+    # Each failure counted once: the graph's and the node's starts, the model's end (LangGraph 0.2
+    # starts more named runs of its own, each one more).
+    assert _safety.errors_total == len(failures) >= 3
     assert recorded.calls == []
 
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 import tokentrail
-from openai_wire import MODEL, SNAPSHOT, FakeOpenAI, chat_usage
+from openai_wire import MODEL, SNAPSHOT, FakeOpenAI, chat_helpers, chat_usage, has_responses_api
 from tokentrail import semconv as sc
 from tokentrail.providers import openai as openai_provider
 from tokentrail.providers._stainless import Instrumentation
@@ -211,7 +211,7 @@ async def test_async_stream_closed_early(recorded):
 
 def test_stream_helper(recorded):
     fake = FakeOpenAI()
-    with fake.client().chat.completions.stream(model=MODEL, messages=MESSAGES) as stream:
+    with chat_helpers(fake.client()).stream(model=MODEL, messages=MESSAGES) as stream:
         text = "".join(event.delta for event in stream if event.type == "content.delta")
         final = stream.get_final_completion()
     assert text == "Hello there!" and final.choices[0].message.content == "Hello there!"
@@ -220,7 +220,7 @@ def test_stream_helper(recorded):
 
 async def test_async_stream_helper(recorded):
     fake = FakeOpenAI()
-    async with fake.client(is_async=True).chat.completions.stream(model=MODEL, messages=MESSAGES) as stream:
+    async with chat_helpers(fake.client(is_async=True)).stream(model=MODEL, messages=MESSAGES) as stream:
         final = await stream.get_final_completion()
     assert final.choices[0].message.content == "Hello there!"
     assert_chat_span(recorded.span(), stream=True)
@@ -233,13 +233,19 @@ def test_parse_helper(recorded):
     class Answer(BaseModel):
         answer: str
 
-    parsed = fake.client().chat.completions.parse(model=MODEL, messages=MESSAGES, response_format=Answer)
+    parsed = chat_helpers(fake.client()).parse(model=MODEL, messages=MESSAGES, response_format=Answer)
     assert parsed.choices[0].message.parsed.answer == "hi"
     span = recorded.span()
     assert span.attributes[sc.USAGE_INPUT_TOKENS] == 1200
     assert span.attributes[sc.OUTPUT_TYPE] == "json"
 
 
+NO_RESPONSES_API = pytest.mark.skipif(
+    not has_responses_api(), reason="this openai has no Responses API (1.66+)"
+)
+
+
+@NO_RESPONSES_API
 def test_responses_create_and_stream(recorded):
     fake = FakeOpenAI()
     client = fake.client()
@@ -266,6 +272,7 @@ def test_responses_create_and_stream(recorded):
     assert recorded.calls[0].usage == recorded.calls[1].usage == recorded.calls[2].usage
 
 
+@NO_RESPONSES_API
 async def test_async_responses(recorded):
     fake = FakeOpenAI()
     client = fake.client(is_async=True)
