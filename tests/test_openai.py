@@ -111,6 +111,42 @@ def test_stream_without_include_usage_records_usage_and_hides_the_extra_chunk(re
     assert all(c.usage is None and c.choices for c in chunks)
 
 
+@pytest.mark.parametrize("asked_for_usage", [False, True])
+def test_the_usage_chunk_we_asked_for_is_read_from_its_event_not_parsed_by_the_sdk(
+    recorded, monkeypatch, asked_for_usage
+):
+    client = FakeOpenAI().client()
+    parsed: list[Any] = []
+    process = client._process_response_data
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        parsed.append(process(*args, **kwargs))
+        return parsed[-1]
+
+    monkeypatch.setattr(client, "_process_response_data", counting)
+    extra = {"stream_options": {"include_usage": True}} if asked_for_usage else {}
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, **extra)
+    assert type(stream) is openai.Stream  # the SDK's own object, not a stand-in
+    chunks = list(stream)
+    assert parsed == chunks  # the SDK parsed exactly what the application received
+    assert (chunks[-1].usage is not None) is asked_for_usage
+    assert_chat_span(recorded.span(), stream=True)
+
+
+async def test_async_usage_chunk_is_read_from_its_event(recorded, monkeypatch):
+    client = FakeOpenAI().client(is_async=True)
+    parsed: list[Any] = []
+    process = client._process_response_data
+    monkeypatch.setattr(
+        client, "_process_response_data", lambda **kw: parsed.append(process(**kw)) or parsed[-1]
+    )
+    stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    assert type(stream) is openai.AsyncStream
+    chunks = [chunk async for chunk in stream]
+    assert parsed == chunks and all(c.usage is None and c.choices for c in chunks)
+    assert_chat_span(recorded.span(), stream=True)
+
+
 def test_stream_with_include_usage_keeps_the_usage_chunk(recorded):
     fake = FakeOpenAI()
     chunks = list(

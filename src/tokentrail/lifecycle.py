@@ -350,13 +350,12 @@ class Call:
             except Exception as exc:
                 _safety.internal_error("lifecycle.deactivate", exc)
 
-    def chunk(self) -> None:
-        """A streamed chunk reached the application (for time-to-first-chunk and pacing)."""
-        now = time.perf_counter()
-        if self._first_chunk is None:
-            self._first_chunk = now
-        self._last_chunk = now
-        self._chunks += 1
+    def streamed(self, first_chunk: float | None, last_chunk: float | None, chunks: int) -> None:
+        """What a stream delivered to the application: when its first and last chunks did
+        (``time.perf_counter()``) and how many, for time-to-first-chunk and pacing."""
+        self._first_chunk = first_chunk
+        self._last_chunk = last_chunk
+        self._chunks = chunks
 
     @property
     def ended(self) -> bool:

@@ -28,7 +28,7 @@ from ..budgets import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
 from ._methods import ClassPatches
-from ._stream import AsyncStreamProxy, StreamProxy, StreamState
+from ._stream import AsyncStreamProxy, StreamProxy, StreamState, end_followed, follow
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
@@ -85,6 +85,10 @@ class Instrumentation:
             return
         self._patches.wrap(self.sdk.sync_client, "request", self._sync_request)
         self._patches.wrap(self.sdk.async_client, "request", self._async_request)
+        for stream_type in self.sdk.stream_types:
+            self._patches.wrap(stream_type, "close", _close_sync_stream)
+        for stream_type in self.sdk.async_stream_types:
+            self._patches.wrap(stream_type, "close", _close_async_stream)
 
     def remove(self) -> None:
         self._patches.undo()
@@ -162,12 +166,15 @@ class Instrumentation:
 
     def _dispatch(self, plan: Plan, call: Call, result: Any, is_async: bool) -> Any:
         sdk = self.sdk
-        if isinstance(result, sdk.stream_types):
-            return StreamProxy(result, call, plan.endpoint.stream_state(plan.request, plan.hide_usage_chunk))
-        if isinstance(result, sdk.async_stream_types):
-            return AsyncStreamProxy(
-                result, call, plan.endpoint.stream_state(plan.request, plan.hide_usage_chunk)
-            )
+        for stream_types, is_async_stream, proxy in (
+            (sdk.stream_types, False, StreamProxy),
+            (sdk.async_stream_types, True, AsyncStreamProxy),
+        ):
+            if isinstance(result, stream_types):
+                state = plan.endpoint.stream_state(plan.request, plan.hide_usage_chunk)
+                if follow(result, call, state, is_async=is_async_stream):
+                    return result  # the SDK's own stream object, tapped
+                return proxy(result, call, state)
         if isinstance(result, sdk.raw_response_types + sdk.async_raw_response_types):
             return self._raw(plan, call, result)
         call.finish(partial(plan.endpoint.response, result, plan.request))  # read off-thread
@@ -202,6 +209,20 @@ class Instrumentation:
             _safety.internal_error(f"{self.sdk.name}.parse", exc)
             call.finish(None)
         return parsed
+
+
+def _close_sync_stream(wrapped: Callable[..., Any], stream: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        end_followed(stream)
+
+
+async def _close_async_stream(wrapped: Callable[..., Any], stream: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        end_followed(stream)
 
 
 def _end_unparsed(call: Call) -> None:

@@ -17,9 +17,13 @@ Provider quirks handled here, each once:
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
+from .. import _safety
 from .. import semconv as sc
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
@@ -350,6 +354,33 @@ class ChatStreamState:
             chunk.__pydantic_fields_set__.discard("usage")
         return True
 
+    def watch(self, stream: Any) -> None:
+        """Read the usage chunk we asked for from its server-sent event, and drop it there: the
+        SDK would parse it into a chunk (as costly as any other: about a fiftieth of a 50-chunk
+        stream) only for us to hide it from the application."""
+        if not self.hide_usage_chunk:
+            return
+        events = stream._iter_events
+        follow = _usage_events_dropped_async if inspect.isasyncgenfunction(events) else _usage_events_dropped
+        stream._iter_events = partial(follow, events, self)
+
+    def take_usage_event(self, data: str) -> bool:
+        """True if ``data`` (one event of the stream) is the usage chunk, now read."""
+        if '"choices":[]' not in data and '"choices": []' not in data:
+            return False
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return False
+        if not isinstance(payload, dict) or payload.get("choices") != [] or not payload.get("usage"):
+            return False  # e.g. Azure's first chunk: prompt filter results, no choices, no usage
+        self.usage = payload["usage"]
+        self.service_tier = payload.get("service_tier")
+        if self.id is None:
+            self.id = payload.get("id")
+            self.model = payload.get("model")
+        return True
+
     def result(self) -> ResponseInfo:
         info = ResponseInfo(
             response_model=self.model,
@@ -368,6 +399,26 @@ class ChatStreamState:
                 for i in sorted(set(self.texts) | set(self.finish_reasons))
             ]
         return info
+
+
+def _usage_events_dropped(events: Any, state: ChatStreamState) -> Any:
+    for event in events():
+        if not _is_usage_event(state, event):
+            yield event
+
+
+async def _usage_events_dropped_async(events: Any, state: ChatStreamState) -> Any:
+    async for event in events():
+        if not _is_usage_event(state, event):
+            yield event
+
+
+def _is_usage_event(state: ChatStreamState, event: Any) -> bool:
+    try:
+        return state.take_usage_event(event.data)
+    except Exception as exc:  # the SDK gets the event, as if we were not there
+        _safety.internal_error("openai.usage_event", exc)
+        return False
 
 
 class Responses:
