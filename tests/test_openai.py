@@ -640,6 +640,7 @@ def test_unknown_host_is_unpriced_warned_once_and_counted(recorded, caplog):
     for span in recorded.spans():
         assert span.attributes[sc.PROVIDER_NAME] == "llm.internal.example"
         assert span.attributes[sc.PRICE_UNPRICED] is True
+        assert sc.PRICE_ERROR not in span.attributes  # unknown, not a failure of pricing
         assert span.attributes[sc.USAGE_INPUT_TOKENS] == 1200  # tokens still recorded
         assert sc.COST_AMOUNT not in span.attributes  # absent, never 0
     (point,) = recorded.points(sc.METRIC_UNPRICED_CALLS)

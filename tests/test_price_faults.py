@@ -14,6 +14,7 @@ with its tokens, without a cost, marked unpriced, and counted in
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import tomllib
@@ -277,8 +278,9 @@ def assert_recorded_without_cost(span: Any, input_tokens: int, output_tokens: in
     for name in (sc.COST_AMOUNT, sc.COST_USD_MICROS, sc.COST_SOURCE, sc.PRICE_MODEL, sc.PRICE_SOURCE):
         assert name not in attributes, name
     assert sc.ERROR_TYPE not in attributes  # the call itself succeeded
-    # Not flagged yet (needs a change in lifecycle.py): an attribute telling a pricing failure
-    # apart from a model the catalogue does not know, e.g. tokentrail.price.error = <exception type>.
+    # Told apart from a model the catalogue does not know: the type of the pricing failure.
+    failure = getattr(builtins, attributes[sc.PRICE_ERROR], None)
+    assert isinstance(failure, type) and issubclass(failure, Exception), attributes[sc.PRICE_ERROR]
 
 
 @pytest.mark.parametrize("fault", list(PRICING_FAULTS))
@@ -320,6 +322,7 @@ def test_a_pricing_fault_records_the_call_without_cost(recorded, monkeypatch, ca
     # Logged once with its traceback, then only counted.
     logged = [r for r in caplog.records if "internal error in pricing" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
+    assert not [r for r in caplog.records if "no price known" in r.getMessage()]  # not an unknown model
 
 
 def test_a_pricing_fault_with_a_budget_lets_the_call_through(recorded, monkeypatch):

@@ -128,7 +128,7 @@ class Telemetry:
             unit="{error}",
             description="Errors inside tokentrail, swallowed so the application is unaffected",
         )
-        _safety.set_error_counter(lambda where: errors.add(1, {"tokentrail.where": where}))
+        _safety.set_error_counter(lambda where: errors.add(1, {sc.ERROR_WHERE: where}))
         observe_budgets(meter)
         self.recorder = RECORDER
         RECORDER.hook_exit()
@@ -286,6 +286,7 @@ class Call:
         "_last_chunk",
         "_price_context",
         "_priced",
+        "_pricing_error",
         "_response",
         "_start",
         "_start_epoch",
@@ -305,6 +306,7 @@ class Call:
         self._first_chunk: float | None = None
         self._last_chunk: float | None = None
         self._priced: tuple[Cost | None, str | None] | None = None
+        self._pricing_error: str | None = None
         self._start = time.perf_counter()
         if started_at is None:
             self._start_epoch = time.time()
@@ -415,6 +417,7 @@ class Call:
             )
         except Exception as exc:
             _safety.internal_error("pricing", exc)
+            self._pricing_error = _error_type(exc)
             return None, None
 
     # --- the end, on the recorder thread ----------------------------------------------------
@@ -444,6 +447,8 @@ class Call:
         recording = span.is_recording()
         if recording:
             attributes = _end_attributes(response, usage, cost, error_type, incomplete, ttfc)
+            if self._pricing_error is not None:
+                attributes[sc.PRICE_ERROR] = self._pricing_error
             if telemetry.settings.content.enabled:
                 _capture_content(span, request, response, telemetry.settings, attributes)
             span.set_attributes(attributes)
@@ -505,7 +510,9 @@ class Call:
                 telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
             else:
                 telemetry.unpriced_calls.add(1, metric_attributes, context=_NO_EXEMPLAR)
-                if telemetry.pricer.first_unpriced(request.provider, unpriced_model):
+                if self._pricing_error is None and telemetry.pricer.first_unpriced(
+                    request.provider, unpriced_model
+                ):  # a pricing fault is logged as such, not as an unknown model
                     _safety.log.warning(
                         "tokentrail: no price known for model %r of provider %r; its tokens are "
                         "recorded without cost. Add it to a price override file (TOKENTRAIL_PRICES).",

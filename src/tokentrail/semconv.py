@@ -79,6 +79,8 @@ PRICE_MODEL: Final = "tokentrail.price.model"
 PRICE_PROVIDER: Final = "tokentrail.price.provider"
 PRICE_SOURCE: Final = "tokentrail.price.source"
 PRICE_UNPRICED: Final = "tokentrail.price.unpriced"
+# Pricing itself failed (the exception type): unpriced for that reason, not for an unknown model.
+PRICE_ERROR: Final = "tokentrail.price.error"
 STREAM_INCOMPLETE: Final = "tokentrail.stream.incomplete"
 
 # --- content (only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT) ---
@@ -129,6 +131,7 @@ METRIC_TOKEN_PARTS: Final = "tokentrail.client.token.parts"
 METRIC_UNPRICED_CALLS: Final = "tokentrail.client.unpriced_calls"
 METRIC_INCONSISTENT_USAGE: Final = "tokentrail.client.inconsistent_usage"
 METRIC_INSTRUMENTATION_ERRORS: Final = "tokentrail.instrumentation.errors"
+ERROR_WHERE: Final = "tokentrail.where"  # on METRIC_INSTRUMENTATION_ERRORS: which part of tokentrail
 # Attribution values folded into "_other" because a key reached its distinct-value cap.
 METRIC_ATTRIBUTION_OVERFLOW: Final = "tokentrail.attribution.overflow"
 OVERFLOW_VALUE: Final = "_other"
