@@ -22,6 +22,7 @@ import contextvars
 import functools
 import inspect
 import math
+import os
 import re
 import threading
 import time
@@ -33,7 +34,7 @@ from typing import Any
 
 from . import _safety
 from . import semconv as sc
-from .config import ConfigError
+from .config import ConfigError, shown
 
 __all__ = [
     "BudgetAlert",
@@ -108,6 +109,10 @@ class _Window:
         self.spec = spec
         self.seconds: int | None = None
         self.zone: Any = None
+        if timezone is not None and not isinstance(timezone, str):
+            raise ValueError(
+                f"budget: timezone must be an IANA name such as 'Europe/Paris', not {shown(timezone)}"
+            )
         if spec == "per_run":
             if timezone:
                 raise ValueError("budget: timezone applies only to window='day'")
@@ -118,12 +123,13 @@ class _Window:
             try:
                 self.zone = ZoneInfo(timezone or "UTC")
             except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"budget: unknown timezone {timezone!r} (use an IANA name)") from exc
+                raise ValueError(f"budget: unknown timezone {shown(timezone)} (use an IANA name)") from exc
             return
-        match = _PERIOD.match(spec)
+        # fullmatch: "$" alone would also accept a trailing newline ("1h\n").
+        match = _PERIOD.fullmatch(spec) if isinstance(spec, str) else None
         if match is None or int(match.group(1)) <= 0:
             raise ValueError(
-                f"budget: window {spec!r} is not valid; use 'per_run', a period like '30m', '1h', '1d', "
+                f"budget: window {shown(spec)} is not valid; use 'per_run', a period like '30m', '1h', '1d', "
                 "or 'day' (a calendar day, with timezone=...)"
             )
         if timezone:
@@ -191,19 +197,17 @@ class budget:
         refresh_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd):
-            raise ValueError(f"budget: usd must be a positive number of US dollars, not {usd!r}")
+        if isinstance(usd, bool) or not isinstance(usd, int | float) or not _finite(usd):
+            raise ValueError(f"budget: usd must be a positive number of US dollars, not {shown(usd)}")
         if usd <= 0:
             raise ValueError(
                 f"budget: usd must be greater than 0 (got {usd}); a budget of 0 would refuse every call"
             )
         if mode not in MODES:
-            raise ValueError(f"budget: mode must be 'raise' or 'warn', not {mode!r}")
+            raise ValueError(f"budget: mode must be 'raise' or 'warn', not {shown(mode)}")
         if unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"budget: unknown must be 'allow' or 'refuse', not {unknown!r}")
-        levels = tuple(sorted(float(level) for level in thresholds))
-        if any(not 0 < level <= 10 for level in levels):
-            raise ValueError(f"budget: thresholds are fractions of the budget in (0, 10], got {levels}")
+            raise ValueError(f"budget: unknown must be 'allow' or 'refuse', not {shown(unknown)}")
+        levels = _thresholds(thresholds)
         if scope is not None:
             from .context import validate
 
@@ -211,13 +215,34 @@ class budget:
                 raise ValueError(
                     "budget: scope is a mapping of attribution keys, e.g. {'pipeline': 'pip_123'}"
                 )
-            scope = validate({str(k): v for k, v in scope.items()})
+            try:
+                scope = validate({str(k): v for k, v in scope.items()})
+            except ValueError as exc:
+                raise ValueError(f"budget: scope: {exc}") from None
         if on_alert is not None and not callable(on_alert):
             raise ValueError("budget: on_alert must be callable")
         if max_output_tokens is not None and (
-            not isinstance(max_output_tokens, int) or max_output_tokens <= 0
+            not isinstance(max_output_tokens, int)
+            or isinstance(max_output_tokens, bool)
+            or max_output_tokens <= 0
         ):
-            raise ValueError("budget: max_output_tokens must be a positive integer")
+            raise ValueError(
+                f"budget: max_output_tokens must be a positive integer, not {shown(max_output_tokens)}"
+            )
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"budget: name must be a string, not {shown(name)}")
+        if not isinstance(shared, bool):  # a TOML shared = "false" would otherwise mean True
+            raise ValueError(f"budget: shared must be true or false, not {shown(shared)}")
+        if ledger is not None and (not isinstance(ledger, str | os.PathLike) or "\0" in str(ledger)):
+            raise ValueError(f"budget: ledger must be the path of a ledger file, not {shown(ledger)}")
+        if isinstance(refresh_s, bool) or not isinstance(refresh_s, int | float) or not _finite(refresh_s):
+            raise ValueError(f"budget: refresh_s must be a number of seconds, not {shown(refresh_s)}")
+        if refresh_s < 0:
+            raise ValueError(
+                f"budget: refresh_s must be 0 (read the ledger before every call) or more, not {refresh_s}"
+            )
+        if not callable(clock):
+            raise ValueError("budget: clock must be callable (it returns epoch seconds)")
         self._window = _Window(window, timezone)
         if shared and self._window.spec == "per_run":
             raise ValueError("budget: shared=True (spend from the ledger) needs a window such as '1d'")
@@ -397,6 +422,36 @@ class budget:
         return f"budget(name={self.name!r}, usd={self.usd}, mode={self.mode!r}, window={self.window!r})"
 
 
+def _finite(number: float) -> bool:
+    """``math.isfinite``, and False for an integer too large for a float (not OverflowError)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
+def _thresholds(thresholds: Any) -> tuple[float, ...]:
+    """Alert levels as sorted fractions of the budget; ValueError naming ``thresholds`` otherwise."""
+    problem = (
+        "budget: thresholds are fractions of the budget in (0, 10], e.g. (0.5, 0.8, 1.0); "
+        f"got {shown(thresholds)}"
+    )
+    if isinstance(thresholds, str | bytes | Mapping) or not isinstance(thresholds, Iterable):
+        raise ValueError(problem)
+    levels = []
+    for level in thresholds:
+        if isinstance(level, bool) or not isinstance(level, int | float | str):
+            raise ValueError(problem)
+        try:
+            number = float(level)
+        except (ValueError, OverflowError):
+            raise ValueError(problem) from None
+        if not 0 < number <= 10:
+            raise ValueError(problem)
+        levels.append(number)
+    return tuple(sorted(levels))
+
+
 _warmed = False
 
 
@@ -542,7 +597,7 @@ _FIELDS = {
 
 def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
     """Budgets from a TOML file (``[[budget]]`` tables) or a list of budgets / mappings."""
-    if isinstance(source, str | Path):
+    if isinstance(source, str | os.PathLike):
         import tomllib
 
         path = Path(source)
@@ -550,10 +605,30 @@ def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"budgets file {str(path)!r}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"budgets file {str(path)!r}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        # Only [[budget]] tables: a misspelt [[budgets]] would otherwise load no budget, silently.
+        unexpected = sorted(set(data) - {"budget"})
+        if unexpected:
+            raise ConfigError(
+                f"budgets file {str(path)!r}: unknown top-level key(s) {unexpected}; "
+                "each budget is a [[budget]] table"
+            )
         entries = data.get("budget", [])
         where = str(path)
-    else:
+        if not isinstance(entries, list):
+            raise ConfigError(
+                f"{where}: budget must be [[budget]] tables (an array of tables), not {shown(entries)}"
+            )
+    elif isinstance(source, Iterable) and not isinstance(source, bytes | Mapping):
         entries, where = list(source), "instrument(budgets=...)"
+    else:
+        raise ConfigError(
+            f"instrument(budgets={shown(source)}): use the path of a TOML file of [[budget]] tables, "
+            "or a list of tokentrail.budget(...) objects or mappings"
+        )
     found = []
     for index, entry in enumerate(entries):
         if isinstance(entry, budget):
@@ -563,7 +638,10 @@ def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
             raise ConfigError(f"{where}: budget #{index + 1} must be a table/mapping")
         unknown = set(entry) - _FIELDS
         if unknown:
-            raise ConfigError(f"{where}: budget #{index + 1}: unknown field(s) {sorted(unknown)}")
+            raise ConfigError(
+                f"{where}: budget #{index + 1}: unknown field(s) {sorted(map(str, unknown))}; "
+                f"use {', '.join(sorted(_FIELDS))}"
+            )
         if "usd" not in entry:
             raise ConfigError(f"{where}: budget #{index + 1} needs usd = <limit in US dollars>")
         try:

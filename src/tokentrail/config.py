@@ -1,7 +1,10 @@
 """Settings, from ``instrument()`` arguments first and environment variables second.
 
 Bad values are the user's to fix, so they fail here, at ``instrument()``, with a message that
-names the setting and the accepted values; nothing is validated later on the hot path.
+names the setting and the accepted values; nothing is validated later on the hot path. A value
+given as an ``instrument()`` argument is named by the argument (``stream_usage='maybe'``), one
+read from the environment by the variable (``TOKENTRAIL_STREAM_USAGE='maybe'``); a value of the
+wrong type is a :class:`ConfigError` too, never an ``AttributeError`` from deep inside.
 """
 
 from __future__ import annotations
@@ -38,6 +41,16 @@ class ConfigError(ValueError):
     """A setting has a value tokentrail cannot use; the message says which and what to use."""
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a bad value can be huge
+    (an integer past Python's 4300-digit ``repr`` limit, a whole file), the message stays short."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails, or an integer too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 @dataclass(frozen=True, slots=True)
 class ContentCapture:
     """Where prompts and completions go. Both off by default: content is private."""
@@ -50,12 +63,12 @@ class ContentCapture:
         return self.span or self.event
 
     @classmethod
-    def parse(cls, value: str | bool | None) -> ContentCapture:
+    def parse(cls, value: str | bool | None, name: str = ENV_CAPTURE) -> ContentCapture:
         if value is None or value is False:
             return cls()
         if value is True:
             return cls(span=True)
-        mode = value.strip().upper()
+        mode = value.strip().upper() if isinstance(value, str) else None
         modes = {
             "": cls(),
             "NO_CONTENT": cls(),
@@ -68,8 +81,8 @@ class ContentCapture:
         }
         if mode not in modes:
             raise ConfigError(
-                f"{ENV_CAPTURE}={value!r} is not a capture mode; use NO_CONTENT, SPAN_ONLY, "
-                "EVENT_ONLY or SPAN_AND_EVENT"
+                f"{name}={shown(value)} is not a capture mode; use NO_CONTENT, SPAN_ONLY, "
+                "EVENT_ONLY or SPAN_AND_EVENT (or True / False)"
             )
         return modes[mode]
 
@@ -77,12 +90,19 @@ class ContentCapture:
 _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
 
 
-def parse_provider_hosts(value: str | Mapping[str, str] | None) -> dict[str, str]:
+def parse_provider_hosts(
+    value: str | Mapping[str, str] | None, name: str = ENV_PROVIDER_HOSTS
+) -> dict[str, str]:
     """``host[:port]=provider`` pairs (comma-separated in the environment) -> mapping."""
-    if not value:
+    if value is None or (isinstance(value, str | Mapping) and not value):
         return {}
     if isinstance(value, Mapping):
         pairs: Iterable[tuple[Any, Any]] = value.items()
+    elif not isinstance(value, str):
+        raise ConfigError(
+            f"{name}={shown(value)}: use a mapping {{'host[:port]': 'provider'}} or a string "
+            "'host[:port]=provider,...' (e.g. 127.0.0.1:8765=openai)"
+        )
     else:
         pairs = []
         for item in value.split(","):
@@ -91,17 +111,16 @@ def parse_provider_hosts(value: str | Mapping[str, str] | None) -> dict[str, str
             host, sep, provider = item.partition("=")
             if not sep:
                 raise ConfigError(
-                    f"{ENV_PROVIDER_HOSTS}: {item.strip()!r} is not host[:port]=provider "
-                    "(e.g. 127.0.0.1:8765=openai)"
+                    f"{name}: {shown(item.strip())} is not host[:port]=provider (e.g. 127.0.0.1:8765=openai)"
                 )
             pairs.append((host, provider))
     hosts: dict[str, str] = {}
     for host, provider in pairs:
         if not isinstance(host, str) or not host.strip():
-            raise ConfigError(f"provider_hosts: host {host!r} must be a non-empty string")
+            raise ConfigError(f"{name}: host {shown(host)} must be a non-empty string")
         if not isinstance(provider, str) or not _PROVIDER_NAME.match(provider.strip()):
             raise ConfigError(
-                f"provider_hosts: provider {provider!r} for {host!r} must be a gen_ai.provider.name "
+                f"{name}: provider {shown(provider)} for {shown(host)} must be a gen_ai.provider.name "
                 "such as openai, azure.ai.openai, x_ai, openrouter"
             )
         hosts[host.strip().lower()] = provider.strip()
@@ -147,43 +166,57 @@ class Settings:
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         env = os.environ if environ is None else environ
-        content = ContentCapture.parse(
-            capture_content if capture_content is not None else env.get(ENV_CAPTURE)
-        )
-        hosts = parse_provider_hosts(
-            provider_hosts if provider_hosts is not None else env.get(ENV_PROVIDER_HOSTS)
-        )
-        raw_stream = stream_usage if stream_usage is not None else env.get(ENV_STREAM_USAGE, "inject")
+
+        def given(argument: Any, argument_name: str, variable: str, default: Any = None) -> tuple[Any, str]:
+            """The value to use and the name to blame for it: the argument, else the variable."""
+            if argument is not None:
+                return argument, argument_name
+            return env.get(variable, default), variable
+
+        content = ContentCapture.parse(*given(capture_content, "capture_content", ENV_CAPTURE))
+        hosts = parse_provider_hosts(*given(provider_hosts, "provider_hosts", ENV_PROVIDER_HOSTS))
+        raw_stream, stream_name = given(stream_usage, "stream_usage", ENV_STREAM_USAGE, "inject")
         if isinstance(raw_stream, bool):
             inject = raw_stream
-        elif raw_stream.strip().lower() in ("inject", "on", "true", "1"):
+        elif isinstance(raw_stream, str) and raw_stream.strip().lower() in ("inject", "on", "true", "1"):
             inject = True
-        elif raw_stream.strip().lower() in ("off", "false", "0"):
+        elif isinstance(raw_stream, str) and raw_stream.strip().lower() in ("off", "false", "0"):
             inject = False
         else:
-            raise ConfigError(f"{ENV_STREAM_USAGE}={raw_stream!r}: use 'inject' (default) or 'off'")
+            raise ConfigError(f"{stream_name}={shown(raw_stream)}: use 'inject' (default) or 'off'")
         price_source = prices if prices is not None else (env.get(ENV_PRICES) or None)
+        if price_source is not None:
+            _check_price_source(price_source, "prices" if prices is not None else ENV_PRICES)
+        ledger_value, ledger_name = given(ledger, "ledger", ENV_LEDGER)
         return cls(
             content=content,
             provider_hosts=hosts,
             inject_stream_usage=inject,
             prices=price_source,
             metric_attributes=_metric_attributes(
-                metric_attributes if metric_attributes is not None else env.get(ENV_METRIC_ATTRIBUTES)
+                *given(metric_attributes, "metric_attributes", ENV_METRIC_ATTRIBUTES)
             ),
             metric_value_limit=_positive_int(
-                metric_value_limit if metric_value_limit is not None else env.get(ENV_METRIC_VALUE_LIMIT),
-                ENV_METRIC_VALUE_LIMIT,
+                *given(metric_value_limit, "metric_value_limit", ENV_METRIC_VALUE_LIMIT),
                 DEFAULT_METRIC_VALUE_LIMIT,
             ),
-            baggage=_flag(baggage if baggage is not None else env.get(ENV_BAGGAGE), ENV_BAGGAGE),
+            baggage=_flag(*given(baggage, "baggage", ENV_BAGGAGE)),
             anthropic_native_spans=_native_span_mode(
-                anthropic_native_spans
-                if anthropic_native_spans is not None
-                else env.get(ENV_ANTHROPIC_NATIVE_SPANS)
+                *given(anthropic_native_spans, "anthropic_native_spans", ENV_ANTHROPIC_NATIVE_SPANS)
             ),
-            ledger=ledger_location(ledger if ledger is not None else env.get(ENV_LEDGER), env),
-            log_calls=_flag(log_calls if log_calls is not None else env.get(ENV_LOG_CALLS), ENV_LOG_CALLS),
+            ledger=ledger_location(ledger_value, env, name=ledger_name),
+            log_calls=_flag(*given(log_calls, "log_calls", ENV_LOG_CALLS)),
+        )
+
+
+def _check_price_source(value: Any, name: str) -> None:
+    """A price override file path or a list of entries (their content is checked by pricing)."""
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{name}={shown(value)}: name a TOML or YAML price override file")
+    if isinstance(value, bytes | Mapping) or not isinstance(value, str | os.PathLike | Iterable):
+        raise ConfigError(
+            f"{name}={shown(value)}: use the path of a TOML or YAML price override file, "
+            "or a list of price entries (mappings)"
         )
 
 
@@ -203,10 +236,13 @@ def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def ledger_location(
-    value: str | os.PathLike[str] | bool | None, environ: Mapping[str, str] | None = None
+    value: str | os.PathLike[str] | bool | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    name: str = ENV_LEDGER,
 ) -> Path | None:
     """Where the ledger goes: a path, the per-user default (unset, empty or ``True``), or ``None``
-    for ``off`` / ``False``."""
+    for ``off`` / ``False``. ``name`` is the setting blamed in the error for a bad value."""
     if value is None or value is True:
         return default_ledger_path(environ)
     if value is False:
@@ -219,26 +255,41 @@ def ledger_location(
             return None
         value = text
     if not isinstance(value, str | os.PathLike):
-        raise ConfigError(f"{ENV_LEDGER}={value!r}: use a file path, or off to disable the ledger")
-    path = Path(value).expanduser()
+        raise ConfigError(f"{name}={shown(value)}: use a file path, or off to disable the ledger")
+    # Path.is_dir() answers False for a path no file can have; the ledger would fail later, off-thread.
+    if "\0" in os.fsdecode(value):
+        raise ConfigError(f"{name}={shown(os.fsdecode(value))}: a file path cannot contain a NUL character")
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise ConfigError(
+            f"{name}={shown(os.fsdecode(value))}: cannot expand '~' in this path: no such user"
+        ) from None
     if path.is_dir():
         raise ConfigError(
-            f"{ENV_LEDGER}={str(value)!r} is a directory: name the ledger file, e.g. {path / 'ledger.sqlite'}"
+            f"{name}={str(value)!r} is a directory: name the ledger file, e.g. {path / 'ledger.sqlite'}"
         )
     return path
 
 
-def _metric_attributes(value: Iterable[str] | str | None) -> tuple[str, ...]:
+def _metric_attributes(
+    value: Iterable[str] | str | None, name: str = ENV_METRIC_ATTRIBUTES
+) -> tuple[str, ...]:
     from .context import ATTRIBUTION_KEYS
 
     if value is None:
         return DEFAULT_METRIC_ATTRIBUTES
-    keys = [k.strip() for k in value.split(",")] if isinstance(value, str) else list(value)
-    keys = [k for k in keys if k]
+    if isinstance(value, str):
+        keys = [k.strip() for k in value.split(",")]
+    elif isinstance(value, Iterable) and not isinstance(value, bytes):
+        keys = list(value)
+    else:
+        keys = [value]  # type: ignore[list-item]  # reported below, like any other non-key
+    keys = [k for k in keys if k != ""]
     for key in keys:
-        if key not in ATTRIBUTION_KEYS and not key.startswith("label:"):
+        if not isinstance(key, str) or (key not in ATTRIBUTION_KEYS and not key.startswith("label:")):
             raise ConfigError(
-                f"{ENV_METRIC_ATTRIBUTES}: {key!r} is not an attribution key; use some of "
+                f"{name}: {shown(key)} is not an attribution key; use some of "
                 f"{', '.join(ATTRIBUTION_KEYS)} or label:<name>"
             )
     return tuple(keys)
@@ -247,22 +298,28 @@ def _metric_attributes(value: Iterable[str] | str | None) -> tuple[str, ...]:
 def _positive_int(value: int | str | None, name: str, default: int) -> int:
     if value is None or value == "":
         return default
-    try:
+    number = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:  # not a whole number, or more digits than Python converts
+            number = 0
+    elif isinstance(value, float) and value.is_integer():  # 100.0, not 1.5 (silently 1) or inf
         number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1 or isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: use a whole number of at least 1")
+    if number < 1:
+        raise ConfigError(f"{name}={shown(value)}: use a whole number of at least 1")
     return number
 
 
-def _native_span_mode(value: str | None) -> str:
+def _native_span_mode(value: str | None, name: str = ENV_ANTHROPIC_NATIVE_SPANS) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         return "off"
     mode = value.strip().lower() if isinstance(value, str) else None
     if mode not in NATIVE_SPAN_MODES:
         raise ConfigError(
-            f"{ENV_ANTHROPIC_NATIVE_SPANS}={value!r}: use 'off' (default: tokentrail's span only) or "
+            f"{name}={shown(value)}: use 'off' (default: tokentrail's span only) or "
             "'keep' (the anthropic SDK's own span too, as a child of tokentrail's, without cost)"
         )
     return mode
@@ -271,9 +328,9 @@ def _native_span_mode(value: str | None) -> str:
 def _flag(value: bool | str | None, name: str) -> bool:
     if value is None or isinstance(value, bool):
         return bool(value)
-    lowered = value.strip().lower()
+    lowered = value.strip().lower() if isinstance(value, str) else None
     if lowered in ("1", "true", "on", "yes"):
         return True
     if lowered in ("", "0", "false", "off", "no"):
         return False
-    raise ConfigError(f"{name}={value!r}: use true or false")
+    raise ConfigError(f"{name}={shown(value)}: use true or false")

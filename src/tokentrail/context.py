@@ -20,12 +20,13 @@ import inspect
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import semconv as sc
+from .config import shown
 
 __all__ = [
     "ATTRIBUTION_KEYS",
@@ -142,18 +143,24 @@ def validate(values: Mapping[str, Any]) -> dict[str, str]:
     for key, value in values.items():
         if key.startswith("label:"):
             label = key[6:]
-            if not _LABEL_KEY.match(label):
+            if not _LABEL_KEY.fullmatch(label):  # not match: "$" also accepts "team\n"
                 raise ValueError(
-                    f"attribution label {label!r}: use lower-case letters, digits and _ (at most 64)"
+                    f"attribution label {shown(label)}: use lower-case letters, digits and _ (at most 64)"
                 )
         elif key not in ATTRIBUTION_KEYS:
             raise ValueError(
-                f"unknown attribution key {key!r}; use one of {', '.join(ATTRIBUTION_KEYS)}, "
+                f"unknown attribution key {shown(key)}; use one of {', '.join(ATTRIBUTION_KEYS)}, "
                 "or labels={...} for your own keys"
             )
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ValueError(f"attribution {key}={value!r}: values must be strings (or integers)")
-        text = str(value)
+            raise ValueError(f"attribution {key}={shown(value)}: values must be strings (or integers)")
+        try:
+            text = str(value)
+        except ValueError:  # an integer past Python's 4300-digit str() limit
+            raise ValueError(
+                f"attribution {key}: values must be 1 to {MAX_VALUE_LENGTH} characters, "
+                "got an integer of thousands of digits"
+            ) from None
         if not text or len(text) > MAX_VALUE_LENGTH:
             raise ValueError(
                 f"attribution {key}: values must be 1 to {MAX_VALUE_LENGTH} characters, got {len(text)}"
@@ -261,6 +268,11 @@ class attribute:
             "task": task, "user": user, "session": session, "conversation": conversation,
         }  # fmt: skip
         values = {key: value for key, value in given.items() if value is not None}
+        if labels is not None and not isinstance(labels, Mapping):
+            raise ValueError(
+                f"attribute(labels={shown(labels)}): use a mapping of your own keys to values, "
+                "e.g. labels={'team': 'search'}"
+            )
         for label, value in (labels or {}).items():
             values[f"label:{label}"] = value
         self._values = validate(values)
@@ -467,21 +479,26 @@ def _default_span_name(values: Mapping[str, str]) -> str:
     return "tokentrail.unit"
 
 
-@contextmanager
-def price_context(**values: str) -> Iterator[None]:
+def price_context(**values: str) -> AbstractContextManager[None]:
     """Price the calls made inside this block with a price variant, e.g. ``processing="batch"``.
 
     Use it where the provider's response cannot say it, such as requests that went through a
-    batch API. Unknown keys or values are rejected here, not silently ignored at pricing time.
+    batch API. Unknown keys or values are rejected here, when ``price_context(...)`` is called
+    (not when the block is entered, nor silently ignored at pricing time).
     """
     for key, value in values.items():
         allowed = PRICE_CONTEXT_KEYS.get(key)
         if allowed is None:
             raise ValueError(
-                f"price_context: unknown key {key!r}; use one of {', '.join(sorted(PRICE_CONTEXT_KEYS))}"
+                f"price_context: unknown key {shown(key)}; use one of {', '.join(sorted(PRICE_CONTEXT_KEYS))}"
             )
-        if value not in allowed:
-            raise ValueError(f"price_context: {key}={value!r}; use one of {', '.join(allowed)}")
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(f"price_context: {key}={shown(value)}; use one of {', '.join(allowed)}")
+    return _price_context_block(values)
+
+
+@contextmanager
+def _price_context_block(values: Mapping[str, str]) -> Iterator[None]:
     token = _price_context.set({**_price_context.get(), **values})
     try:
         yield

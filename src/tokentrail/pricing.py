@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -458,7 +459,9 @@ def load_overrides(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Ove
 
     Raises :class:`PriceOverrideError` naming the file, the entry and what is wrong.
     """
-    if isinstance(source, str | Path):
+    if isinstance(source, str | os.PathLike):
+        if not str(source).strip():
+            raise PriceOverrideError(f"price overrides: the file path is empty ({str(source)!r})")
         path = Path(source)
         label = str(path)
         data = _read_override_file(path)
@@ -468,9 +471,14 @@ def load_overrides(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Ove
                 f"(TOML: [[models]] tables; YAML: models: [...])"
             )
         entries = data["models"]
-    else:
+    elif isinstance(source, Iterable) and not isinstance(source, bytes | Mapping):
         label = "price overrides"
         entries = list(source)
+    else:
+        raise PriceOverrideError(
+            "price overrides: expected a TOML/YAML file path or a list of price entries, "
+            f"got {_shown(source)}"
+        )
     return [_parse_entry(entry, f"{label}: models[{index}]") for index, entry in enumerate(entries)]
 
 
