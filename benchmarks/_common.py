@@ -1,25 +1,33 @@
-"""Shared fixtures for the benchmarks: an in-process OpenAI API and real OpenTelemetry SDK providers.
+"""Shared fixtures for the benchmarks: in-process OpenAI, Anthropic and Gemini APIs and real
+OpenTelemetry SDK providers.
 
-Nothing here touches the network. The OpenAI client talks to an ``httpx2.MockTransport`` whose
-handler answers like the API does (wire-format JSON and SSE bodies, pre-encoded once so the
-handler itself costs the same for every configuration), and the telemetry goes to real SDK
-providers whose exporter drops spans and whose metric reader is never collected while timing.
+Nothing here touches the network. Each SDK client talks to an ``httpx2.MockTransport`` (``httpx``
+for an SDK still built on it) whose handler answers like the API does: wire-format JSON and SSE
+bodies, pre-encoded once so the handler itself costs the same for every configuration. The
+Anthropic and Gemini bodies come from the test suite's wire-format builders
+(``tests/anthropic_wire.py``, ``tests/gemini_wire.py``), so the benchmarks and the tests agree on
+what the APIs send. The telemetry goes to real SDK providers whose exporter drops spans and whose
+metric reader is never collected while timing.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 REQUEST_MODEL = "gpt-5-mini"
 RESPONSE_MODEL = "gpt-5-mini-2025-08-07"
-STREAM_CHUNKS = 50  # chunks the application receives: role chunk + 48 content chunks + finish chunk
+STREAM_CHUNKS = 50  # default stream length (OpenAI: role chunk + 48 content chunks + finish chunk)
+TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 
 CHAT_REQUEST: dict[str, Any] = {
     "model": REQUEST_MODEL,
@@ -77,12 +85,20 @@ def chat_completion_body() -> dict[str, Any]:
     }
 
 
-_WORDS = [f" word{i}" for i in range(STREAM_CHUNKS - 2)]
+def words(count: int) -> list[str]:
+    """The streamed text, one word per content chunk."""
+    return [f" word{i}" for i in range(count)]
 
 
-def chat_chunks(include_usage: bool) -> list[dict[str, Any]]:
+def chat_chunks(include_usage: bool, chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
     """A streamed chat completion as the API sends it: ``usage: null`` on every chunk and a final
-    usage chunk (``choices: []``) only when the request asked for ``stream_options.include_usage``."""
+    usage chunk (``choices: []``) only when the request asked for ``stream_options.include_usage``.
+
+    ``chunks`` is what the application receives: a role chunk, ``chunks - 2`` content chunks and
+    a finish chunk.
+    """
+    if chunks < 3:
+        raise ValueError(f"an OpenAI stream here has at least 3 chunks (role, content, finish), not {chunks}")
 
     def chunk(choices: list[Any], usage: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -98,17 +114,17 @@ def chat_chunks(include_usage: bool) -> list[dict[str, Any]]:
             body["usage"] = usage
         return body
 
-    chunks = [chunk([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+    events = [chunk([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
                       "logprobs": None, "finish_reason": None}])]  # fmt: skip
-    for word in _WORDS:
-        chunks.append(
+    for word in words(chunks - 2):
+        events.append(
             chunk([{"index": 0, "delta": {"content": word}, "logprobs": None, "finish_reason": None}])
         )
-    chunks.append(chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
-    assert len(chunks) == STREAM_CHUNKS
+    events.append(chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
+    assert len(events) == chunks
     if include_usage:
-        chunks.append(chunk([], usage_body()))
-    return chunks
+        events.append(chunk([], usage_body()))
+    return events
 
 
 def sse(events: Sequence[dict[str, Any]]) -> bytes:
@@ -133,11 +149,17 @@ def isolate_ledger() -> str:
 class FakeOpenAI:
     """An ``httpx2.MockTransport`` handler answering ``POST /v1/chat/completions`` like the API."""
 
-    chat_bytes: bytes = field(default_factory=lambda: json.dumps(chat_completion_body()).encode())
-    stream_bytes: bytes = field(default_factory=lambda: sse(chat_chunks(include_usage=False)))
-    stream_usage_bytes: bytes = field(default_factory=lambda: sse(chat_chunks(include_usage=True)))
+    stream_chunks: int = STREAM_CHUNKS
     requests: int = 0
     usage_requested: int = 0
+    chat_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+    stream_usage_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.chat_bytes = json.dumps(chat_completion_body()).encode()
+        self.stream_bytes = sse(chat_chunks(include_usage=False, chunks=self.stream_chunks))
+        self.stream_usage_bytes = sse(chat_chunks(include_usage=True, chunks=self.stream_chunks))
 
     def handler(self, request: Any) -> Any:
         import httpx2
@@ -171,6 +193,171 @@ class FakeOpenAI:
             http_client=httpx2.Client(transport=httpx2.MockTransport(self.handler)),
             max_retries=0,
         )
+
+
+def wire(name: str) -> Any:
+    """One of the test suite's wire-format modules (``tests/<name>.py``; stdlib-only at import)."""
+    if str(TESTS_DIR) not in sys.path:
+        sys.path.append(str(TESTS_DIR))  # appended: nothing in tests/ may shadow an installed module
+    return importlib.import_module(name)
+
+
+# --- Anthropic: client.messages.create --------------------------------------------------------------
+
+ANTHROPIC_MODEL = "claude-sonnet-4-6"
+ANTHROPIC_REQUEST: dict[str, Any] = {
+    "model": ANTHROPIC_MODEL,
+    "system": CHAT_REQUEST["messages"][0]["content"],
+    "messages": [CHAT_REQUEST["messages"][1]],
+    "max_tokens": 512,
+    "stop_sequences": ["END"],
+}
+
+
+def _text_only(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The test builder's stream without its ``ping`` and thinking block, the text block renumbered
+    to index 0: message_start, content_block_start, N content_block_delta, content_block_stop,
+    message_delta (cumulative usage), message_stop."""
+    kept = []
+    for event in events:
+        if event["type"] == "ping" or event.get("index") == 0:
+            continue
+        if "index" in event:
+            event = {**event, "index": 0}
+        kept.append(event)
+    return kept
+
+
+def anthropic_message() -> dict[str, Any]:
+    """A non-streamed ``message``: the test builder's default usage (2,000 input tokens, 1,500
+    written to and 4,000 read from the cache, 300 output of which 120 thinking), one text block."""
+    body = wire("anthropic_wire").message(words=words(8))
+    body["content"] = [block for block in body["content"] if block["type"] == "text"]
+    return body
+
+
+def anthropic_stream_events(deltas: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """The same message streamed with ``deltas`` text deltas (the application sees deltas + 5 events)."""
+    return _text_only(wire("anthropic_wire").stream_events(words=words(deltas)))
+
+
+@dataclass
+class FakeAnthropic:
+    """A mock-transport handler answering ``POST /v1/messages`` (streamed or not) like the API."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    message_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+    http: Any = field(init=False, repr=False)  # the HTTP library the installed SDK is built on
+
+    def __post_init__(self) -> None:
+        anthropic_wire = wire("anthropic_wire")
+        self.http = anthropic_wire.http_module()
+        self.message_bytes = json.dumps(anthropic_message()).encode()
+        self.stream_bytes = anthropic_wire.sse(anthropic_stream_events(self.stream_chunks))
+
+    def handler(self, request: Any) -> Any:
+        http = self.http
+        self.requests += 1
+        body = json.loads(request.content)
+        if not request.url.path.endswith("/v1/messages"):
+            return http.Response(404, json={"type": "error", "error": {"type": "not_found_error"}})
+        if body.get("stream") is True:
+            return http.Response(
+                200,
+                content=self.stream_bytes,
+                headers={"content-type": "text/event-stream", "request-id": "req_bench"},
+            )
+        return http.Response(
+            200,
+            content=self.message_bytes,
+            headers={"content-type": "application/json", "request-id": "req_bench"},
+        )
+
+    def client(self) -> Any:
+        import anthropic
+
+        http = self.http
+        return anthropic.Anthropic(
+            api_key="sk-ant-bench",
+            http_client=http.Client(transport=http.MockTransport(self.handler)),
+            max_retries=0,
+        )
+
+
+# --- Gemini: client.models.generate_content / generate_content_stream ------------------------------
+
+GEMINI_MODEL = "gemini-2.5-flash"
+
+
+def gemini_request() -> dict[str, Any]:
+    """``generate_content(**gemini_request())``; the config is a typed object, built once."""
+    from google.genai import types
+
+    return {
+        "model": GEMINI_MODEL,
+        "contents": CHAT_REQUEST["messages"][1]["content"],
+        "config": types.GenerateContentConfig(
+            system_instruction=CHAT_REQUEST["messages"][0]["content"],
+            max_output_tokens=512,
+            temperature=1,
+            seed=7,
+        ),
+    }
+
+
+def gemini_response() -> dict[str, Any]:
+    """A ``GenerateContentResponse``: the test builder's default usage (1,500 prompt tokens, 1,024
+    of them cached, 40 candidate and 120 thought tokens)."""
+    return wire("gemini_wire").response(text="".join(words(8)))
+
+
+def gemini_stream_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """The same response streamed in ``chunks`` chunks, each with the running ``usageMetadata``."""
+    return wire("gemini_wire").stream_chunks(words=words(chunks))
+
+
+@dataclass
+class FakeGemini:
+    """A mock-transport handler answering ``:generateContent`` and ``:streamGenerateContent``
+    (``alt=sse``) like the Gemini API."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    response_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+    http: Any = field(init=False, repr=False)  # the HTTP library the installed SDK is built on
+
+    def __post_init__(self) -> None:
+        self.http = wire("gemini_wire").http_module()
+        self.response_bytes = json.dumps(gemini_response()).encode()
+        self.stream_bytes = wire("gemini_wire").sse(gemini_stream_chunks(self.stream_chunks))
+
+    def handler(self, request: Any) -> Any:
+        http = self.http
+        self.requests += 1
+        json.loads(request.content)  # as the other fakes do: the handler costs the same everywhere
+        path = request.url.path
+        if path.endswith(":streamGenerateContent"):
+            return http.Response(
+                200, content=self.stream_bytes, headers={"content-type": "text/event-stream"}
+            )
+        if path.endswith(":generateContent"):
+            return http.Response(
+                200, content=self.response_bytes, headers={"content-type": "application/json"}
+            )
+        return http.Response(
+            404, json={"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}
+        )
+
+    def client(self) -> Any:
+        from google import genai
+        from google.genai import types
+
+        http = self.http
+        options = types.HttpOptions(httpx_client=http.Client(transport=http.MockTransport(self.handler)))
+        return genai.Client(api_key="AIza-bench", http_options=options)
 
 
 @dataclass

@@ -1,25 +1,31 @@
-"""Per-call CPU overhead of tokentrail on the OpenAI SDK, against a hand-written OTel floor.
+"""Per-call CPU overhead of tokentrail on the OpenAI, Anthropic and Gemini SDKs, against a
+hand-written OTel floor.
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/overhead.py [--rounds 300] [--chat-calls 20] [--stream-calls 4]
+    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|all]
+        [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
         [--clock thread|process] [--json FILE]
 
-Three configurations of the same OpenAI call (``client.chat.completions.create``, against an
-in-process ``httpx2.MockTransport`` that answers with wire-format bodies), measured in one run:
+Three configurations of the same SDK call (against an in-process ``httpx2.MockTransport`` that
+answers with wire-format bodies), measured in one run:
 
 ``bare``
     the SDK call with nothing installed;
 ``floor``
     a hand-written wrapper around the same call: one SDK span (CLIENT kind, ten attributes) and
     four histogram records with a small attribute dict - the least any span-and-metrics
-    instrumentation can do;
+    instrumentation can do; it reads the provider's usage the plain way;
 ``tokentrail``
     ``tokentrail.instrument(tracer_provider=tp, meter_provider=mp)`` on the same providers.
 
-Each is measured for a non-streamed chat call and for a 50-chunk stream read to the end. The
-providers are real: a ``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter that drops
-spans, and a ``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
+The calls (``--provider``, default ``openai``; ``all`` runs the three one after the other and
+prints one table each): ``openai``: ``client.chat.completions.create``; ``anthropic``:
+``client.messages.create``; ``gemini``: ``client.models.generate_content`` and
+``generate_content_stream`` (google-genai). Each is measured for a non-streamed call and for a
+stream of ``--stream-chunks`` chunks (default 50) read to the end. The providers are real: a
+``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter that drops spans, and a
+``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
 
 Method: CPU time of the calling thread (``time.thread_time_ns``; ``--clock process`` for the whole
 process, which adds the span processor's worker thread) over short blocks of calls (20 chat calls,
@@ -52,7 +58,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,10 +67,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    ANTHROPIC_MODEL,
+    ANTHROPIC_REQUEST,
     CHAT_REQUEST,
+    GEMINI_MODEL,
     REQUEST_MODEL,
     STREAM_CHUNKS,
+    FakeAnthropic,
+    FakeGemini,
     FakeOpenAI,
+    gemini_request,
     isolate_ledger,
     make_providers,
     metric_points,
@@ -71,6 +84,10 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
+PROVIDERS = ("openai", "anthropic", "gemini")
+OPENAI_CHUNK_NOTE = (
+    "tokentrail's includes the usage chunk it asks for (parsed by the SDK, hidden from the app)."
+)
 CLOCKS: dict[str, Callable[[], int]] = {"thread": time.thread_time_ns, "process": time.process_time_ns}
 
 
@@ -78,7 +95,18 @@ CLOCKS: dict[str, Callable[[], int]] = {"thread": time.thread_time_ns, "process"
 
 
 class Floor:
-    """One span with ten attributes and four histogram values per call; nothing else."""
+    """One span with ten attributes and four histogram values per call; nothing else.
+
+    Subclasses wrap one provider's call and read its usage the plain way; this holds what they
+    share: the instruments, the six start attributes, and the end (four attributes, four records).
+    """
+
+    operation = "chat"
+    provider = "openai"
+    model = REQUEST_MODEL
+    server = "api.openai.com"
+    max_tokens = CHAT_REQUEST["max_completion_tokens"]
+    rates = (0.25, 2.0)  # USD per million input / output tokens
 
     def __init__(self, client: Any, tracer_provider: Any, meter_provider: Any) -> None:
         from opentelemetry.trace import SpanKind
@@ -90,18 +118,28 @@ class Floor:
         self.duration = meter.create_histogram("bench.floor.duration", unit="s")
         self.tokens = meter.create_histogram("bench.floor.tokens", unit="{token}")
         self.cost = meter.create_histogram("bench.floor.cost", unit="USD")
+        self.span_name = f"{self.operation} {self.model}"
         self.start_attributes = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "openai",
-            "gen_ai.request.model": REQUEST_MODEL,
-            "server.address": "api.openai.com",
+            "gen_ai.operation.name": self.operation,
+            "gen_ai.provider.name": self.provider,
+            "gen_ai.request.model": self.model,
+            "server.address": self.server,
             "server.port": 443,
-            "gen_ai.request.max_tokens": CHAT_REQUEST["max_completion_tokens"],
+            "gen_ai.request.max_tokens": self.max_tokens,
         }
 
-    def _end(self, span: Any, start: float, model: str | None, response_id: str | None, usage: Any) -> None:
-        input_tokens = usage.prompt_tokens if usage is not None else 0
-        output_tokens = usage.completion_tokens if usage is not None else 0
+    def _start(self) -> Any:
+        return self.tracer.start_span(self.span_name, kind=self.kind, attributes=self.start_attributes)
+
+    def _end(
+        self,
+        span: Any,
+        start: float,
+        model: str | None,
+        response_id: str | None,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
         span.set_attributes(
             {
                 "gen_ai.response.model": model or "",
@@ -111,57 +149,252 @@ class Floor:
             }
         )
         span.end()
-        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": REQUEST_MODEL}
+        # Built per call, as instrumentation that reads the operation and model from the call does.
+        attributes = {"gen_ai.operation.name": self.operation, "gen_ai.request.model": self.model}
         self.duration.record(time.perf_counter() - start, attributes)
         self.tokens.record(input_tokens, {**attributes, "gen_ai.token.type": "input"})
         self.tokens.record(output_tokens, {**attributes, "gen_ai.token.type": "output"})
-        self.cost.record((input_tokens * 0.25 + output_tokens * 2.0) / 1e6, attributes)
+        input_rate, output_rate = self.rates
+        self.cost.record((input_tokens * input_rate + output_tokens * output_rate) / 1e6, attributes)
 
     def chat(self) -> Any:
+        raise NotImplementedError
+
+    def stream(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+
+class OpenAIFloor(Floor):
+    def chat(self) -> Any:
         start = time.perf_counter()
-        span = self.tracer.start_span(
-            "chat " + REQUEST_MODEL, kind=self.kind, attributes=self.start_attributes
-        )
+        span = self._start()
         response = self.client.chat.completions.create(**CHAT_REQUEST)
-        self._end(span, start, response.model, response.id, response.usage)
+        usage = response.usage
+        self._end(
+            span,
+            start,
+            response.model,
+            response.id,
+            usage.prompt_tokens if usage is not None else 0,
+            usage.completion_tokens if usage is not None else 0,
+        )
         return response
 
     def stream(self) -> Iterator[Any]:
-        """A generator around the SDK stream: the span ends when the stream is exhausted."""
+        """A generator around the SDK stream: the span ends when the stream is exhausted. It does
+        not ask for the usage chunk (so it records zero tokens), as the bare call does not."""
         start = time.perf_counter()
-        span = self.tracer.start_span(
-            "chat " + REQUEST_MODEL, kind=self.kind, attributes=self.start_attributes
-        )
+        span = self._start()
         model = response_id = usage = None
         for chunk in self.client.chat.completions.create(**CHAT_REQUEST, stream=True):
             model, response_id = chunk.model, chunk.id
             if chunk.usage is not None:
                 usage = chunk.usage
             yield chunk
-        self._end(span, start, model, response_id, usage)
+        self._end(
+            span,
+            start,
+            model,
+            response_id,
+            usage.prompt_tokens if usage is not None else 0,
+            usage.completion_tokens if usage is not None else 0,
+        )
+
+
+class AnthropicFloor(Floor):
+    provider = "anthropic"
+    model = ANTHROPIC_MODEL
+    server = "api.anthropic.com"
+    max_tokens = ANTHROPIC_REQUEST["max_tokens"]
+    rates = (3.0, 15.0)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        message = self.client.messages.create(**ANTHROPIC_REQUEST)
+        usage = message.usage
+        self._end(
+            span,
+            start,
+            message.model,
+            message.id,
+            usage.input_tokens,
+            usage.output_tokens,
+        )
+        return message
+
+    def stream(self) -> Iterator[Any]:
+        """Model, id and input tokens from ``message_start``; the output count from ``message_delta``
+        (cumulative there, so the last one is the total)."""
+        start = time.perf_counter()
+        span = self._start()
+        model = response_id = None
+        input_tokens = output_tokens = 0
+        for event in self.client.messages.create(**ANTHROPIC_REQUEST, stream=True):
+            kind = event.type
+            if kind == "message_start":
+                message = event.message
+                model, response_id = message.model, message.id
+                input_tokens, output_tokens = (
+                    message.usage.input_tokens,
+                    message.usage.output_tokens,
+                )
+            elif kind == "message_delta":
+                output_tokens = event.usage.output_tokens
+            yield event
+        self._end(span, start, model, response_id, input_tokens, output_tokens)
+
+
+class GeminiFloor(Floor):
+    operation = "generate_content"
+    provider = "gcp.gemini"
+    model = GEMINI_MODEL
+    server = "generativelanguage.googleapis.com"
+    max_tokens = 512
+    rates = (0.3, 2.5)
+
+    def __init__(self, client: Any, tracer_provider: Any, meter_provider: Any) -> None:
+        super().__init__(client, tracer_provider, meter_provider)
+        self.request = gemini_request()
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.models.generate_content(**self.request)
+        usage = response.usage_metadata
+        self._end(
+            span,
+            start,
+            response.model_version,
+            response.response_id,
+            (usage.prompt_token_count or 0) if usage is not None else 0,
+            (usage.candidates_token_count or 0) if usage is not None else 0,
+        )
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """Every chunk carries the running usage: the last one seen is the total."""
+        start = time.perf_counter()
+        span = self._start()
+        model = response_id = usage = None
+        for chunk in self.client.models.generate_content_stream(**self.request):
+            model, response_id = chunk.model_version, chunk.response_id
+            if chunk.usage_metadata is not None:
+                usage = chunk.usage_metadata
+            yield chunk
+        self._end(
+            span,
+            start,
+            model,
+            response_id,
+            (usage.prompt_token_count or 0) if usage is not None else 0,
+            (usage.candidates_token_count or 0) if usage is not None else 0,
+        )
+
+
+@dataclass
+class Workload:
+    """One provider's call, bare: what the floor wraps and tokentrail patches."""
+
+    provider: str
+    call: str  # the SDK method, for the table's title
+    fake: Any
+    client: Any
+    chat: Callable[[], Any]
+    stream: Callable[[], Iterable[Any]]
+    floor: Floor
+    stream_items: int  # items the application receives from one stream
+    chunk_note: str  # what the per-chunk figure includes, for the table's footer
+    note: str = ""  # anything else the reader of the table must know
+
+
+def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
+    tracer_provider, meter_provider = (
+        providers.tracer_provider,
+        providers.meter_provider,
+    )
+    if provider == "openai":
+        fake: Any = FakeOpenAI(stream_chunks=stream_chunks)
+        client = fake.client()
+        create = client.chat.completions.create
+        return Workload(
+            provider,
+            "client.chat.completions.create",
+            fake,
+            client,
+            chat=lambda: create(**CHAT_REQUEST),
+            stream=lambda: create(**CHAT_REQUEST, stream=True),
+            floor=OpenAIFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note=OPENAI_CHUNK_NOTE,
+        )
+    if provider == "anthropic":
+        fake = FakeAnthropic(stream_chunks=stream_chunks)
+        client = fake.client()
+        messages = client.messages
+        if getattr(client, "_tracer", None) is not None:
+            note = (
+                "bare includes the anthropic SDK's own span for each call (non-recording here: no global "
+                "tracer provider), kept by the floor;\ntokentrail turns it off for the calls it instruments "
+                "(anthropic_native_spans=off). ANTHROPIC_OPEN_TELEMETRY=false takes it out of all three."
+            )
+        else:
+            note = "the anthropic SDK's own spans are off (ANTHROPIC_OPEN_TELEMETRY=false) in all three."
+        return Workload(
+            provider,
+            "client.messages.create",
+            fake,
+            client,
+            chat=lambda: messages.create(**ANTHROPIC_REQUEST),
+            stream=lambda: messages.create(**ANTHROPIC_REQUEST, stream=True),
+            floor=AnthropicFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks + 5,
+            chunk_note=(
+                "N counts the text deltas; the app also iterates the stream's 5 other events "
+                "(message_start, content_block_start/stop, message_delta, message_stop), in the figure."
+            ),
+            note=note,
+        )
+    if provider == "gemini":
+        fake = FakeGemini(stream_chunks=stream_chunks)
+        client = fake.client()
+        models = client.models
+        request = gemini_request()
+        return Workload(
+            provider,
+            "client.models.generate_content[_stream]",
+            fake,
+            client,
+            chat=lambda: models.generate_content(**request),
+            stream=lambda: models.generate_content_stream(**request),
+            floor=GeminiFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="every chunk carries usageMetadata (the running total); both read it from each chunk.",
+        )
+    raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
 
 # --- the measurement -------------------------------------------------------------------------------
 
 
 class Bench:
-    def __init__(self, clock: str) -> None:
+    def __init__(self, clock: str, provider: str = "openai", stream_chunks: int = STREAM_CHUNKS) -> None:
         import tokentrail
 
         self.tokentrail = tokentrail
         self.clock = CLOCKS[clock]
-        self.fake = FakeOpenAI()
-        self.client = self.fake.client()
+        self.stream_chunks = stream_chunks
         self.providers = make_providers()
-        self.floor = Floor(self.client, self.providers.tracer_provider, self.providers.meter_provider)
-        create = self.client.chat.completions.create
+        self.workload = workload(provider, stream_chunks, self.providers)
+        self.fake = self.workload.fake
+        self.client = self.workload.client
+        self.floor = self.workload.floor
+        chat = self.workload.chat
+        open_stream = self.workload.stream
         floor = self.floor
 
-        def chat() -> None:
-            create(**CHAT_REQUEST)
-
         def stream() -> None:
-            for _ in create(**CHAT_REQUEST, stream=True):
+            for _ in open_stream():
                 pass
 
         def floor_chat() -> None:
@@ -172,7 +405,7 @@ class Bench:
                 pass
 
         # (config, kind) -> the timed function; bare and tokentrail run the same code.
-        self.functions: dict[tuple[str, str], Callable[[], None]] = {
+        self.functions: dict[tuple[str, str], Callable[[], Any]] = {
             ("bare", "chat"): chat,
             ("bare", "stream"): stream,
             ("floor", "chat"): floor_chat,
@@ -211,14 +444,22 @@ class Bench:
 
     def check(self) -> dict[str, Any]:
         """Prove each configuration does what it claims before timing it."""
-        fake, providers = self.fake, self.providers
+        providers, workload = self.providers, self.workload
         points_before = metric_points(providers.reader)
-        # bare: no usage chunk asked for, 50 chunks, nothing recorded
-        chunks = sum(1 for _ in self.client.chat.completions.create(**CHAT_REQUEST, stream=True))
-        assert chunks == STREAM_CHUNKS, chunks
-        assert fake.usage_requested == 0
+        requests_before = self.fake.requests
+        # bare: the whole stream, nothing recorded
+        items = sum(1 for _ in workload.stream())
+        assert items == workload.stream_items, (items, workload.stream_items)
         assert metric_points(providers.reader) == points_before
-        # tokentrail: asks for the usage chunk, hides it, records the call with its cost
+        if workload.provider == "openai":
+            assert self.fake.usage_requested == 0
+        # floor: the same items, the provider's usage read
+        items = sum(1 for _ in self.floor.stream())
+        assert items == workload.stream_items, (items, workload.stream_items)
+        self.floor.chat()
+        floor_points = metric_points(providers.reader)
+        assert floor_points.get("bench.floor.tokens") == 2, floor_points
+        # tokentrail: records both calls with their usage and cost; the app sees the same stream
         seen: list[Any] = []
         self.tokentrail.instrument(
             tracer_provider=providers.tracer_provider,
@@ -226,35 +467,55 @@ class Bench:
             sinks=[seen.append],
         )
         try:
-            response = self.client.chat.completions.create(**CHAT_REQUEST)
-            chunks = sum(1 for _ in self.client.chat.completions.create(**CHAT_REQUEST, stream=True))
+            workload.chat()
+            items = sum(1 for _ in workload.stream())
         finally:
             self.uninstrument()
-        assert response.usage is not None and response.usage.prompt_tokens == 1200
-        assert chunks == STREAM_CHUNKS, f"the application saw {chunks} chunks, not {STREAM_CHUNKS}"
-        assert fake.usage_requested == 1, "tokentrail did not ask for stream usage"
+        assert items == workload.stream_items, (
+            f"the application saw {items} items, not {workload.stream_items}"
+        )
+        assert self.fake.requests - requests_before == 5, self.fake.requests - requests_before  # 3 + 2
+        expected = {
+            "openai": {"cache_read_tokens": 1024, "reasoning_tokens": 64},
+            "anthropic": {"cache_read_tokens": 4000, "reasoning_tokens": 120},
+            "gemini": {"cache_read_tokens": 1024, "reasoning_tokens": 120},
+        }[workload.provider]
+        if workload.provider == "openai":
+            assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"
         assert len(seen) == 2, seen
         for record in seen:
-            assert record.usage is not None and record.usage.cache_read_tokens == 1024, record
-            assert record.usage.reasoning_tokens == 64, record
+            assert record.usage is not None, record
+            for name, value in expected.items():
+                assert getattr(record.usage, name) == value, (name, record)
             assert record.cost is not None and record.cost.source == "local", record
+        assert seen[0].cost.total == seen[1].cost.total, seen  # the same usage, streamed or not
         points = metric_points(providers.reader)
         assert points.get("gen_ai.client.token.usage"), points
         assert points.get("gen_ai.client.operation.duration"), points
         providers.tracer_provider.force_flush()
-        assert providers.exporter.exported >= 2
-        return {"cost_usd_chat": seen[0].cost.total, "cost_usd_stream": seen[1].cost.total}
+        assert providers.exporter.exported >= 4  # 2 floor spans, 2 of tokentrail
+        return {
+            "cost_usd_chat": seen[0].cost.total,
+            "cost_usd_stream": seen[1].cost.total,
+        }
 
 
 def run(
-    rounds: int, chat_calls: int, stream_calls: int, warmup: int, clock: str, quiet: bool
+    rounds: int,
+    chat_calls: int,
+    stream_calls: int,
+    warmup: int,
+    clock: str,
+    quiet: bool,
+    provider: str = "openai",
+    stream_chunks: int = STREAM_CHUNKS,
 ) -> dict[str, Any]:
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
     # instrument() runs before every tokentrail block; don't start a price-warming thread each time
     # (the untimed call after instrument() loads the prices instead).
     os.environ.setdefault("TOKENTRAIL_WARM_PRICES", "0")
     ledger = isolate_ledger()
-    bench = Bench(clock)
+    bench = Bench(clock, provider, stream_chunks)
     checked = bench.check()
     pairs = [(config, kind) for kind in KINDS for config in CONFIGS]
     calls = {"chat": chat_calls, "stream": stream_calls}
@@ -277,10 +538,14 @@ def run(
         if not quiet and (round_index + 1) % 10 == 0:
             print(f"\rround {round_index + 1}/{rounds}", end="", file=sys.stderr, flush=True)
     if not quiet:
-        print(f"\r{rounds} rounds in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(f"\r{provider}: {rounds} rounds in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     points = metric_points(bench.providers.reader)  # outside timing: the reader is collected only now
     bench.providers.shutdown()
     return {
+        "provider": provider,
+        "call": bench.workload.call,
+        "chunk_note": bench.workload.chunk_note,
+        "note": bench.workload.note,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
             "python": platform.python_version(),
@@ -295,10 +560,11 @@ def run(
             "calls_per_block": calls,
             "warmup_calls": warmup,
             "clock": f"time.{CLOCKS[clock].__name__}",
-            "stream_chunks": STREAM_CHUNKS,
+            "stream_chunks": stream_chunks,
+            "stream_items": bench.workload.stream_items,
         },
         "check": {**checked, "metric_points": points},
-        "results": summarise(cpu),
+        "results": summarise(cpu, stream_chunks=stream_chunks),
         "raw_cpu_ns_per_call": {f"{config}/{kind}": cpu[(config, kind)] for config, kind in pairs},
         "raw_wall_ns_per_call": {f"{config}/{kind}": wall[(config, kind)] for config, kind in pairs},
     }
@@ -312,13 +578,18 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summarise(cpu: dict[tuple[str, str], list[float]], quantile: float = 0.10) -> dict[str, Any]:
+def summarise(
+    cpu: dict[tuple[str, str], list[float]],
+    quantile: float = 0.10,
+    stream_chunks: int = STREAM_CHUNKS,
+) -> dict[str, Any]:
     """Two estimates of each overhead (see the module docstring), in µs per call.
 
     ``low``: per-configuration ``quantile`` (p10) of the block times, minus bare's. Interference on a
     shared machine only ever slows a block down, so the low quantile is the code's own speed;
     90% interval by bootstrap over rounds.
     ``paired``: median over rounds of (configuration - bare) in the same round, with its IQR.
+    Per chunk: (stream overhead - chat overhead) / ``stream_chunks``.
     """
     import random
 
@@ -359,12 +630,17 @@ def summarise(cpu: dict[tuple[str, str], list[float]], quantile: float = 0.10) -
                 _quantile(paired, 0.75) / 1e3,
             )
         row["ratio"] = row["tokentrail_overhead_us"] / row["floor_overhead_us"]
-        row["ratio_ci90"] = (_quantile(samples["ratio"], 0.05), _quantile(samples["ratio"], 0.95))
+        # No resample with a positive floor overhead (a handful of rounds on a noisy machine): no interval.
+        row["ratio_ci90"] = (
+            (_quantile(samples["ratio"], 0.05), _quantile(samples["ratio"], 0.95))
+            if samples["ratio"]
+            else (float("nan"), float("nan"))
+        )
         row["paired_ratio"] = row["tokentrail_paired_overhead_us"] / row["floor_paired_overhead_us"]
         results[kind] = row
     chat, stream = results["chat"], results["stream"]
     results["per_chunk"] = {
-        config: (stream[f"{config}_overhead_us"] - chat[f"{config}_overhead_us"]) / STREAM_CHUNKS
+        config: (stream[f"{config}_overhead_us"] - chat[f"{config}_overhead_us"]) / stream_chunks
         for config in ("floor", "tokentrail")
     }
     results["per_chunk"].update(
@@ -372,7 +648,7 @@ def summarise(cpu: dict[tuple[str, str], list[float]], quantile: float = 0.10) -
             f"{config}_paired": (
                 stream[f"{config}_paired_overhead_us"] - chat[f"{config}_paired_overhead_us"]
             )
-            / STREAM_CHUNKS
+            / stream_chunks
             for config in ("floor", "tokentrail")
         }
     )
@@ -409,7 +685,8 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("openai", "httpx2", "opentelemetry-sdk", "wrapt", "genai-prices", "pydantic"):
+    names = ("openai", "anthropic", "google-genai", "httpx2", "httpx", "opentelemetry-sdk", "wrapt")
+    for name in (*names, "genai-prices", "pydantic"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -421,8 +698,17 @@ def table(report: dict[str, Any]) -> str:
     results = report["results"]
     method = report["method"]
     calls = method["calls_per_block"]
+    chunks = method.get("stream_chunks", STREAM_CHUNKS)
+    provider = report.get("provider", "openai")
+    # The OpenAI table keeps the title it always had; the others name their provider and call.
+    title = (
+        "tokentrail overhead"
+        if provider == "openai"
+        else f"tokentrail overhead on {provider} ({report['call']})"
+    )
+    chunk_note = report.get("chunk_note", OPENAI_CHUNK_NOTE)
     lines = [
-        f"tokentrail overhead - {report['date']} - Python {report['machine']['python']}, "
+        f"{title} - {report['date']} - Python {report['machine']['python']}, "
         f"{report['machine']['cpus']} CPUs - {method['rounds']} rounds x ({calls['chat']} chat, "
         f"{calls['stream']} stream) calls per block - {method['clock']}",
         f"tokentrail source: {report['machine']['tokentrail_source']}",
@@ -431,7 +717,7 @@ def table(report: dict[str, Any]) -> str:
         f"{'call':<21}{'bare µs':>9}{'floor +µs':>11}{'tokentrail +µs':>16}{'ratio':>7} {'[90% CI]':<13}"
         f"{'floor':>8}{'tokentrail':>11}{'ratio':>7}",
     ]
-    for kind, label in (("chat", "chat (non-streamed)"), ("stream", f"stream ({STREAM_CHUNKS} chunks)")):
+    for kind, label in (("chat", "chat (non-streamed)"), ("stream", f"stream ({chunks} chunks)")):
         row = results[kind]
         lo, hi = row["ratio_ci90"]
         lines.append(
@@ -453,9 +739,10 @@ def table(report: dict[str, Any]) -> str:
         "+µs (low quantile): p10 of the configuration's blocks - p10 of bare's; CI by bootstrap over rounds.",
         "+µs (paired median): median over rounds of (configuration - bare) in the same round.",
         "ratio: tokentrail overhead / floor overhead (targets: chat <= 1.25, stream <= 1.5).",
-        f"per chunk: (stream overhead - chat overhead) / {STREAM_CHUNKS}; tokentrail's includes the usage "
-        "chunk it asks for (parsed by the SDK, hidden from the app).",
+        f"per chunk: (stream overhead - chat overhead) / {chunks}; {chunk_note}",
     ]
+    if report.get("note"):
+        lines.append(report["note"])
     return "\n".join(lines)
 
 
@@ -470,15 +757,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="thread", help="CPU clock (default thread)"
     )
+    parser.add_argument(
+        "--provider",
+        choices=[*PROVIDERS, "all"],
+        default="openai",
+        help="which SDK's call to measure; all: each in turn, one table each (default openai)",
+    )
+    parser.add_argument(
+        "--stream-chunks",
+        type=_stream_chunks,
+        default=STREAM_CHUNKS,
+        metavar="N",
+        help=f"chunks per stream, at least 3 (Anthropic: text deltas; default {STREAM_CHUNKS})",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results (and raw blocks) as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
-    report = run(args.rounds, args.chat_calls, args.stream_calls, args.warmup, args.clock, args.quiet)
-    print(table(report))
+    chosen = list(PROVIDERS) if args.provider == "all" else [args.provider]
+    reports = {}
+    for index, provider in enumerate(chosen):
+        report = run(
+            args.rounds,
+            args.chat_calls,
+            args.stream_calls,
+            args.warmup,
+            args.clock,
+            args.quiet,
+            provider=provider,
+            stream_chunks=args.stream_chunks,
+        )
+        reports[provider] = report
+        print(("\n" if index else "") + table(report), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        # One provider: its report, as before; all: {provider: report}.
+        written = reports[chosen[0]] if len(chosen) == 1 else reports
+        Path(args.json).write_text(json.dumps(written, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0
+
+
+def _stream_chunks(text: str) -> int:
+    """argparse type for --stream-chunks: an OpenAI stream here needs a role, a content and a
+    finish chunk."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--stream-chunks takes a whole number, not {text!r}") from None
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"--stream-chunks must be at least 3, not {value}")
+    return value
 
 
 if __name__ == "__main__":
