@@ -381,6 +381,15 @@ def test_valid_settings_never_raise_and_mean_what_they_say(setting: Setting, dat
 
 
 @FUZZ
+@given(name=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,30}\.sqlite", fullmatch=True), home=st.booleans())
+def test_a_ledger_path_is_taken_as_given(tmp_path: Path, name: str, home: bool) -> None:
+    value = f"~/{name}" if home else str(tmp_path / name)
+    expected = Path.home() / name if home else tmp_path / name
+    assert Settings.resolve(ledger=value, environ={}).ledger == expected
+    assert Settings.resolve(environ={ENV_LEDGER: f" {value} "}).ledger == expected
+
+
+@FUZZ
 @given(
     value=st.integers()
     | st.floats()
