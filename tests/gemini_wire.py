@@ -224,7 +224,7 @@ def _sse_response(httpx: Any, content: bytes) -> Any:
 
 
 def _sdk_keeps_response_id(vertexai: bool) -> bool:
-    """Whether this google-genai hands ``responseId`` back (1.x before about 1.2x dropped the Gemini API's).
+    """Whether this google-genai hands ``responseId`` back (the Gemini API's: lost up to 1.20, read in 1.30).
 
     Asked of the SDK itself over the mock, once, when the tests are collected (nothing is instrumented
     yet), so a span can only be expected to name what the application could see.

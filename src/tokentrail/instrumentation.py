@@ -45,18 +45,18 @@ class LangChainInstrumentor(_TokentrailInstrumentor):
     """tokentrail for LangChain and LangGraph (``langchain-core``): any chat model, graph and node spans."""
 
     provider = "langchain"
-    requirement = "langchain-core >= 0.3"
+    requirement = "langchain-core >= 0.3.10"
 
 
 class GoogleGenAIInstrumentor(_TokentrailInstrumentor):
     """tokentrail for the ``google-genai`` SDK (Gemini API and Vertex AI)."""
 
     provider = "google_genai"
-    requirement = "google-genai >= 1.0"
+    requirement = "google-genai >= 1.8"
 
 
 class AnthropicInstrumentor(_TokentrailInstrumentor):
     """tokentrail for the ``anthropic`` SDK (Anthropic API, Bedrock, Vertex AI clients)."""
 
     provider = "anthropic"
-    requirement = "anthropic >= 0.40"
+    requirement = "anthropic >= 0.43"
