@@ -276,14 +276,11 @@ class Call:
     """
 
     __slots__ = (
-        "_chunks",
         "_end_ns",
         "_end_perf",
         "_ended",
         "_error",
-        "_first_chunk",
         "_incomplete",
-        "_last_chunk",
         "_price_context",
         "_priced",
         "_pricing_error",
@@ -292,6 +289,9 @@ class Call:
         "_start_epoch",
         "_telemetry",
         "attribution",
+        "chunks",
+        "first_chunk",
+        "last_chunk",
         "request",
         "reservations",
         "span",
@@ -302,9 +302,10 @@ class Call:
         self.request = request
         self.reservations: tuple[Reservation, ...] = ()
         self._ended = False
-        self._chunks = 0
-        self._first_chunk: float | None = None
-        self._last_chunk: float | None = None
+        # Written by the stream follower as chunks reach the application (time.perf_counter()).
+        self.chunks = 0
+        self.first_chunk: float | None = None
+        self.last_chunk: float | None = None
         self._priced: tuple[Cost | None, str | None] | None = None
         self._pricing_error: str | None = None
         self._start = time.perf_counter()
@@ -352,18 +353,20 @@ class Call:
             except Exception as exc:
                 _safety.internal_error("lifecycle.deactivate", exc)
 
-    def streamed(self, first_chunk: float | None, last_chunk: float | None, chunks: int) -> None:
-        """What a stream delivered to the application: when its first and last chunks did
-        (``time.perf_counter()``) and how many, for time-to-first-chunk and pacing."""
-        self._first_chunk = first_chunk
-        self._last_chunk = last_chunk
-        self._chunks = chunks
-
     @property
     def ended(self) -> bool:
         return self._ended
 
     # --- the end, on the application's thread -----------------------------------------------
+
+    def __del__(self) -> None:
+        # The last safety net: a call dropped before it ended (a stream never iterated, or whose
+        # follower was never finalised) still ends, incomplete, rather than leaving its span open.
+        try:
+            if not self._ended:
+                self.finish(None, incomplete=True)
+        except Exception:  # never raise from a finaliser
+            pass
 
     def finish(self, response: Response, *, incomplete: bool = False) -> None:
         """The call succeeded (or a stream stopped early, with ``incomplete``)."""
@@ -442,7 +445,7 @@ class Call:
             usage = part.usage if usage is None else usage + part.usage
 
         error_type = _error_type(error) if error is not None else None
-        ttfc = None if self._first_chunk is None else self._first_chunk - self._start
+        ttfc = None if self.first_chunk is None else self.first_chunk - self._start
         span = self.span
         recording = span.is_recording()
         if recording:
@@ -484,8 +487,8 @@ class Call:
         telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
         if ttfc is not None:
             telemetry.time_to_first_chunk.record(ttfc, metric_attributes, context=_NO_EXEMPLAR)
-            if self._chunks > 1 and self._last_chunk is not None:
-                pace = (self._last_chunk - self._first_chunk) / (self._chunks - 1)  # type: ignore[operator]
+            if self.chunks > 1 and self.last_chunk is not None:
+                pace = (self.last_chunk - self.first_chunk) / (self.chunks - 1)  # type: ignore[operator]
                 telemetry.time_per_output_chunk.record(pace, metric_attributes, context=_NO_EXEMPLAR)
         if usage is not None:
             telemetry.token_usage.record(

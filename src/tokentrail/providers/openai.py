@@ -17,7 +17,6 @@ Provider quirks handled here, each once:
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Mapping
 from functools import partial
@@ -354,20 +353,17 @@ class ChatStreamState:
             chunk.__pydantic_fields_set__.discard("usage")
         return True
 
-    def watch(self, stream: Any) -> None:
+    def watch(self, stream: Any, is_async: bool) -> None:
         """Read the usage chunk we asked for from its server-sent event, and drop it there: the
         SDK would parse it into a chunk (as costly as any other: about a fiftieth of a 50-chunk
         stream) only for us to hide it from the application."""
         if not self.hide_usage_chunk:
             return
-        events = stream._iter_events
-        follow = _usage_events_dropped_async if inspect.isasyncgenfunction(events) else _usage_events_dropped
-        stream._iter_events = partial(follow, events, self)
+        follow = _usage_events_dropped_async if is_async else _usage_events_dropped
+        stream._iter_events = partial(follow, stream._iter_events, self)
 
     def take_usage_event(self, data: str) -> bool:
-        """True if ``data`` (one event of the stream) is the usage chunk, now read."""
-        if '"choices":[]' not in data and '"choices": []' not in data:
-            return False
+        """True if ``data`` (an event whose choices are empty) is the usage chunk, now read."""
         try:
             payload = json.loads(data)
         except ValueError:
@@ -414,8 +410,10 @@ async def _usage_events_dropped_async(events: Any, state: ChatStreamState) -> An
 
 
 def _is_usage_event(state: ChatStreamState, event: Any) -> bool:
+    # On every event of the stream: a substring test first, the JSON only for an empty choices list.
     try:
-        return state.take_usage_event(event.data)
+        data = event.data
+        return ('"choices":[]' in data or '"choices": []' in data) and state.take_usage_event(data)
     except Exception as exc:  # the SDK gets the event, as if we were not there
         _safety.internal_error("openai.usage_event", exc)
         return False
@@ -519,7 +517,10 @@ class OpenAIAdapter:
     """Decides which OpenAI SDK requests are LLM calls and describes them."""
 
     def __init__(self) -> None:
-        self._hosts: dict[str, tuple[str, str | None, int | None]] = {}
+        # id(base URL object) -> (that object, where it points). Keyed by the URL object because
+        # turning it into a string costs more than all the rest of planning a call; the object is
+        # kept so its id cannot be reused. Cleared past a few hundred (a client per request).
+        self._hosts: dict[int, tuple[Any, tuple[str, str | None, int | None]]] = {}
 
     def plan(self, client: Any, options: Any, stream: bool, telemetry: Telemetry) -> Plan | None:
         if options.method != "post":
@@ -532,13 +533,17 @@ class OpenAIAdapter:
         if not isinstance(body, Mapping):
             return None
         settings = telemetry.settings
-        base_url = str(client.base_url)
-        located = self._hosts.get(base_url)
-        if located is None:
-            located = provider_for_url(base_url, settings.provider_hosts)
+        base_url = client.base_url
+        cached = self._hosts.get(id(base_url))
+        if cached is not None and cached[0] is base_url:
+            located = cached[1]
+        else:
+            located = provider_for_url(str(base_url), settings.provider_hosts)
             if type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
                 located = ("azure.ai.openai", located[1], located[2])
-            self._hosts[base_url] = located
+            if len(self._hosts) >= 256:
+                self._hosts.clear()
+            self._hosts[id(base_url)] = (base_url, located)
         provider, address, port = located
         model = body.get("model")
         request = RequestInfo(
