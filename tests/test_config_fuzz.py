@@ -29,6 +29,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
 
 import tokentrail
 from tokentrail import budgets as budgets_module
@@ -833,3 +835,13 @@ def test_an_override_source_of_the_wrong_type_is_a_price_override_error(source: 
         PriceOverrideError, match=r"^price overrides: (expected a TOML/YAML file path|the file path)"
     ):
         load_overrides(source)
+
+
+@pytest.mark.parametrize("providers", ["openai", 5, [1]])
+def test_providers_must_be_a_list_of_sdk_names(providers: Any) -> None:
+    with pytest.raises(ConfigError, match="provider") as raised:
+        tokentrail.instrument(
+            providers=providers, tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+        )
+    assert "\n" not in str(raised.value)
+    assert tokentrail.instrumented() == []

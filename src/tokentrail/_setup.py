@@ -20,7 +20,7 @@ import wrapt
 from opentelemetry import metrics, trace
 
 from . import _safety, lifecycle
-from .config import Settings
+from .config import ConfigError, Settings
 from .lifecycle import Sink, Telemetry
 from .pricing import Pricer, load_overrides
 from .run_summary import RunSummary
@@ -124,10 +124,12 @@ def instrument(
 
     budget_source = budgets if budgets is not None else os.environ.get("TOKENTRAIL_BUDGETS") or None
     configured_budgets = load_budgets(budget_source) if budget_source is not None else ()
+    if isinstance(providers, str) or not (providers is None or isinstance(providers, Iterable)):
+        raise ConfigError(f"providers={providers!r}: give a list of SDK names, such as ['openai']")
     wanted = list(PROVIDERS) if providers is None else list(providers)
     unknown = [name for name in wanted if name not in PROVIDERS]
     if unknown:
-        raise ValueError(f"unknown provider(s) {unknown}; tokentrail instruments {sorted(PROVIDERS)}")
+        raise ConfigError(f"unknown provider(s) {unknown}; tokentrail instruments {sorted(PROVIDERS)}")
 
     if setup_otel or (setup_otel is None and tracer_provider is None and meter_provider is None):
         from ._otel_defaults import ensure_providers

@@ -54,7 +54,7 @@ BY_KEYS = (
 # Keys only the raw rows carry: a filter on them reads the calls table.
 RAW_ONLY_KEYS = ("agent_id", "session", "conversation", "error_type", "cost_source")
 _TIME_KEYS = ("day", "hour")
-_LABEL = re.compile(r"^label:([a-z][a-z0-9_]{0,63})$")
+_LABEL = re.compile(r"^label:([a-z][a-z0-9_]{0,63})$")  # anchored: also a JSON-schema pattern
 
 
 class UnknownKeyError(ValueError):
@@ -63,7 +63,7 @@ class UnknownKeyError(ValueError):
 
 def validate_key(key: str, *, for_filter: bool = False) -> str:
     """``key`` if a report can break down (or, ``for_filter``, filter) by it; else raises."""
-    if key in BY_KEYS or _LABEL.match(key) or (for_filter and key in RAW_ONLY_KEYS):
+    if key in BY_KEYS or _LABEL.fullmatch(key) or (for_filter and key in RAW_ONLY_KEYS):
         if for_filter and key in _TIME_KEYS:
             raise UnknownKeyError(f"--where {key}=...: filter time with --since / --until")
         return key
@@ -218,7 +218,7 @@ def _key_sql(key: str, *, rollup: bool) -> str:
         return f"date({time_column}, 'unixepoch', 'localtime')"
     if key == "hour":
         return f"strftime('%Y-%m-%d %H:00', {time_column}, 'unixepoch', 'localtime')"
-    label = _LABEL.match(key)
+    label = _LABEL.fullmatch(key)
     if label:
         return f"json_extract(labels, '$.\"{label.group(1)}\"')"
     return f"NULLIF(\"{key}\", '')" if rollup else f'"{key}"'
@@ -235,7 +235,7 @@ def _where(filters: Filters, *, rollup: bool, low: float | None, high: float | N
         clauses.append(f"{time_column} < ?")
         params.append(high)
     for key, value in filters.equalities().items():
-        if _LABEL.match(key):
+        if _LABEL.fullmatch(key):
             clauses.append(f"{_key_sql(key, rollup=rollup)} IS ?")
             params.append(value or None)
         elif value == "":
