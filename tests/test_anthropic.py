@@ -600,7 +600,7 @@ def test_instrumentation_object_is_idempotent_and_registered():
     from tokentrail.instrumentation import AnthropicInstrumentor
 
     assert "anthropic" in _setup.PROVIDERS
-    assert AnthropicInstrumentor().instrumentation_dependencies() == ("anthropic >= 0.40",)
+    assert AnthropicInstrumentor().instrumentation_dependencies() == ("anthropic >= 0.43",)
 
 
 def test_message_usage_normal_form_and_bad_payloads():
