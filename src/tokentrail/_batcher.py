@@ -139,7 +139,8 @@ class Batcher:
             if self._queue:
                 self.flush()
 
-    def _exit(self) -> None:
+    def drain_for_exit(self) -> None:
+        """Interpreter exit: drain now, and handle whatever is submitted later at once."""
         self._exiting = True
         self.flush()
 
@@ -162,4 +163,4 @@ def _after_fork(ref: weakref.ReferenceType[Batcher]) -> None:
 def _at_exit(ref: weakref.ReferenceType[Batcher]) -> None:
     batcher = ref()
     if batcher is not None:
-        batcher._exit()
+        batcher.drain_for_exit()

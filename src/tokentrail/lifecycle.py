@@ -11,6 +11,7 @@ reports them through :mod:`tokentrail._safety`.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
@@ -198,8 +199,14 @@ class Recorder:
         return batcher
 
     def hook_exit(self) -> None:
-        """Drain at exit before the exit hooks registered until now (the providers' shutdown)."""
-        self._queue().hook_exit()
+        """Drain at exit before the exit hooks registered until now (the providers' shutdown).
+        The queue and its thread start with the first call, not at ``instrument()``."""
+        atexit.unregister(self._drain_at_exit)
+        atexit.register(self._drain_at_exit)
+
+    def _drain_at_exit(self) -> None:
+        if self._batcher is not None:
+            self._batcher.drain_for_exit()
 
     def submit(self, ended: Call | Unit) -> None:
         self._queue().submit(ended)
