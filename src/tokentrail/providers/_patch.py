@@ -10,7 +10,7 @@ the same as for Stainless SDKs:
 * patch on the class, so clients created before ``instrument()`` are covered; idempotent;
   :meth:`Patches.remove` restores the SDK's own functions;
 * start the call, make its span current while the request is sent, end it with the response, or
-  hand a stream to the shared stream proxies (:mod:`._stream`), which end it exactly once;
+  hand a stream to the shared stream followers (:mod:`._stream`), which end it exactly once;
 * guard every step of ours: if tokentrail fails, the SDK call runs as if it were not there, and
   the SDK's own errors pass through unchanged.
 """
@@ -28,7 +28,7 @@ from ..budgets import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
 from ._methods import ClassPatches
-from ._stream import AsyncStreamProxy, StreamProxy, StreamState
+from ._stream import AsyncStreamProxy, StreamProxy, StreamState, follow_generator
 
 __all__ = ["Patches", "Reader", "Target"]
 
@@ -215,8 +215,10 @@ def _sync_stream(where: str, reader: Reader) -> Callable[..., Any]:
         state = _stream_state(where, reader, call, request)
         if state is None:
             return chunks
-        if inspect.isgenerator(chunks) and inspect.getgeneratorstate(chunks) == inspect.GEN_CREATED:
-            chunks = _first_step_in_span(call, chunks)
+        if inspect.isgenerator(chunks):
+            if inspect.getgeneratorstate(chunks) == inspect.GEN_CREATED:
+                chunks = _first_step_in_span(call, chunks)
+            return follow_generator(chunks, call, state)  # consumed by the SDK's own code
         return StreamProxy(chunks, call, state)
 
     return wrapper

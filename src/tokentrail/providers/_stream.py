@@ -13,9 +13,11 @@ One per-item loop (the follower generators), two ways to put it between SDK and 
   The application keeps the SDK's own object, and per item we cost one generator step and the
   state's ``add``. The SDK classes' ``close`` is patched (by :mod:`._stainless`) to call
   :func:`end_followed`.
-* :class:`StreamProxy` / :class:`AsyncStreamProxy` stand in for a stream we cannot tap (a plain
-  generator, as google-genai returns): a ``wrapt.ObjectProxy`` (every attribute passes through,
-  ``isinstance`` still holds) around a follower.
+* :func:`follow_generator` replaces a generator that only the SDK's own code iterates
+  (google-genai's per-request streams) with a follower generator.
+* :class:`StreamProxy` / :class:`AsyncStreamProxy` stand in for any other stream: a
+  ``wrapt.ObjectProxy`` (every attribute passes through, ``isinstance`` still holds) around a
+  follower.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .. import _safety
 from ..lifecycle import Call
 from ..records import ResponseInfo
 
-__all__ = ["AsyncStreamProxy", "StreamProxy", "StreamState", "end_followed", "follow"]
+__all__ = ["AsyncStreamProxy", "StreamProxy", "StreamState", "end_followed", "follow", "follow_generator"]
 
 _perf_counter = time.perf_counter
 _FOLLOWED = "_tokentrail_followed"  # on a tapped SDK stream: (call, state)
@@ -123,6 +125,13 @@ def follow(stream: Any, call: Call, state: StreamState, *, is_async: bool) -> bo
     stream._iterator = (_follow_async if is_async else _follow)(items, call, state)
     setattr(stream, _FOLLOWED, (call, state))
     return True
+
+
+def follow_generator(items: Iterator[Any], call: Call, state: StreamState) -> Iterator[Any]:
+    """A generator in place of an SDK's generator of items: same type, same items; only for one
+    that the SDK's own code consumes (a per-request stream inside its public one), where nothing
+    but iteration and ``close()`` is ever asked of it."""
+    return _follow(items, call, state)
 
 
 def end_followed(stream: Any) -> None:

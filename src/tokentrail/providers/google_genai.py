@@ -437,9 +437,10 @@ class GenerateStreamState:
             self.metadata = metadata
         for position, candidate in enumerate(chunk.candidates or ()):
             index = candidate.index if isinstance(candidate.index, int) else position
-            reason = _finish_reason(candidate.finish_reason)
-            if reason:
-                self.finish_reasons[index] = reason
+            if candidate.finish_reason is not None:
+                reason = _finish_reason(candidate.finish_reason)
+                if reason:
+                    self.finish_reasons[index] = reason
             if self.capture and candidate.content is not None:
                 self._collect(index, candidate.content.parts or ())
         return True
