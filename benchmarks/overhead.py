@@ -28,7 +28,8 @@ stream of ``--stream-chunks`` chunks (default 50) read to the end. The providers
 ``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
 
 Method: CPU time of the calling thread (``time.thread_time_ns``; ``--clock process`` for the whole
-process, which adds the span processor's worker thread) over short blocks of calls (20 chat calls,
+process: every block then ends by finishing what it left to other threads - tokentrail's recorder
+and ledger, the span processors' export - inside its timing) over short blocks of calls (20 chat calls,
 4 streams: a few tens of ms each). Every round runs one block of each configuration back to back,
 chat then stream, in an order that rotates from round to round, so drifts of the machine fall on all
 of them alike; ``instrument()`` / ``uninstrument()`` and one untimed call that fills the new
@@ -383,6 +384,9 @@ class Bench:
 
         self.tokentrail = tokentrail
         self.clock = CLOCKS[clock]
+        # With the process clock a block counts the work it leaves to other threads too: it ends by
+        # finishing that work (tokentrail's recorder and ledger, every span processor's export).
+        self.settle = clock == "process"
         self.stream_chunks = stream_chunks
         self.providers = make_providers()
         self.workload = workload(provider, stream_chunks, self.providers)
@@ -429,18 +433,26 @@ class Bench:
             self.instrument()
             function()  # untimed: fills the new instrumentation's host and price-card caches
         try:
+            if self.settle:
+                self.finish_pending()  # untimed: what the warm-up call and earlier blocks left
             gc.collect()
             clock = self.clock
             wall0 = time.perf_counter_ns()
             cpu0 = clock()
             for _ in range(calls):
                 function()
+            if self.settle:
+                self.finish_pending()
             cpu1 = clock()
             wall1 = time.perf_counter_ns()
         finally:
             if config == "tokentrail":
                 self.uninstrument()
         return (cpu1 - cpu0) / calls, (wall1 - wall0) / calls
+
+    def finish_pending(self) -> None:
+        self.tokentrail.flush()
+        self.providers.tracer_provider.force_flush()
 
     def check(self) -> dict[str, Any]:
         """Prove each configuration does what it claims before timing it."""

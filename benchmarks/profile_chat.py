@@ -227,11 +227,11 @@ def components(number: int) -> None:
 
 
 def stream_components(number: int) -> None:
-    """The per-chunk path alone: the stream proxy over already-parsed chunks, piece by piece."""
+    """The per-chunk path alone: the stream follower over already-parsed chunks, piece by piece."""
     import tokentrail
     from tokentrail import lifecycle
     from tokentrail.providers import openai as tt_openai
-    from tokentrail.providers._stream import StreamProxy
+    from tokentrail.providers._stream import follow_generator
 
     fake = FakeOpenAI()
     client = fake.client()
@@ -259,14 +259,10 @@ def stream_components(number: int) -> None:
 
     call = telemetry.start(request)
 
-    def call_chunk() -> None:
-        for _ in chunks:
-            call.chunk()
-
-    def proxied() -> None:
-        # A fresh proxy and state each pass; the call is already ended so no span work is timed.
+    def followed() -> None:
+        # A fresh follower and state each pass; the call is already ended so no span work is timed.
         state = tt_openai.ChatStreamState(False, True, False)
-        for _ in StreamProxy(iter(chunks), call, state):
+        for _ in follow_generator(iter(chunks), call, state):
             pass
 
     call.finish(None)
@@ -274,8 +270,10 @@ def stream_components(number: int) -> None:
     rows = [
         ("plain iteration over the parsed chunks (reference)", plain_us),
         ("ChatStreamState.add", _per_call_us(state_add, number)),
-        ("Call.chunk (perf_counter + counters)", _per_call_us(call_chunk, number)),
-        ("StreamProxy iteration (proxy + add + chunk) minus plain", _per_call_us(proxied, number) - plain_us),
+        (
+            "follower iteration (generator step + add + chunk timing) minus plain",
+            _per_call_us(followed, number) - plain_us,
+        ),
     ]
     print(f"\nPer-chunk components (thread CPU µs per chunk, {n} chunks incl. the usage chunk, median of 7):")
     for label, us in rows:
