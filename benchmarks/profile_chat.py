@@ -8,6 +8,7 @@ Run from the repository root::
    the top functions by own time (tottime) inside tokentrail's code, then the non-tokentrail
    functions tokentrail calls into directly (OpenTelemetry, wrapt, pydantic ...) by cumulative time
    per call. cProfile inflates small Python functions; use part 2 for absolute costs.
+``--recorder``: the work left to the recorder thread, profiled and broken down by part.
 2. The pieces of tokentrail's work timed on their own without a profiler (``--no-components`` to
    skip): the adapter's plan, the call start (span), the response read, pricing, the call end
    (attributes, span end, metrics), and some OpenTelemetry reference points.
@@ -101,6 +102,67 @@ def profile(kind: str, calls: int, top: int) -> None:
     print(f"{'cumtime µs/call':>16}{'calls/call':>12}  function")
     for func, (nc, ct) in sorted(external.items(), key=lambda item: -item[1][1])[:top]:
         print(f"{ct / calls * 1e6:>16.2f}{nc / calls:>12.1f}  {_label(func)}")
+    providers.shutdown()
+
+
+# (label, regular expression over "file:line(function)") for the recorder profile's breakdown.
+_RECORDER_PARTS = (
+    (
+        "OpenTelemetry metric records (histogram.record, counter.add)",
+        r"metrics/_internal/instrument\.py:\d+\((record|add)\)",
+    ),
+    ("OpenTelemetry span end attributes (set_attributes)", r"sdk/trace/__init__\.py:\d+\(set_attributes\)"),
+    ("OpenTelemetry span end (end)", r"sdk/trace/__init__\.py:\d+\(end\)"),
+    ("reading the response (provider module, Usage.of)", r"tokentrail/lifecycle\.py:\d+\(_read\)"),
+    ("pricing", r"tokentrail/lifecycle\.py:\d+\(_price\)"),
+    (
+        "sinks (run summary, ledger hand-off, CallRecord)",
+        r"tokentrail/(run_summary|_batcher)\.py:\d+\((__call__|submit)\)",
+    ),
+)
+
+
+def profile_recorder(kind: str, calls: int) -> None:
+    """What the recorder thread does per call, by part: ``calls`` calls are made with the recorder's
+    thread held back, then their finishing work runs here under cProfile (``tokentrail.flush()``)."""
+    import re
+
+    import tokentrail
+    from tokentrail import lifecycle
+
+    fake = FakeOpenAI()
+    client = fake.client()
+    providers = make_providers()
+    tokentrail.instrument(tracer_provider=providers.tracer_provider, meter_provider=providers.meter_provider)
+    create = client.chat.completions.create
+
+    def call() -> None:
+        if kind == "chat":
+            create(**CHAT_REQUEST)
+        else:
+            for _ in create(**CHAT_REQUEST, stream=True):
+                pass
+
+    for _ in range(200 if kind == "chat" else 40):
+        call()
+    tokentrail.flush()
+    queue = lifecycle.RECORDER._queue()  # benchmark-only: hold the recorder thread back
+    queue._wake_at, queue._interval = 10**9, 3600.0
+    queue._wake.set()
+    time.sleep(0.3)  # the thread now waits an hour
+    for _ in range(calls):
+        call()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    lifecycle.RECORDER.flush()
+    profiler.disable()
+    tokentrail.uninstrument()
+    entries: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = sum(tt for (_, _, tt, _, _) in entries.values())
+    print(f"\nRecorder thread, {calls} {kind} calls: {total / calls * 1e6:.0f} µs/call profiled in all")
+    for label, pattern in _RECORDER_PARTS:
+        cumulative = sum(ct for func, (_, _, _, ct, _) in entries.items() if re.search(pattern, _label(func)))
+        print(f"{cumulative / calls * 1e6:>9.1f} µs {100 * cumulative / total:>5.1f}%  {label}")
     providers.shutdown()
 
 
@@ -289,11 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--number", type=int, default=2000, help="runs per component timing (default 2000)")
     parser.add_argument("--no-components", action="store_true")
+    parser.add_argument("--recorder", action="store_true", help="also profile the recorder thread's work")
     args = parser.parse_args(argv)
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENTRAIL_WARM_PRICES", "0")
     isolate_ledger()
     profile(args.kind, args.calls, args.top)
+    if args.recorder:
+        profile_recorder(args.kind, args.calls)
     if not args.no_components:
         if args.kind == "chat":
             components(args.number)
