@@ -410,7 +410,11 @@ async def _usage_events_dropped_async(events: Any, state: ChatStreamState) -> An
 
 
 def _is_usage_event(state: ChatStreamState, event: Any) -> bool:
-    # On every event of the stream: a substring test first, the JSON only for an empty choices list.
+    # On every event of the stream, so cheap first: the usage chunk follows the finish reasons
+    # (until one has arrived nothing is searched), has an empty choices list (a substring test),
+    # and only then is its JSON read. One that comes otherwise is still hidden by add(), parsed.
+    if not state.finish_reasons:
+        return False
     try:
         data = event.data
         return ('"choices":[]' in data or '"choices": []' in data) and state.take_usage_event(data)
