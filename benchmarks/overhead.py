@@ -379,7 +379,9 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
 
 
 class Bench:
-    def __init__(self, clock: str, provider: str = "openai", stream_chunks: int = STREAM_CHUNKS) -> None:
+    def __init__(
+        self, clock: str, provider: str = "openai", stream_chunks: int = STREAM_CHUNKS, features: bool = False
+    ) -> None:
         import tokentrail
 
         self.tokentrail = tokentrail
@@ -408,19 +410,35 @@ class Bench:
             for _ in floor.stream():
                 pass
 
-        # (config, kind) -> the timed function; bare and tokentrail run the same code.
+        self.features = features
+        attribute = tokentrail.attribute
+
+        def attributed(function: Callable[[], Any]) -> Callable[[], Any]:
+            def call() -> None:  # what an attributed application runs: its unit of work, then the call
+                with attribute(agent="bench-agent", task="overhead", phase="measure"):
+                    function()
+
+            return call
+
+        # (config, kind) -> the timed function; bare and tokentrail run the same code (with
+        # --all-features, tokentrail's inside an attribution context).
         self.functions: dict[tuple[str, str], Callable[[], Any]] = {
             ("bare", "chat"): chat,
             ("bare", "stream"): stream,
             ("floor", "chat"): floor_chat,
             ("floor", "stream"): floor_stream,
-            ("tokentrail", "chat"): chat,
-            ("tokentrail", "stream"): stream,
+            ("tokentrail", "chat"): attributed(chat) if features else chat,
+            ("tokentrail", "stream"): attributed(stream) if features else stream,
         }
 
     def instrument(self) -> None:
+        # --all-features: a budget in raise mode that covers every call and is never reached, so each
+        # call is estimated and reserved before it is sent and settled when it ends.
+        budgets = [{"name": "bench", "usd": 1e9, "mode": "raise"}] if self.features else None
         self.tokentrail.instrument(
-            tracer_provider=self.providers.tracer_provider, meter_provider=self.providers.meter_provider
+            tracer_provider=self.providers.tracer_provider,
+            meter_provider=self.providers.meter_provider,
+            budgets=budgets,
         )
 
     def uninstrument(self) -> None:
@@ -521,13 +539,14 @@ def run(
     quiet: bool,
     provider: str = "openai",
     stream_chunks: int = STREAM_CHUNKS,
+    features: bool = False,
 ) -> dict[str, Any]:
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
     # instrument() runs before every tokentrail block; don't start a price-warming thread each time
     # (the untimed call after instrument() loads the prices instead).
     os.environ.setdefault("TOKENTRAIL_WARM_PRICES", "0")
     ledger = isolate_ledger()
-    bench = Bench(clock, provider, stream_chunks)
+    bench = Bench(clock, provider, stream_chunks, features)
     checked = bench.check()
     pairs = [(config, kind) for kind in KINDS for config in CONFIGS]
     calls = {"chat": chat_calls, "stream": stream_calls}
@@ -574,6 +593,7 @@ def run(
             "clock": f"time.{CLOCKS[clock].__name__}",
             "stream_chunks": stream_chunks,
             "stream_items": bench.workload.stream_items,
+            "all_features": features,
         },
         "check": {**checked, "metric_points": points},
         "results": summarise(cpu, stream_chunks=stream_chunks),
@@ -722,7 +742,8 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"{title} - {report['date']} - Python {report['machine']['python']}, "
         f"{report['machine']['cpus']} CPUs - {method['rounds']} rounds x ({calls['chat']} chat, "
-        f"{calls['stream']} stream) calls per block - {method['clock']}",
+        f"{calls['stream']} stream) calls per block - {method['clock']}"
+        + (" - all features (attribution, a budget, the ledger)" if method.get("all_features") else ""),
         f"tokentrail source: {report['machine']['tokentrail_source']}",
         "",
         f"{'':<21}{'':>9}{'--- low-quantile estimate (p10) ---':^48}{'-- paired median --':^30}",
@@ -782,6 +803,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help=f"chunks per stream, at least 3 (Anthropic: text deltas; default {STREAM_CHUNKS})",
     )
+    parser.add_argument(
+        "--all-features",
+        action="store_true",
+        help="tokentrail calls inside tokentrail.attribute(...) and under a configured budget that is "
+        "never reached (the ledger is on in every run)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results (and raw blocks) as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -797,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
             args.quiet,
             provider=provider,
             stream_chunks=args.stream_chunks,
+            features=args.all_features,
         )
         reports[provider] = report
         print(("\n" if index else "") + table(report), flush=True)

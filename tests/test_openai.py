@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import genai_prices
@@ -232,6 +233,57 @@ def test_abandoned_stream_ends_span_when_collected(recorded):
     del stream
     gc.collect()
     assert recorded.span().attributes[sc.STREAM_INCOMPLETE] is True
+
+
+@pytest.mark.parametrize("read", [0, 2])
+def test_a_dropped_stream_ends_its_call_at_once_without_the_cycle_collector(recorded, read):
+    # The SDK's stream object would be in a reference cycle with its own item generator; the
+    # follower's is made over a copy, so dropping the stream frees it (and ends the call) at once.
+    client = FakeOpenAI().client()
+    gc.collect()
+    gc.disable()
+    try:
+        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+        chunks = [next(stream) for _ in range(read)]
+        assert recorded.spans() == []
+        del stream
+        (span,) = recorded.spans()
+    finally:
+        gc.enable()
+    assert span.attributes[sc.STREAM_INCOMPLETE] is True
+    assert len(chunks) == read
+    assert (sc.RESPONSE_TIME_TO_FIRST_CHUNK in span.attributes) is (read > 0)
+
+
+def test_a_stream_never_read_before_exit_is_recorded_and_exit_does_not_wait(tmp_path):
+    # The first call to end is a stream the application never read, dropped at interpreter exit:
+    # it is finished then, synchronously (no thread can start during shutdown), into the ledger.
+    import subprocess
+    import sys
+    import textwrap
+
+    from ledger_data import raw_rows
+
+    ledger = tmp_path / "exit.sqlite"
+    app = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import tokentrail
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+        tokentrail.instrument(tracer_provider=TracerProvider(), meter_provider=MeterProvider(),
+                              ledger={str(ledger)!r})
+        from openai_wire import FakeOpenAI
+        stream = FakeOpenAI().client().chat.completions.create(
+            model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}], stream=True)
+        print("EXITING", flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", app], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "EXITING" in done.stdout, done.stderr
+    (row,) = raw_rows(ledger)
+    assert row["incomplete"] == 1 and row["stream"] == 1 and row["request_model"] == "gpt-4o-mini"
 
 
 async def test_async_stream_closed_early(recorded):

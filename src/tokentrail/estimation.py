@@ -18,6 +18,7 @@ that cannot be estimated gives ``input_tokens=None`` (unknown).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -141,6 +142,21 @@ class _Count:
     exact: bool
 
 
+# Agents send the same system prompt, roles and tool texts call after call, and a budget counts
+# every call before it is sent: short texts are counted once (at most 1,024 of up to 8,192
+# characters kept, so the cache holds a few MiB at the very most).
+_CACHED_TEXT_CHARS = 8192
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_count(name: str, text: str) -> int:
+    return len(encoder(name).encode_ordinary(text))
+
+
+def _text_tokens(name: str, encode: Any, text: str) -> int:
+    return _cached_count(name, text) if len(text) <= _CACHED_TEXT_CHARS else len(encode(text))
+
+
 def count_openai_chat(
     model: str, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None
 ) -> tuple[int, bool]:
@@ -155,7 +171,7 @@ def count_openai_chat(
             if value is None:
                 continue
             if isinstance(value, str):
-                total += len(encode(value))
+                total += _text_tokens(name, encode, value)
             else:
                 tokens, part_exact = _content_tokens(encode, value)
                 total += tokens

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -180,6 +181,7 @@ class Recorder:
     def __init__(self) -> None:
         self._batcher: Batcher | None = None
         self._lock = threading.Lock()
+        self._exiting = False
 
     def _queue(self) -> Batcher:
         batcher = self._batcher
@@ -205,10 +207,16 @@ class Recorder:
         atexit.register(self._drain_at_exit)
 
     def _drain_at_exit(self) -> None:
+        self._exiting = True
         if self._batcher is not None:
             self._batcher.drain_for_exit()
 
     def submit(self, ended: Call | Unit) -> None:
+        if self._exiting or sys.is_finalizing():
+            # Late in shutdown (a stream finalised at exit): finished here, at once. A thread
+            # started now would never run, and starting it would wait for it forever.
+            _complete_all([ended])
+            return
         self._queue().submit(ended)
 
     def flush(self, timeout: float | None = None) -> None:

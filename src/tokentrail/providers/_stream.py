@@ -22,6 +22,8 @@ One per-item loop (the follower generators), two ways to put it between SDK and 
 
 from __future__ import annotations
 
+import copy
+import inspect
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
@@ -41,7 +43,7 @@ _FOLLOWED = "_tokentrail_followed"  # on a tapped SDK stream: (call, state)
 class StreamState(Protocol):
     """Per-stream accumulator supplied by a provider module.
 
-    It may also have ``watch(stream, is_async)``: called once with the SDK's stream object before
+    It may also have ``watch(stream)``: called once with the SDK's stream object before
     its first item, to read what the SDK would otherwise parse for nothing (the OpenAI usage
     chunk)."""
 
@@ -112,19 +114,51 @@ def follow(stream: Any, call: Call, state: StreamState, *, is_async: bool) -> bo
     """Tap a Stainless SDK stream in place (its ``_iterator`` becomes a follower of itself).
 
     False, with nothing changed, if this SDK version's stream has no ``_iterator`` to tap."""
-    try:
-        items = stream._iterator
-    except AttributeError:
+    if "_iterator" not in type(stream).__dict__ and "_iterator" not in getattr(stream, "__dict__", {}):
         return False
+    items, runner = _items_without_cycle(stream)
     watch = getattr(state, "watch", None)
     if watch is not None:
         try:
-            watch(stream, is_async)
+            watch(runner)  # the object whose generator will run: still unstarted
         except Exception as exc:
             _safety.internal_error("stream.watch", exc)
     stream._iterator = (_follow_async if is_async else _follow)(items, call, state)
     setattr(stream, _FOLLOWED, (call, state))
     return True
+
+
+def _items_without_cycle(stream: Any) -> tuple[Any, Any]:
+    """The stream's item generator, made over a shallow copy of the stream where the SDK made it
+    over the stream itself (openai's ``self._iterator = self.__stream__()``): that generator
+    refers to the stream, and a stream in a reference cycle is freed only by the cyclic garbage
+    collector, so one the application drops unfinished would end its call late. anthropic's SDK
+    already makes it on a copy, for the same reason; the same move, for the others.
+
+    Returns (the items, the stream object that generator runs over)."""
+    items = stream._iterator
+    frame = getattr(items, "gi_frame", None) or getattr(items, "ag_frame", None)
+    if frame is None or not _unstarted(items) or frame.f_locals.get("self") is not stream:
+        return items, stream  # not a generator over this stream, or already started: leave it
+    clone = copy.copy(stream)
+    clone.__dict__.pop("_iterator", None)
+    return clone.__stream__(), clone
+
+
+async def _reference() -> AsyncIterator[None]:
+    yield None
+
+
+_CREATED_LASTI = _reference().ag_frame.f_lasti  # type: ignore[attr-defined]
+
+
+def _unstarted(items: Any) -> bool:
+    if inspect.isgenerator(items):
+        return inspect.getgeneratorstate(items) == inspect.GEN_CREATED
+    state = getattr(inspect, "getasyncgenstate", None)  # Python 3.12+
+    if state is not None:
+        return state(items) == inspect.AGEN_CREATED  # type: ignore[attr-defined]
+    return not items.ag_running and items.ag_frame.f_lasti == _CREATED_LASTI
 
 
 def follow_generator(items: Iterator[Any], call: Call, state: StreamState) -> Iterator[Any]:

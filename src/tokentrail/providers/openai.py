@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 from .. import _safety
@@ -353,14 +352,13 @@ class ChatStreamState:
             chunk.__pydantic_fields_set__.discard("usage")
         return True
 
-    def watch(self, stream: Any, is_async: bool) -> None:
+    def watch(self, stream: Any) -> None:
         """Read the usage chunk we asked for from its server-sent event, and drop it there: the
         SDK would parse it into a chunk (as costly as any other: about a fiftieth of a 50-chunk
-        stream) only for us to hide it from the application."""
-        if not self.hide_usage_chunk:
-            return
-        follow = _usage_events_dropped_async if is_async else _usage_events_dropped
-        stream._iter_events = partial(follow, stream._iter_events, self)
+        stream) only for us to hide it from the application. The stream's event decoder is
+        wrapped (the SDK's own error handling stays above it)."""
+        if self.hide_usage_chunk:
+            stream._decoder = _UsageEventFilter(stream._decoder, self)
 
     def take_usage_event(self, data: str) -> bool:
         """True if ``data`` (an event whose choices are empty) is the usage chunk, now read."""
@@ -397,24 +395,37 @@ class ChatStreamState:
         return info
 
 
-def _usage_events_dropped(events: Any, state: ChatStreamState) -> Any:
-    for event in events():
-        if not _is_usage_event(state, event):
-            yield event
+class _UsageEventFilter:
+    """Stands in for a stream's server-sent-event decoder and drops the usage event we asked for.
 
+    On every event of the stream, so cheap first: the usage chunk follows the finish reasons
+    (until one has arrived nothing is looked at), has an empty choices list (a substring test),
+    and only then is its JSON read. A usage chunk that comes otherwise is still hidden by
+    ``ChatStreamState.add``, parsed. Holds no reference to the stream (no reference cycle)."""
 
-async def _usage_events_dropped_async(events: Any, state: ChatStreamState) -> Any:
-    async for event in events():
-        if not _is_usage_event(state, event):
-            yield event
+    __slots__ = ("_decoder", "_state")
+
+    def __init__(self, decoder: Any, state: ChatStreamState) -> None:
+        self._decoder = decoder
+        self._state = state
+
+    def iter_bytes(self, chunks: Any) -> Any:
+        state = self._state
+        for event in self._decoder.iter_bytes(chunks):
+            if not (state.finish_reasons and _is_usage_event(state, event)):
+                yield event
+
+    async def aiter_bytes(self, chunks: Any) -> Any:
+        state = self._state
+        async for event in self._decoder.aiter_bytes(chunks):
+            if not (state.finish_reasons and _is_usage_event(state, event)):
+                yield event
+
+    def __getattr__(self, name: str) -> Any:  # anything else the SDK asks of its decoder
+        return getattr(self._decoder, name)
 
 
 def _is_usage_event(state: ChatStreamState, event: Any) -> bool:
-    # On every event of the stream, so cheap first: the usage chunk follows the finish reasons
-    # (until one has arrived nothing is searched), has an empty choices list (a substring test),
-    # and only then is its JSON read. One that comes otherwise is still hidden by add(), parsed.
-    if not state.finish_reasons:
-        return False
     try:
         data = event.data
         return ('"choices":[]' in data or '"choices": []' in data) and state.take_usage_event(data)
