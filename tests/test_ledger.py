@@ -765,3 +765,38 @@ def test_a_forked_child_writes_its_own_calls(tmp_path):
     writer(random_records(1, seed=3)[0])
     writer.close()
     assert len(raw_rows(path)) == 7
+
+
+def test_a_batch_is_inserted_in_a_few_statements_not_one_per_row(tmp_path):
+    # executemany() steps SQLite once per row, each step releasing and retaking the GIL: behind a
+    # busy application thread every retake waits a switch interval (2,000 rows: seconds). Rows go
+    # in as many to a statement as SQLite's parameter limit allows.
+    writer = LedgerWriter(tmp_path / "l.sqlite", flush_interval=3600, batch_size=10_000)
+    try:
+        connection = writer._open()
+        statements: list[str] = []
+        connection.set_trace_callback(statements.append)
+        records = random_records(2_000, seed=3)
+        for record in records:
+            writer(record)
+        writer.flush()
+        connection.set_trace_callback(None)
+    finally:
+        writer.close()
+    inserts = [s for s in statements if s.startswith("INSERT INTO calls")]
+    per_statement = connection_limit_rows()
+    assert len(inserts) == -(-2_000 // per_statement)
+    rows = raw_rows(tmp_path / "l.sqlite")
+    assert len(rows) == 2_000
+    assert sorted(r["response_id"] for r in rows) == sorted(r.response_id for r in records)
+    assert math.isclose(sum(r["cost_usd"] or 0 for r in rows), sum(r.cost_usd or 0 for r in records))
+
+
+def connection_limit_rows() -> int:
+    from tokentrail.ledger._schema import COLUMN_NAMES
+
+    probe = sqlite3.connect(":memory:")
+    try:
+        return max(1, probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMN_NAMES))
+    finally:
+        probe.close()

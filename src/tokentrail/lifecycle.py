@@ -172,7 +172,10 @@ class Recorder:
     so this thread does it while the application waits for its next response.
 
     Built on the same :class:`~tokentrail._batcher.Batcher` as the ledger: drained every 0.1 s (or
-    sooner past 1,000 calls), never dropping (a full queue is drained by the calling thread), and
+    sooner past 250 calls), never dropping: when this thread falls 1,000 calls behind (an
+    application whose own thread keeps the CPU, and the GIL, busy leaves it little time), the
+    calling thread drains the queue itself - there is no idle time to hide the work in then -
+    which also bounds the memory held; and
     drained at exit before the OpenTelemetry providers shut down. ``flush()`` finishes everything
     ended so far, on the calling thread: ``tokentrail.flush()`` before reading spans, metrics or
     sinks in-process. A forked child starts a thread of its own.
@@ -192,8 +195,8 @@ class Recorder:
                         "tokentrail-recorder",
                         _complete_all,
                         on_drop=_never_dropped,
-                        queue_size=100_000,
-                        batch_size=1_000,
+                        queue_size=1_000,
+                        batch_size=250,
                         flush_interval=0.1,
                         handle_when_full=True,
                     )
