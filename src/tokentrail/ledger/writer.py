@@ -38,20 +38,37 @@ _COLUMN_SQL = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
 _ROW_PLACEHOLDERS = f"({', '.join('?' * len(COLUMN_NAMES))})"
 # Rows go in many to a statement: executemany() steps SQLite once per row, releasing and retaking
 # the GIL each time, and with the application's thread busy in Python every retake waits for a
-# switch interval (CPython's convoy effect): 2,000 rows took 3 s instead of 5 ms. As many rows as
-# the SQLite library's parameter limit allows (32,766 since 3.32) make one statement, one step.
+# switch interval (CPython's convoy effect): 2,000 rows took 3 s instead of 5 ms. So rows go in
+# as many to a statement as the SQLite library's parameter limit allows (32,766 since 3.32), and
+# the rest in statements of 512, 256, ... 1 rows: a dozen statement sizes in all, since sqlite3
+# keeps every prepared statement it has seen (128 of them), and one for each batch size seen
+# would hold hundreds of megabytes.
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _insert_sql(rows: int) -> str:
     return f"INSERT INTO calls ({_COLUMN_SQL}) VALUES " + ", ".join([_ROW_PLACEHOLDERS] * rows)
 
 
+def _statement_sizes(rows: int, largest: int) -> list[int]:
+    sizes = [largest] * (rows // largest)
+    rest = rows % largest
+    size = 1 << max(0, min(rest, largest).bit_length() - 1)
+    while rest:
+        if size <= rest:
+            sizes.append(size)
+            rest -= size
+        size >>= 1
+    return sizes
+
+
 def _insert(connection: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    per_statement = max(1, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMN_NAMES))
-    for start in range(0, len(rows), per_statement):
-        part = rows[start : start + per_statement]
-        connection.execute(_insert_sql(len(part)), [value for row in part for value in row])
+    largest = max(1, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMN_NAMES))
+    start = 0
+    for size in _statement_sizes(len(rows), largest):
+        part = rows[start : start + size]
+        start += size
+        connection.execute(_insert_sql(size), [value for row in part for value in row])
 
 
 _DIMENSION_SQL = ", ".join(f'"{name}"' for name in DIMENSIONS)
