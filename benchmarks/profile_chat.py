@@ -49,7 +49,8 @@ def _label(func: tuple[str, int, str]) -> str:
     return f"{short}:{line}({name})"
 
 
-def profile(kind: str, calls: int, top: int) -> None:
+def _instrumented_call(kind: str) -> tuple[Any, Any]:
+    """(a function making one instrumented call of ``kind``, the providers), warmed up."""
     import tokentrail
 
     fake = FakeOpenAI()
@@ -67,6 +68,13 @@ def profile(kind: str, calls: int, top: int) -> None:
 
     for _ in range(200 if kind == "chat" else 40):
         call()
+    return call, providers
+
+
+def profile(kind: str, calls: int, top: int) -> None:
+    import tokentrail
+
+    call, providers = _instrumented_call(kind)
     profiler = cProfile.Profile()  # perf_counter: a thread-CPU timer is a syscall per event
     profiler.enable()
     for _ in range(calls):
@@ -130,21 +138,7 @@ def profile_recorder(kind: str, calls: int) -> None:
     import tokentrail
     from tokentrail import lifecycle
 
-    fake = FakeOpenAI()
-    client = fake.client()
-    providers = make_providers()
-    tokentrail.instrument(tracer_provider=providers.tracer_provider, meter_provider=providers.meter_provider)
-    create = client.chat.completions.create
-
-    def call() -> None:
-        if kind == "chat":
-            create(**CHAT_REQUEST)
-        else:
-            for _ in create(**CHAT_REQUEST, stream=True):
-                pass
-
-    for _ in range(200 if kind == "chat" else 40):
-        call()
+    call, providers = _instrumented_call(kind)
     tokentrail.flush()
     queue = lifecycle.RECORDER._queue()  # benchmark-only: hold the recorder thread back
     queue._wake_at, queue._interval = 10**9, 3600.0

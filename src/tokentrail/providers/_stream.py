@@ -84,6 +84,7 @@ def _follow(items: Iterator[Any], call: Call, state: StreamState) -> Iterator[An
 
 
 async def _follow_async(items: AsyncIterator[Any], call: Call, state: StreamState) -> AsyncIterator[Any]:
+    # _follow's twin for async iterators, line for line (a generator cannot serve both): keep alike.
     add = state.add
     first = True
     try:
