@@ -175,8 +175,8 @@ class Recorder:
     sooner past 250 calls), never dropping: when this thread falls 1,000 calls behind (an
     application whose own thread keeps the CPU, and the GIL, busy leaves it little time), the
     calling thread drains the queue itself - there is no idle time to hide the work in then -
-    which also bounds the memory held; and
-    drained at exit before the OpenTelemetry providers shut down. ``flush()`` finishes everything
+    which also bounds the memory held; and drained at exit before the OpenTelemetry providers
+    shut down. ``flush()`` finishes everything
     ended so far, on the calling thread: ``tokentrail.flush()`` before reading spans, metrics or
     sinks in-process. A forked child starts a thread of its own.
     """
@@ -223,8 +223,9 @@ class Recorder:
         self._queue().submit(ended)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Finish everything ended so far (``timeout`` is accepted for compatibility: the work is
-        in-memory and bounded, so a drain does not wait on any exporter)."""
+        """Finish everything ended so far, on this thread. ``timeout`` is accepted and not used:
+        the work is bounded (at most the queue's 1,000 calls); only a span processor that exports
+        synchronously (``SimpleSpanProcessor``) can make it wait, as it makes every span end wait."""
         if self._batcher is not None:
             self._batcher.flush()
 
