@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tokentrail
-from tokentrail import _safety
+from tokentrail import _safety, budgets
 
 # Tests never write to the real user's ledger: the whole session (and every subprocess it starts)
 # runs with the ledger off; ledger tests pass their own tmp paths.
@@ -87,6 +87,7 @@ def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
     options = dict(marker.kwargs) if marker else {}
     recorded = Recorded(exporter, reader, tracer_provider, meter_provider)
     _safety.reset_for_tests()
+    budgets._by_name.clear()  # named budgets are gauges for the process's life: none from earlier tests
     tokentrail.instrument(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
