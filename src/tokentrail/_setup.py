@@ -293,7 +293,11 @@ def instrumented() -> list[str]:
 
 
 def add_sink(sink: Sink) -> None:
-    """Send every finished call's :class:`~tokentrail.records.CallRecord` to ``sink`` too."""
+    """Send every finished call's :class:`~tokentrail.records.CallRecord` to ``sink`` too.
+
+    Sinks run on tokentrail's recorder thread, in the order calls ended; ``tokentrail.flush()``
+    hands them every call that has ended so far. An exception in a sink is logged once and
+    swallowed."""
     telemetry = lifecycle.active()
     if telemetry is None:
         raise RuntimeError("call tokentrail.instrument() before adding sinks")

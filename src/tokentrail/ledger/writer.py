@@ -123,7 +123,7 @@ class LedgerWriter:
         )
         self._submit = self._batcher.submit
 
-    # --- the sink: the calling thread ------------------------------------------------------------
+    # --- the sink: tokentrail's recorder thread (or whichever drains it) ---------------------------
 
     def __call__(self, record: CallRecord) -> None:
         self._submit(record)

@@ -8,8 +8,8 @@ which are all built on it. What is SDK-specific - which endpoints are LLM calls,
 requests, responses and streams - comes from an :class:`Adapter` supplied by the provider module.
 
 Here lives only the call mechanics: start the call, run the SDK, end the call or hand the stream
-to the stream proxy. Every step of ours is guarded: if tokentrail fails, the SDK call runs as if
-tokentrail were not there.
+to the stream follower (:mod:`._stream`). Every step of ours is guarded: if tokentrail fails, the
+SDK call runs as if tokentrail were not there.
 """
 
 from __future__ import annotations

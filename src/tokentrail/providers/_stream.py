@@ -171,9 +171,12 @@ def follow_generator(items: Iterator[Any], call: Call, state: StreamState) -> It
 
 def end_followed(stream: Any) -> None:
     """After an SDK stream's own ``close()``: end the call it was following, if any."""
-    followed = getattr(stream, "__dict__", {}).get(_FOLLOWED)
-    if followed is not None:
-        _closed_early(followed)
+    try:
+        followed = getattr(stream, "__dict__", {}).get(_FOLLOWED)
+        if followed is not None:
+            _closed_early(followed)
+    except Exception as exc:  # runs in the SDK's close(): never let ours replace its outcome
+        _safety.internal_error("stream.close", exc)
 
 
 def _closed_early(followed: tuple[Call, StreamState]) -> None:

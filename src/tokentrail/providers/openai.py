@@ -422,6 +422,8 @@ class _UsageEventFilter:
                 yield event
 
     def __getattr__(self, name: str) -> Any:  # anything else the SDK asks of its decoder
+        if name in _UsageEventFilter.__slots__:  # not set yet (a copy in the making): no recursion
+            raise AttributeError(name)
         return getattr(self._decoder, name)
 
 
