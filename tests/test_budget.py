@@ -108,8 +108,44 @@ def test_warn_mode_never_refuses(recorded: Any) -> None:
         ask(fake.client())
         ask(fake.client())
     assert len(fake.sent) == 2
+    tokentrail.flush()  # alerts come from the recorder thread, which settles ended calls
     assert [a.threshold for a in alerts] == [0.5, 0.8, 1.0]
     assert warned.spent_usd == pytest.approx(2 * cost)
+
+
+def test_a_call_is_settled_off_the_calling_thread_with_its_alert(recorded: Any) -> None:
+    fake, cost = exact_fake()
+    crossed = threading.Event()
+    threads: list[str] = []
+
+    def on_alert(alert: BudgetAlert) -> None:
+        threads.append(threading.current_thread().name)
+        crossed.set()
+
+    with tokentrail.budget(usd=cost * 1.5, thresholds=(0.5,), on_alert=on_alert) as watched:
+        ask(fake.client())
+        assert crossed.wait(timeout=10), "the recorder settles within its interval, unasked"
+    assert threads == ["tokentrail-recorder"]
+    assert watched.spent_usd == pytest.approx(cost) and watched.reserved_usd == 0
+
+
+def test_an_ended_call_still_holding_its_worst_case_never_causes_a_refusal(recorded: Any) -> None:
+    # The worst case (max_tokens of output) is ten times what each call really costs. Until the
+    # recorder settles a call, its worst case is held; the next call, right after, would not fit
+    # beside it, but fits beside the real spend - and so it must be allowed, settled or not.
+    tokens, _ = count_openai_chat(MODEL, MESSAGES)
+    fake = FakeOpenAI(chat_usage=chat_usage(prompt=tokens, completion=1, cached=0))
+    worst = price_tokens("openai", MODEL, tokens, 200)
+    real = price_tokens("openai", MODEL, tokens, 1)
+    assert worst is not None and real is not None and worst > 3 * real
+    client = fake.client()
+    with tokentrail.budget(usd=worst + 2 * real, thresholds=(1.0,)) as tight:
+        for _ in range(3):
+            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=200)
+        with pytest.raises(tokentrail.BudgetExceeded):  # 3 real + 1 worst: over, settled or not
+            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=200)
+    assert len(fake.sent) == 3
+    assert tight.spent_usd == pytest.approx(3 * real) and tight.reserved_usd == 0
 
 
 def test_unknown_estimate_policy(recorded: Any) -> None:

@@ -24,7 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _safety
+from . import _safety, budgets
 from . import semconv as sc
 from ._batcher import Batcher
 from ._version import __version__
@@ -244,6 +244,7 @@ def _never_dropped(count: int, reason: str) -> None:  # only reached after the r
 
 # One recorder for the process: every instrument() shares its thread and its exit hook.
 RECORDER = Recorder()
+budgets.settle_ended_with(RECORDER.flush)  # reading or refusing on a budget settles ended calls
 
 
 def _drain_first(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
@@ -301,7 +302,6 @@ class Call:
         "_error",
         "_incomplete",
         "_price_context",
-        "_priced",
         "_pricing_error",
         "_response",
         "_start",
@@ -325,7 +325,6 @@ class Call:
         self.chunks = 0
         self.first_chunk: float | None = None
         self.last_chunk: float | None = None
-        self._priced: tuple[Cost | None, str | None] | None = None
         self._pricing_error: str | None = None
         self._start = time.perf_counter()
         if started_at is None:
@@ -413,13 +412,8 @@ class Call:
         self._end_ns = time.time_ns()
         self._error = error
         self._incomplete = incomplete
-        if self.reservations:
-            # A budget settles with the real cost now, before the application's next call is
-            # checked against it; a crossed threshold is an event on this (still open) span.
-            response = _read(response)
-            self._priced = self._price(response)
-            cost = self._priced[0]
-            settle_budgets(self.reservations, cost.total if cost is not None else 0.0, self.span)
+        # A budget's reservation for this call stays held until the recorder settles it with the
+        # real cost (see budgets.check: a refusal first settles every call that has ended).
         self._response = response
         self._telemetry.recorder.submit(self)
 
@@ -458,7 +452,9 @@ class Call:
         response_model = response.response_model if response is not None else None
         parts = response.extra_usage if response is not None else ()
 
-        cost, unpriced = self._priced if self._priced is not None else self._price(response)
+        cost, unpriced = self._price(response)
+        if self.reservations:  # before the span ends: a crossed threshold is an event on it
+            settle_budgets(self.reservations, cost.total if cost is not None else 0.0, self.span)
         unpriced_model = unpriced or response_model or request.request_model or "?"
         for part in parts:  # the call's totals include what was billed separately
             usage = part.usage if usage is None else usage + part.usage
