@@ -42,6 +42,8 @@ from typing import Any
 from . import _safety
 from . import semconv as sc
 from .config import ConfigError, shown
+from .estimation import DEFAULT_MAX_OUTPUT_TOKENS
+from .usage import Usage
 
 __all__ = [
     "BudgetAlert",
@@ -560,9 +562,6 @@ def _reserve_all(budgets: list[budget], worst: float | None, enforce: bool) -> t
 
 def worst_case(request: Any, pricer: Any, budgets: Iterable[budget]) -> float | None:
     """USD of the request's worst case, or None when its input or its price is unknown."""
-    from .estimation import DEFAULT_MAX_OUTPUT_TOKENS
-    from .usage import Usage
-
     estimator = getattr(request, "input_estimate", None)
     if estimator is None:
         return None

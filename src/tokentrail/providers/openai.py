@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
+from ..estimation import input_tokens
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
@@ -630,8 +631,6 @@ def _input_estimate(body: Mapping[str, Any], model: str) -> Any:
     """Counts the request's input tokens when a budget asks (lazily: tiktoken loads on first use)."""
 
     def estimate() -> tuple[int | None, float]:
-        from ..estimation import input_tokens
-
         messages = body.get("messages")
         if messages is not None:
             tokens, _, margin, _ = input_tokens("openai", model, messages, body.get("tools"))
