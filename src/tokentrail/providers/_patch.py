@@ -18,7 +18,7 @@ the same as for Stainless SDKs:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol
@@ -184,23 +184,6 @@ def _async_call(where: str, reader: Reader) -> Callable[..., Any]:
     return wrapper
 
 
-_END = object()
-
-
-def _first_step_in_span(call: Call, chunks: Iterator[Any]) -> Iterator[Any]:
-    # A generator sends its request on the first next(), long after the patched method returned:
-    # make the call's span current for that step, as for a non-streamed request.
-    token = call.activate()
-    try:
-        first = next(chunks, _END)
-    finally:
-        call.deactivate(token)
-    if first is _END:
-        return
-    yield first
-    yield from chunks
-
-
 def _sync_stream(where: str, reader: Reader) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         started = _start(where, reader, instance, args, kwargs)
@@ -216,8 +199,6 @@ def _sync_stream(where: str, reader: Reader) -> Callable[..., Any]:
         if state is None:
             return chunks
         if inspect.isgenerator(chunks):
-            if inspect.getgeneratorstate(chunks) == inspect.GEN_CREATED:
-                chunks = _first_step_in_span(call, chunks)
             return follow_generator(chunks, call, state)  # consumed by the SDK's own code
         return StreamProxy(chunks, call, state)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from ..records import ResponseInfo
 __all__ = ["AsyncStreamProxy", "StreamProxy", "StreamState", "end_followed", "follow", "follow_generator"]
 
 _perf_counter = time.perf_counter
+_END = object()
 _FOLLOWED = "_tokentrail_followed"  # on a tapped SDK stream: (call, state)
 
 
@@ -56,10 +58,23 @@ class StreamState(Protocol):
         ...
 
 
-def _follow(items: Iterator[Any], call: Call, state: StreamState) -> Iterator[Any]:
+def _follow(
+    items: Iterator[Any], call: Call, state: StreamState, first_step_in_span: bool = False
+) -> Iterator[Any]:
     add = state.add
+    clock = _perf_counter
     first = True
     try:
+        if first_step_in_span:
+            # A generator sends its request on its first step, long after the patched method
+            # returned: that step runs with the call's span current, as a non-streamed request
+            # does. ``chain`` (C) then hands on the rest at no cost per item.
+            token = call.activate()
+            try:
+                head = next(items, _END)
+            finally:
+                call.deactivate(token)
+            items = itertools.chain(() if head is _END else (head,), items)
         for item in items:
             try:
                 deliver = add(item)
@@ -67,7 +82,7 @@ def _follow(items: Iterator[Any], call: Call, state: StreamState) -> Iterator[An
                 _safety.internal_error("stream.item", exc)
                 deliver = True
             if deliver:
-                now = _perf_counter()
+                now = clock()
                 if first:
                     call.first_chunk = now
                     first = False
@@ -86,6 +101,7 @@ def _follow(items: Iterator[Any], call: Call, state: StreamState) -> Iterator[An
 async def _follow_async(items: AsyncIterator[Any], call: Call, state: StreamState) -> AsyncIterator[Any]:
     # _follow's twin for async iterators, line for line (a generator cannot serve both): keep alike.
     add = state.add
+    clock = _perf_counter
     first = True
     try:
         async for item in items:
@@ -95,7 +111,7 @@ async def _follow_async(items: AsyncIterator[Any], call: Call, state: StreamStat
                 _safety.internal_error("stream.item", exc)
                 deliver = True
             if deliver:
-                now = _perf_counter()
+                now = clock()
                 if first:
                     call.first_chunk = now
                     first = False
@@ -165,8 +181,10 @@ def _unstarted(items: Any) -> bool:
 def follow_generator(items: Iterator[Any], call: Call, state: StreamState) -> Iterator[Any]:
     """A generator in place of an SDK's generator of items: same type, same items; only for one
     that the SDK's own code consumes (a per-request stream inside its public one), where nothing
-    but iteration and ``close()`` is ever asked of it."""
-    return _follow(items, call, state)
+    but iteration and ``close()`` is ever asked of it. If ``items`` has not started yet, its
+    first step (the request) runs inside the call's span."""
+    unstarted = inspect.isgenerator(items) and inspect.getgeneratorstate(items) == inspect.GEN_CREATED
+    return _follow(items, call, state, unstarted)
 
 
 def end_followed(stream: Any) -> None:

@@ -424,25 +424,29 @@ class GenerateStreamState:
         self.parts: dict[int, list[dict[str, Any]]] = {}
 
     def add(self, chunk: Any) -> bool:
+        # Once per chunk of every stream: only what can change is read on each chunk.
         self.received = True
-        model = chunk.model_version
-        if model:
-            self.model = model
-        response_id = chunk.response_id
-        if response_id:
-            self.id = response_id
+        if self.id is None or self.model is None:  # every chunk repeats them
+            self.model = chunk.model_version or self.model
+            self.id = chunk.response_id or self.id
         metadata = chunk.usage_metadata
         if metadata is not None:
             # Each chunk's usage is the running total of the request: overwrite, never add.
             self.metadata = metadata
-        for position, candidate in enumerate(chunk.candidates or ()):
-            index = candidate.index if isinstance(candidate.index, int) else position
-            if candidate.finish_reason is not None:
-                reason = _finish_reason(candidate.finish_reason)
-                if reason:
-                    self.finish_reasons[index] = reason
-            if self.capture and candidate.content is not None:
-                self._collect(index, candidate.content.parts or ())
+        candidates = chunk.candidates
+        if candidates:
+            capture = self.capture
+            for position, candidate in enumerate(candidates):
+                finish_reason = candidate.finish_reason
+                if finish_reason is None and not capture:
+                    continue  # most chunks: nothing to keep
+                index = candidate.index if isinstance(candidate.index, int) else position
+                if finish_reason is not None:
+                    reason = _finish_reason(finish_reason)
+                    if reason:
+                        self.finish_reasons[index] = reason
+                if capture and candidate.content is not None:
+                    self._collect(index, candidate.content.parts or ())
         return True
 
     def _collect(self, index: int, parts: Any) -> None:
