@@ -44,6 +44,11 @@ Two estimates of the overhead, both printed:
   bootstrap over rounds.
 * paired median: median over rounds of (configuration - bare) in the same round, as a cross-check.
 
+``--floor-usage`` (OpenAI): the floor's stream asks for ``stream_options.include_usage`` (and keeps
+the usage chunk from the application, as tokentrail does), so its four records carry the stream's
+real token counts. Without it the floor records zero tokens for a stream, and pays nothing for
+the usage that tokentrail must ask for to record exact ones.
+
 Defaults (300 rounds) take about 3 minutes; ``--rounds 30 --chat-calls 200 --stream-calls 40`` gives
 the 30 x 200 layout, which on a quiet machine is as good and on a noisy one worse.
 """
@@ -181,16 +186,22 @@ class OpenAIFloor(Floor):
         )
         return response
 
+    asks_usage = False  # --floor-usage
+
     def stream(self) -> Iterator[Any]:
         """A generator around the SDK stream: the span ends when the stream is exhausted. It does
-        not ask for the usage chunk (so it records zero tokens), as the bare call does not."""
+        not ask for the usage chunk (so it records zero tokens), as the bare call does not; with
+        ``asks_usage`` it does, and keeps that chunk from the application."""
         start = time.perf_counter()
         span = self._start()
         model = response_id = usage = None
-        for chunk in self.client.chat.completions.create(**CHAT_REQUEST, stream=True):
+        extra = {"stream_options": {"include_usage": True}} if self.asks_usage else {}
+        for chunk in self.client.chat.completions.create(**CHAT_REQUEST, stream=True, **extra):
             model, response_id = chunk.model, chunk.id
             if chunk.usage is not None:
                 usage = chunk.usage
+                if self.asks_usage and not chunk.choices:
+                    continue
             yield chunk
         self._end(
             span,
@@ -380,7 +391,12 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
 
 class Bench:
     def __init__(
-        self, clock: str, provider: str = "openai", stream_chunks: int = STREAM_CHUNKS, features: bool = False
+        self,
+        clock: str,
+        provider: str = "openai",
+        stream_chunks: int = STREAM_CHUNKS,
+        features: bool = False,
+        floor_usage: bool = False,
     ) -> None:
         import tokentrail
 
@@ -395,6 +411,11 @@ class Bench:
         self.fake = self.workload.fake
         self.client = self.workload.client
         self.floor = self.workload.floor
+        self.floor_usage = floor_usage
+        if floor_usage:
+            if provider != "openai":
+                raise SystemExit("--floor-usage is for OpenAI (the other streams always carry usage)")
+            self.floor.asks_usage = True
         chat = self.workload.chat
         open_stream = self.workload.stream
         floor = self.floor
@@ -486,6 +507,9 @@ class Bench:
         # floor: the same items, the provider's usage read
         items = sum(1 for _ in self.floor.stream())
         assert items == workload.stream_items, (items, workload.stream_items)
+        if workload.provider == "openai":
+            assert self.fake.usage_requested == int(self.floor_usage)
+            self.fake.usage_requested = 0
         self.floor.chat()
         floor_points = metric_points(providers.reader)
         assert floor_points.get("bench.floor.tokens") == 2, floor_points
@@ -540,13 +564,14 @@ def run(
     provider: str = "openai",
     stream_chunks: int = STREAM_CHUNKS,
     features: bool = False,
+    floor_usage: bool = False,
 ) -> dict[str, Any]:
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
     # instrument() runs before every tokentrail block; don't start a price-warming thread each time
     # (the untimed call after instrument() loads the prices instead).
     os.environ.setdefault("TOKENTRAIL_WARM_PRICES", "0")
     ledger = isolate_ledger()
-    bench = Bench(clock, provider, stream_chunks, features)
+    bench = Bench(clock, provider, stream_chunks, features, floor_usage)
     checked = bench.check()
     pairs = [(config, kind) for kind in KINDS for config in CONFIGS]
     calls = {"chat": chat_calls, "stream": stream_calls}
@@ -594,6 +619,7 @@ def run(
             "stream_chunks": stream_chunks,
             "stream_items": bench.workload.stream_items,
             "all_features": features,
+            "floor_usage": floor_usage,
         },
         "check": {**checked, "metric_points": points},
         "results": summarise(cpu, stream_chunks=stream_chunks),
@@ -743,7 +769,8 @@ def table(report: dict[str, Any]) -> str:
         f"{title} - {report['date']} - Python {report['machine']['python']}, "
         f"{report['machine']['cpus']} CPUs - {method['rounds']} rounds x ({calls['chat']} chat, "
         f"{calls['stream']} stream) calls per block - {method['clock']}"
-        + (" - all features (attribution, a budget, the ledger)" if method.get("all_features") else ""),
+        + (" - all features (attribution, a budget, the ledger)" if method.get("all_features") else "")
+        + (" - the floor's stream asks for its usage" if method.get("floor_usage") else ""),
         f"tokentrail source: {report['machine']['tokentrail_source']}",
         "",
         f"{'':<21}{'':>9}{'--- low-quantile estimate (p10) ---':^48}{'-- paired median --':^30}",
@@ -809,6 +836,11 @@ def main(argv: list[str] | None = None) -> int:
         help="tokentrail calls inside tokentrail.attribute(...) and under a configured budget that is "
         "never reached (the ledger is on in every run)",
     )
+    parser.add_argument(
+        "--floor-usage",
+        action="store_true",
+        help="OpenAI: the floor's stream asks for the usage chunk too, so it records real tokens",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results (and raw blocks) as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -825,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
             provider=provider,
             stream_chunks=args.stream_chunks,
             features=args.all_features,
+            floor_usage=args.floor_usage,
         )
         reports[provider] = report
         print(("\n" if index else "") + table(report), flush=True)
