@@ -208,6 +208,10 @@ class budget:
         def summarize(text): ...
 
     A budget of 0 or less, an unknown mode or a bad window raise ``ValueError`` here.
+
+    ``on_alert`` is called once per threshold and window, from tokentrail's recorder thread, when
+    the call that crossed it has been priced (within about 0.1 s of its end; ``tokentrail.flush()``
+    delivers it at once): keep it short, or hand the work to a thread of your own.
     """
 
     def __init__(
