@@ -148,6 +148,34 @@ async def test_async_usage_chunk_is_read_from_its_event(recorded, monkeypatch):
     assert_chat_span(recorded.span(), stream=True)
 
 
+def test_a_client_with_its_own_sse_decoder_still_gets_exactly_its_chunks(recorded, monkeypatch):
+    # A decoder class of the client's own is never touched: the usage chunk is parsed by the SDK
+    # and hidden from the application (the fallback), and the usage is recorded all the same.
+    from openai._streaming import SSEDecoder
+
+    class OwnDecoder(SSEDecoder):
+        pass
+
+    client = FakeOpenAI().client()
+    monkeypatch.setattr(client, "_make_sse_decoder", OwnDecoder)
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    chunks = list(stream)
+    assert type(stream._decoder) is OwnDecoder
+    assert chunks and all(c.usage is None and c.choices for c in chunks)
+    assert all("usage" not in c.model_fields_set for c in chunks)
+    assert_chat_span(recorded.span(), stream=True)
+
+
+def test_the_stream_keeps_its_own_decoder_object(recorded):
+    from openai._streaming import SSEDecoder
+
+    stream = FakeOpenAI().client().chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    decoder = stream._decoder
+    list(stream)
+    assert stream._decoder is decoder and isinstance(decoder, SSEDecoder)
+    assert_chat_span(recorded.span(), stream=True)
+
+
 def test_stream_with_include_usage_keeps_the_usage_chunk(recorded):
     fake = FakeOpenAI()
     chunks = list(

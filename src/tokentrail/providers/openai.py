@@ -314,8 +314,8 @@ class ChatCompletions:
 class ChatStreamState:
     """Accumulates a chat (or legacy completion) stream: identity, finish reasons, usage."""
 
-    __slots__ = ("capture", "finish_reasons", "hide_usage_chunk", "id", "legacy", "model", "service_tier",
-                 "texts", "usage")  # fmt: skip
+    __slots__ = ("capture", "decoder", "finish_reasons", "hide_usage_chunk", "id", "legacy", "model",
+                 "service_tier", "texts", "usage")  # fmt: skip
 
     def __init__(self, legacy: bool, hide_usage_chunk: bool, capture: bool) -> None:
         self.legacy = legacy
@@ -327,6 +327,7 @@ class ChatStreamState:
         self.usage: Any = None
         self.finish_reasons: dict[int, str] = {}
         self.texts: dict[int, list[str]] = {}
+        self.decoder: Any = None  # the stream's SSE decoder, until the usage event is due
 
     def add(self, chunk: Any) -> bool:
         if self.id is None:
@@ -337,6 +338,8 @@ class ChatStreamState:
             reason = choice.finish_reason
             if reason:
                 self.finish_reasons[choice.index] = reason
+                if self.decoder is not None:
+                    self._drop_usage_event()
             if self.capture:
                 text = choice.text if self.legacy else (choice.delta.content if choice.delta else None)
                 if text:
@@ -356,10 +359,24 @@ class ChatStreamState:
     def watch(self, stream: Any) -> None:
         """Read the usage chunk we asked for from its server-sent event, and drop it there: the
         SDK would parse it into a chunk (as costly as any other: about a fiftieth of a 50-chunk
-        stream) only for us to hide it from the application. The stream's event decoder is
-        wrapped (the SDK's own error handling stays above it)."""
+        stream) only for us to hide it from the application.
+
+        Nothing is added to the stream's path until a finish reason has arrived (the usage event
+        comes after them): then the stream's own SSE decoder becomes an instance of a subclass
+        whose ``decode`` drops that event (see :func:`_usage_dropping`). A decoder of any other
+        class is left alone; the usage chunk is then parsed, and hidden by :meth:`add`."""
         if self.hide_usage_chunk:
-            stream._decoder = _UsageEventFilter(stream._decoder, self)
+            self.decoder = getattr(stream, "_decoder", None)
+
+    def _drop_usage_event(self) -> None:
+        decoder, self.decoder = self.decoder, None  # once; and no reference cycle with the decoder
+        try:
+            dropping = _usage_dropping(type(decoder))
+            if dropping is not None:
+                decoder._tokentrail_stream_state = self
+                decoder.__class__ = dropping
+        except Exception as exc:  # the usage chunk is then parsed by the SDK and hidden by add()
+            _safety.internal_error("openai.usage_event", exc)
 
     def take_usage_event(self, data: str) -> bool:
         """True if ``data`` (an event whose choices are empty) is the usage chunk, now read."""
@@ -396,36 +413,34 @@ class ChatStreamState:
         return info
 
 
-class _UsageEventFilter:
-    """Stands in for a stream's server-sent-event decoder and drops the usage event we asked for.
+_DROPPING_DECODERS: dict[type, type] = {}
 
-    On every event of the stream, so cheap first: the usage chunk follows the finish reasons
-    (until one has arrived nothing is looked at), has an empty choices list (a substring test),
-    and only then is its JSON read. A usage chunk that comes otherwise is still hidden by
-    ``ChatStreamState.add``, parsed. Holds no reference to the stream (no reference cycle)."""
 
-    __slots__ = ("_decoder", "_state")
+def _usage_dropping(decoder_class: type) -> type | None:
+    """The subclass of openai's ``SSEDecoder`` whose ``decode`` drops the usage event we asked for;
+    None for any other decoder class (a client's own ``_make_sse_decoder``).
 
-    def __init__(self, decoder: Any, state: ChatStreamState) -> None:
-        self._decoder = decoder
-        self._state = state
+    Every openai version we support decodes a stream line by line through ``self.decode(line)``
+    and skips what it returns falsy, so swapping a decoder's class mid-stream changes how the
+    lines still to come are read, and nothing else. The stream keeps its decoder object."""
+    dropping = _DROPPING_DECODERS.get(decoder_class)
+    if dropping is None:
+        from openai._streaming import SSEDecoder
 
-    def iter_bytes(self, chunks: Any) -> Any:
-        state = self._state
-        for event in self._decoder.iter_bytes(chunks):
-            if not (state.finish_reasons and _is_usage_event(state, event)):
-                yield event
+        if decoder_class is not SSEDecoder:
+            return None
 
-    async def aiter_bytes(self, chunks: Any) -> Any:
-        state = self._state
-        async for event in self._decoder.aiter_bytes(chunks):
-            if not (state.finish_reasons and _is_usage_event(state, event)):
-                yield event
+        class UsageDroppingSSEDecoder(decoder_class):  # type: ignore[misc, valid-type]
+            _tokentrail_stream_state: ChatStreamState
 
-    def __getattr__(self, name: str) -> Any:  # anything else the SDK asks of its decoder
-        if name in _UsageEventFilter.__slots__:  # not set yet (a copy in the making): no recursion
-            raise AttributeError(name)
-        return getattr(self._decoder, name)
+            def decode(self, line: str) -> Any:
+                event = super().decode(line)
+                if event is not None and _is_usage_event(self._tokentrail_stream_state, event):
+                    return None  # read; the SDK never parses it
+                return event
+
+        dropping = _DROPPING_DECODERS[decoder_class] = UsageDroppingSSEDecoder
+    return dropping
 
 
 def _is_usage_event(state: ChatStreamState, event: Any) -> bool:
