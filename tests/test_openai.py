@@ -778,3 +778,49 @@ def test_instrumentation_object_is_idempotent():
     from openai import _base_client
 
     assert not hasattr(_base_client.SyncAPIClient.request, "__wrapped__")
+
+
+def test_samplers_see_the_sampling_attributes_and_the_span_gets_the_request_parameters():
+    # The five attributes the conventions set at start (and the application's attribution) reach
+    # the sampler; the request's parameters are set with the response, on the recorder thread.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
+
+    seen: list[dict[str, Any]] = []
+
+    class Watching(Sampler):
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, *args, **kw):
+            seen.append(dict(attributes or {}))
+            return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, attributes, *args, **kw)
+
+        def get_description(self) -> str:
+            return "watching"
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=Watching())
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tokentrail.instrument(tracer_provider=tracer_provider, meter_provider=MeterProvider(), ledger=False)
+    try:
+        client = FakeOpenAI().client()
+        with tokentrail.attribute(agent="writer"):
+            list(client.chat.completions.create(model=MODEL, messages=MESSAGES, temperature=0.2, stream=True))
+        tokentrail.flush()
+    finally:
+        tokentrail.uninstrument()
+    assert seen == [
+        {
+            sc.OPERATION_NAME: "chat",
+            sc.PROVIDER_NAME: "openai",
+            sc.REQUEST_MODEL: MODEL,
+            sc.SERVER_ADDRESS: "api.openai.com",
+            sc.SERVER_PORT: 443,
+            "gen_ai.agent.name": "writer",
+        }
+    ]
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["gen_ai.request.temperature"] == 0.2
+    assert span.attributes[sc.REQUEST_STREAM] is True
+    assert span.attributes[sc.USAGE_INPUT_TOKENS] > 0

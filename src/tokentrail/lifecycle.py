@@ -464,7 +464,7 @@ class Call:
         span = self.span
         recording = span.is_recording()
         if recording:
-            attributes = _end_attributes(response, usage, cost, error_type, incomplete, ttfc)
+            attributes = _end_attributes(request, response, usage, cost, error_type, incomplete, ttfc)
             if self._pricing_error is not None:
                 attributes[sc.PRICE_ERROR] = self._pricing_error
             if telemetry.settings.content.enabled:
@@ -638,16 +638,16 @@ def _start_attributes(request: RequestInfo, call: Call) -> dict[str, Any]:
         attributes[sc.SERVER_ADDRESS] = request.server_address
     if request.server_port:
         attributes[sc.SERVER_PORT] = request.server_port
-    if request.stream:
-        attributes[sc.REQUEST_STREAM] = True
-    if request.params:
-        attributes.update(request.params)
+    # The request's parameters and gen_ai.request.stream go on at the end, on the recorder
+    # thread (the conventions list them with the response); samplers see the five above, and the
+    # application's attribution.
     if call.attribution.span_attributes:
         attributes.update(call.attribution.span_attributes)
     return attributes
 
 
 def _end_attributes(
+    request: RequestInfo,
     response: ResponseInfo | None,
     usage: Usage | None,
     cost: Cost | None,
@@ -655,7 +655,9 @@ def _end_attributes(
     incomplete: bool,
     ttfc: float | None,
 ) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
+    attributes: dict[str, Any] = dict(request.params) if request.params else {}
+    if request.stream:
+        attributes[sc.REQUEST_STREAM] = True
     if response is not None:
         if response.response_model:
             attributes[sc.RESPONSE_MODEL] = response.response_model
