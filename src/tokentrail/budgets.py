@@ -572,7 +572,7 @@ def worst_case(request: Any, pricer: Any, budgets: Iterable[budget]) -> float | 
     tokens, margin = estimator()
     if tokens is None:
         return None
-    cap = request.params.get(sc.REQUEST_MAX_TOKENS) if request.params else None
+    cap = request.parameters().get(sc.REQUEST_MAX_TOKENS)
     if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
         caps = [b.max_output_tokens for b in budgets if b.max_output_tokens]
         cap = max(caps) if caps else DEFAULT_MAX_OUTPUT_TOKENS

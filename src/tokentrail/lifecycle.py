@@ -655,7 +655,7 @@ def _end_attributes(
     incomplete: bool,
     ttfc: float | None,
 ) -> dict[str, Any]:
-    attributes: dict[str, Any] = dict(request.params) if request.params else {}
+    attributes: dict[str, Any] = dict(request.parameters())
     if request.stream:
         attributes[sc.REQUEST_STREAM] = True
     if response is not None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _safety
 from .pricing import Cost
 from .usage import Usage
 
@@ -29,8 +30,10 @@ class RequestInfo:
     server_address: str | None = None
     server_port: int | None = None
     stream: bool = False
-    params: Mapping[str, Any] = field(default_factory=dict)
-    """Request parameters as semantic-convention attributes (max_tokens, temperature, ...)."""
+    params: Mapping[str, Any] | Callable[[], Mapping[str, Any]] = field(default_factory=dict)
+    """Request parameters as semantic-convention attributes (max_tokens, temperature, ...), or a
+    reader of them (called once, when first needed: at the end of the call, off the calling
+    thread, unless a budget needs them first). Read through :meth:`parameters`."""
     input_messages: list[Any] | None = None
     """GenAI-convention input messages; filled only when content capture is on."""
     system_instructions: list[Any] | None = None
@@ -42,6 +45,18 @@ class RequestInfo:
     input_estimate: Callable[[], tuple[int | None, float]] | None = None
     """Estimates the request's input tokens: ``(tokens or None, margin as a fraction)``. Filled by
     provider modules that can read the request; called only when a budget applies to the call."""
+
+    def parameters(self) -> Mapping[str, Any]:
+        """The request parameters (reading them now if a reader was given)."""
+        params = self.params
+        if callable(params):
+            try:
+                params = params()
+            except Exception as exc:  # a request the provider module did not expect
+                _safety.internal_error("request.params", exc)
+                params = {}
+            self.params = params
+        return params
 
 
 @dataclass(frozen=True, slots=True)

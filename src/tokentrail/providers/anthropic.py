@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from .. import semconv as sc
@@ -409,7 +410,7 @@ class AnthropicAdapter:
             server_address=address,
             server_port=port,
             stream=stream,
-            params=request_params(body),
+            params=partial(request_params, body),  # read at the end, off the calling thread
         )
         request.input_estimate = _input_estimate(provider, model or "", body)
         if provider == "aws.bedrock":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from .. import _safety
@@ -586,7 +587,7 @@ class OpenAIAdapter:
             server_address=address,
             server_port=port,
             stream=stream,
-            params=request_params(body),
+            params=partial(request_params, body),  # read at the end, off the calling thread
         )
         if endpoint is _CHAT or endpoint is _RESPONSES:
             request.input_estimate = _input_estimate(body, model if isinstance(model, str) else "")
