@@ -14,7 +14,7 @@ import openai
 import pytest
 
 import tokentrail
-from openai_wire import MODEL, SNAPSHOT, FakeOpenAI, chat_helpers, chat_usage, has_responses_api
+from openai_wire import MODEL, SNAPSHOT, FakeOpenAI, chat_helpers, chat_usage, has_responses_api, http_module
 from tokentrail import semconv as sc
 from tokentrail.providers import openai as openai_provider
 from tokentrail.providers._stainless import Instrumentation
@@ -118,9 +118,12 @@ def test_the_usage_chunk_we_asked_for_is_read_from_its_event_not_parsed_by_the_s
 ):
     client = FakeOpenAI().client()
     parsed: list[Any] = []
+    null_usage_seen = []
     process = client._process_response_data
 
     def counting(*args: Any, **kwargs: Any) -> Any:
+        data = kwargs.get("data")
+        null_usage_seen.append(isinstance(data, dict) and "usage" in data and data["usage"] is None)
         parsed.append(process(*args, **kwargs))
         return parsed[-1]
 
@@ -131,6 +134,9 @@ def test_the_usage_chunk_we_asked_for_is_read_from_its_event_not_parsed_by_the_s
     chunks = list(stream)
     assert parsed == chunks  # the SDK parsed exactly what the application received
     assert (chunks[-1].usage is not None) is asked_for_usage
+    # The "usage": null we caused on every chunk was stripped before the SDK read it; an
+    # application that asked for usage gets the chunks as sent.
+    assert any(null_usage_seen) is asked_for_usage
     assert_chat_span(recorded.span(), stream=True)
 
 
@@ -824,3 +830,40 @@ def test_samplers_see_the_sampling_attributes_and_the_span_gets_the_request_para
     assert span.attributes["gen_ai.request.temperature"] == 0.2
     assert span.attributes[sc.REQUEST_STREAM] is True
     assert span.attributes[sc.USAGE_INPUT_TOKENS] > 0
+
+
+def _compact_stream(include_usage: bool) -> bytes:
+    # As the API sends it: compact JSON, "usage":null on every chunk when usage was asked for.
+    from openai_wire import chat_chunks
+
+    events = chat_chunks(["Hel", "lo", "!"], chat_usage(), include_usage)
+    lines = [f"data: {json.dumps(event, separators=(',', ':'))}\n\n" for event in events]
+    return ("".join(lines) + "data: [DONE]\n\n").encode()
+
+
+@pytest.mark.parametrize("read_size", [7, 13, 64, 100_000])  # network reads that split events anywhere
+@pytest.mark.parametrize("asked_for_usage", [False, True])
+def test_stream_chunks_are_exactly_the_sdks_however_the_bytes_arrive(recorded, read_size, asked_for_usage):
+    def split(content: bytes) -> Any:
+        pieces = [content[i : i + read_size] for i in range(0, len(content), read_size)]
+        return http_module().Response(
+            200, content=iter(pieces), headers={"content-type": "text/event-stream"}
+        )
+
+    def handler(path: str, body: dict) -> Any:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return split(_compact_stream(include_usage))
+
+    fake = FakeOpenAI(extra=handler)
+    extra = {"stream_options": {"include_usage": True}} if asked_for_usage else {}
+
+    def read() -> list[str]:
+        stream = fake.client().chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, **extra)
+        return [chunk.model_dump_json(exclude_unset=True) for chunk in stream]
+
+    instrumented = read()
+    span = recorded.span()
+    assert span.attributes[sc.USAGE_INPUT_TOKENS] == 1200
+    tokentrail.uninstrument()
+    assert instrumented == read()  # what the application gets without tokentrail, set fields included
+    assert len(instrumented) == 5 + asked_for_usage

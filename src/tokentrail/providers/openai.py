@@ -18,7 +18,9 @@ Provider quirks handled here, each once:
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -358,24 +360,26 @@ class ChatStreamState:
         return True
 
     def watch(self, stream: Any) -> None:
-        """Read the usage chunk we asked for from its server-sent event, and drop it there: the
-        SDK would parse it into a chunk (as costly as any other: about a fiftieth of a 50-chunk
-        stream) only for us to hide it from the application.
-
-        Nothing is added to the stream's path until a finish reason has arrived (the usage event
-        comes after them): then the stream's own SSE decoder becomes an instance of a subclass
-        whose ``decode`` drops that event (see :func:`_usage_dropping`). A decoder of any other
-        class is left alone; the usage chunk is then parsed, and hidden by :meth:`add`."""
-        if self.hide_usage_chunk:
-            self.decoder = getattr(stream, "_decoder", None)
+        """Make the usage we asked for cost the SDK nothing: its decoder (openai's own
+        ``SSEDecoder``; a client's own decoder class is left alone) becomes an instance of
+        :class:`_Decoders`' first subclass, which strips the ``"usage":null`` that every chunk
+        then carries before the SDK reads it, and, once a finish reason has arrived (the usage
+        chunk comes after them), of the second, which also reads the usage chunk from its
+        server-sent event and drops it there: the SDK would parse it (as costly as any other
+        chunk) only for us to hide it. What gets past either is hidden by :meth:`add`."""
+        if not self.hide_usage_chunk:
+            return
+        decoder = getattr(stream, "_decoder", None)
+        classes = _DECODERS.get(type(decoder))
+        if classes is not None:
+            decoder.__class__ = classes.stripping
+            self.decoder = decoder
 
     def _drop_usage_event(self) -> None:
         decoder, self.decoder = self.decoder, None  # once; and no reference cycle with the decoder
         try:
-            dropping = _usage_dropping(type(decoder))
-            if dropping is not None:
-                decoder._tokentrail_stream_state = self
-                decoder.__class__ = dropping
+            decoder._tokentrail_stream_state = self
+            decoder.__class__ = _DECODERS.dropping_for(type(decoder))
         except Exception as exc:  # the usage chunk is then parsed by the SDK and hidden by add()
             _safety.internal_error("openai.usage_event", exc)
 
@@ -414,34 +418,75 @@ class ChatStreamState:
         return info
 
 
-_DROPPING_DECODERS: dict[type, type] = {}
+# Every chunk of a stream that asked for usage says "usage":null (compact JSON from the API; with
+# a space from servers that use Python's json.dumps). Never inside a JSON string, where quotes are
+# escaped, so removing the member leaves the same object less a null member.
+_STRIP_NULL_USAGE = (
+    operator.methodcaller("replace", b',"usage":null', b""),
+    operator.methodcaller("replace", b', "usage": null', b""),
+)
 
 
-def _usage_dropping(decoder_class: type) -> type | None:
-    """The subclass of openai's ``SSEDecoder`` whose ``decode`` drops the usage event we asked for;
-    None for any other decoder class (a client's own ``_make_sse_decoder``).
+@dataclass(frozen=True, slots=True)
+class _DecoderClasses:
+    stripping: type
+    dropping: type
 
-    Every openai version we support decodes a stream line by line through ``self.decode(line)``
-    and skips what it returns falsy, so swapping a decoder's class mid-stream changes how the
-    lines still to come are read, and nothing else. The stream keeps its decoder object."""
-    dropping = _DROPPING_DECODERS.get(decoder_class)
-    if dropping is None:
-        from openai._streaming import SSEDecoder
 
-        if decoder_class is not SSEDecoder:
-            return None
+class _Decoders:
+    """The two subclasses of openai's ``SSEDecoder`` a stream's decoder becomes (made on first
+    use, when openai is imported). Every openai version we support decodes a stream by
+    ``iter_bytes(response.iter_bytes())``, line by line through ``self.decode(line)``, skipping
+    what that returns falsy; so a decoder's class can change mid-stream, changing how the lines
+    still to come are read and nothing else, and the stream keeps its own decoder object.
 
-        class UsageDroppingSSEDecoder(decoder_class):  # type: ignore[misc, valid-type]
-            _tokentrail_stream_state: ChatStreamState
+    * ``stripping``: ``iter_bytes`` maps the response's bytes through ``bytes.replace`` (C, no
+      Python frame per chunk): the SDK never constructs the null ``usage`` field, and the
+      application's chunks have no ``usage`` among their set fields, as without tokentrail (a
+      member split across two network reads is not stripped: ``add`` unsets it). Async streams
+      are not stripped (an async iterator has no C map): ``add`` unsets it there.
+    * ``dropping``: also ``decode`` hands the usage event to the stream state and returns None."""
 
-            def decode(self, line: str) -> Any:
-                event = super().decode(line)
-                if event is not None and _is_usage_event(self._tokentrail_stream_state, event):
-                    return None  # read; the SDK never parses it
-                return event
+    def __init__(self) -> None:
+        self._classes: dict[type, _DecoderClasses] = {}
 
-        dropping = _DROPPING_DECODERS[decoder_class] = UsageDroppingSSEDecoder
-    return dropping
+    def get(self, decoder_class: type) -> _DecoderClasses | None:
+        classes = self._classes.get(decoder_class)
+        if classes is None:
+            from openai._streaming import SSEDecoder
+
+            if decoder_class is not SSEDecoder:
+                return None
+            classes = self._classes[decoder_class] = _make_decoder_classes(decoder_class)
+        return classes
+
+    def dropping_for(self, decoder_class: type) -> type:
+        for classes in self._classes.values():
+            if decoder_class is classes.stripping:
+                return classes.dropping
+        raise TypeError(f"not a decoder tokentrail made: {decoder_class!r}")
+
+
+def _make_decoder_classes(base: type) -> _DecoderClasses:
+    first, second = _STRIP_NULL_USAGE
+
+    class NullUsageStrippingSSEDecoder(base):  # type: ignore[misc, valid-type]
+        def iter_bytes(self, iterator: Any) -> Any:
+            return super().iter_bytes(map(second, map(first, iterator)))
+
+    class UsageDroppingSSEDecoder(NullUsageStrippingSSEDecoder):
+        _tokentrail_stream_state: ChatStreamState
+
+        def decode(self, line: str) -> Any:
+            event = super().decode(line)
+            if event is not None and _is_usage_event(self._tokentrail_stream_state, event):
+                return None  # read; the SDK never parses it
+            return event
+
+    return _DecoderClasses(NullUsageStrippingSSEDecoder, UsageDroppingSSEDecoder)
+
+
+_DECODERS = _Decoders()
 
 
 def _is_usage_event(state: ChatStreamState, event: Any) -> bool:
