@@ -44,10 +44,12 @@ Two estimates of the overhead, both printed:
   bootstrap over rounds.
 * paired median: median over rounds of (configuration - bare) in the same round, as a cross-check.
 
-``--floor-usage`` (OpenAI): the floor's stream asks for ``stream_options.include_usage`` (and keeps
-the usage chunk from the application, as tokentrail does), so its four records carry the stream's
-real token counts. Without it the floor records zero tokens for a stream, and pays nothing for
-the usage that tokentrail must ask for to record exact ones.
+OpenAI streams carry usage only when the request asks for ``stream_options.include_usage``: the
+floor's stream asks for it (and keeps the usage chunk from the application, as tokentrail does),
+so its four records carry the stream's real token counts, as tokentrail's do.
+``--floor-without-usage`` gives the floor of the first measurements: it asks for nothing and
+records zero tokens for a stream (and so pays nothing for the usage chunk). Anthropic and Gemini
+streams always carry their usage.
 
 Defaults (300 rounds) take about 3 minutes; ``--rounds 30 --chat-calls 200 --stream-calls 40`` gives
 the 30 x 200 layout, which on a quiet machine is as good and on a noisy one worse.
@@ -186,12 +188,12 @@ class OpenAIFloor(Floor):
         )
         return response
 
-    asks_usage = False  # --floor-usage
+    asks_usage = True  # False with --floor-without-usage
 
     def stream(self) -> Iterator[Any]:
         """A generator around the SDK stream: the span ends when the stream is exhausted. It does
-        not ask for the usage chunk (so it records zero tokens), as the bare call does not; with
-        ``asks_usage`` it does, and keeps that chunk from the application."""
+        ask for the usage chunk the bare call does not (its token records would be zeros
+        otherwise) and keeps that chunk from the application; without ``asks_usage`` it does not."""
         start = time.perf_counter()
         span = self._start()
         model = response_id = usage = None
@@ -396,7 +398,7 @@ class Bench:
         provider: str = "openai",
         stream_chunks: int = STREAM_CHUNKS,
         features: bool = False,
-        floor_usage: bool = False,
+        floor_usage: bool = True,
     ) -> None:
         import tokentrail
 
@@ -411,11 +413,9 @@ class Bench:
         self.fake = self.workload.fake
         self.client = self.workload.client
         self.floor = self.workload.floor
-        self.floor_usage = floor_usage
-        if floor_usage:
-            if provider != "openai":
-                raise SystemExit("--floor-usage is for OpenAI (the other streams always carry usage)")
-            self.floor.asks_usage = True
+        self.floor_usage = floor_usage and provider == "openai"  # the others' streams carry usage
+        if provider == "openai":
+            self.floor.asks_usage = floor_usage
         chat = self.workload.chat
         open_stream = self.workload.stream
         floor = self.floor
@@ -564,7 +564,7 @@ def run(
     provider: str = "openai",
     stream_chunks: int = STREAM_CHUNKS,
     features: bool = False,
-    floor_usage: bool = False,
+    floor_usage: bool = True,
 ) -> dict[str, Any]:
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
     # instrument() runs before every tokentrail block; don't start a price-warming thread each time
@@ -619,7 +619,7 @@ def run(
             "stream_chunks": stream_chunks,
             "stream_items": bench.workload.stream_items,
             "all_features": features,
-            "floor_usage": floor_usage,
+            "floor_usage": bench.floor_usage,
         },
         "check": {**checked, "metric_points": points},
         "results": summarise(cpu, stream_chunks=stream_chunks),
@@ -770,7 +770,11 @@ def table(report: dict[str, Any]) -> str:
         f"{report['machine']['cpus']} CPUs - {method['rounds']} rounds x ({calls['chat']} chat, "
         f"{calls['stream']} stream) calls per block - {method['clock']}"
         + (" - all features (attribution, a budget, the ledger)" if method.get("all_features") else "")
-        + (" - the floor's stream asks for its usage" if method.get("floor_usage") else ""),
+        + (
+            " - the floor's stream asks for no usage (it records zero tokens)"
+            if provider == "openai" and not method.get("floor_usage", False)
+            else ""
+        ),
         f"tokentrail source: {report['machine']['tokentrail_source']}",
         "",
         f"{'':<21}{'':>9}{'--- low-quantile estimate (p10) ---':^48}{'-- paired median --':^30}",
@@ -837,9 +841,9 @@ def main(argv: list[str] | None = None) -> int:
         "never reached (the ledger is on in every run)",
     )
     parser.add_argument(
-        "--floor-usage",
+        "--floor-without-usage",
         action="store_true",
-        help="OpenAI: the floor's stream asks for the usage chunk too, so it records real tokens",
+        help="OpenAI: the floor's stream does not ask for the usage chunk (it records zero tokens)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results (and raw blocks) as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -857,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
             provider=provider,
             stream_chunks=args.stream_chunks,
             features=args.all_features,
-            floor_usage=args.floor_usage,
+            floor_usage=not args.floor_without_usage,
         )
         reports[provider] = report
         print(("\n" if index else "") + table(report), flush=True)
