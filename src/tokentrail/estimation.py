@@ -222,10 +222,11 @@ def _tools_tokens(encode: Any, tools: Iterable[Mapping[str, Any]], *, func_init:
 
 
 def _approximate(messages: Any, tools: Any, system: Any = None) -> int:
-    encode = encoder("o200k_base").encode_ordinary
-    count = sum(len(encode(text)) for text in _strings(system))
+    name = "o200k_base"
+    encode = encoder(name).encode_ordinary
+    count = sum(_text_tokens(name, encode, text) for text in _strings(system))
     for message in messages if isinstance(messages, list | tuple) else [messages]:
-        count += 4 + sum(len(encode(text)) for text in _strings(message))
+        count += 4 + sum(_text_tokens(name, encode, text) for text in _strings(message))
     if tools:
         count += len(encode(json.dumps(tools, ensure_ascii=False, default=str)))
     return math.ceil(count * _APPROXIMATE_SCALE)

@@ -61,6 +61,7 @@ from functools import partial
 from typing import Any
 
 from .. import semconv as sc
+from ..estimation import input_tokens
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo, UsagePart
 from ..usage import Usage, count
@@ -454,8 +455,6 @@ def _input_estimate(provider: str, model: str, body: Mapping[str, Any]) -> Any:
     """An approximate input count when a budget asks (Anthropic has no offline tokenizer)."""
 
     def estimate() -> tuple[int | None, float]:
-        from ..estimation import input_tokens
-
         tokens, _, margin, _ = input_tokens(
             provider, model, body.get("messages"), body.get("tools"), body.get("system")
         )

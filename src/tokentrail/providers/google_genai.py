@@ -49,6 +49,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
+from ..estimation import input_tokens
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
@@ -527,8 +528,6 @@ def _input_estimate(provider: str, model: str, kwargs: Mapping[str, Any]) -> Any
     """An approximate input count when a budget asks (Gemini has no offline tokenizer)."""
 
     def estimate() -> tuple[int | None, float]:
-        from ..estimation import input_tokens
-
         config = kwargs.get("config")
         system = _get(config, "system_instruction") if config is not None else None
         tokens, _, margin, _ = input_tokens(provider, model, kwargs.get("contents"), None, system)
