@@ -94,7 +94,7 @@ CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
 PROVIDERS = ("openai", "anthropic", "gemini")
 OPENAI_CHUNK_NOTE = (
-    "tokentrail's includes the usage chunk it asks for (parsed by the SDK, hidden from the app)."
+    "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
 CLOCKS: dict[str, Callable[[], int]] = {"thread": time.thread_time_ns, "process": time.process_time_ns}
 
