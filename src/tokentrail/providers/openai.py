@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -330,7 +329,7 @@ class ChatStreamState:
         self.usage: Any = None
         self.finish_reasons: dict[int, str] = {}
         self.texts: dict[int, list[str]] = {}
-        self.decoder: Any = None  # the stream's SSE decoder, until the usage event is due
+        self.decoder: Any = None  # (the stream's SSE decoder, its class from the finish reason on)
 
     def add(self, chunk: Any) -> bool:
         if self.id is None:
@@ -362,7 +361,7 @@ class ChatStreamState:
     def watch(self, stream: Any) -> None:
         """Make the usage we asked for cost the SDK nothing: its decoder (openai's own
         ``SSEDecoder``; a client's own decoder class is left alone) becomes an instance of
-        :class:`_Decoders`' first subclass, which strips the ``"usage":null`` that every chunk
+        :func:`_decoder_classes`' first subclass, which strips the ``"usage":null`` that every chunk
         then carries before the SDK reads it, and, once a finish reason has arrived (the usage
         chunk comes after them), of the second, which also reads the usage chunk from its
         server-sent event and drops it there: the SDK would parse it (as costly as any other
@@ -370,16 +369,17 @@ class ChatStreamState:
         if not self.hide_usage_chunk:
             return
         decoder = getattr(stream, "_decoder", None)
-        classes = _DECODERS.get(type(decoder))
+        classes = _decoder_classes(type(decoder))
         if classes is not None:
-            decoder.__class__ = classes.stripping
-            self.decoder = decoder
+            stripping, dropping = classes
+            decoder.__class__ = stripping
+            self.decoder = (decoder, dropping)
 
     def _drop_usage_event(self) -> None:
-        decoder, self.decoder = self.decoder, None  # once; and no reference cycle with the decoder
+        (decoder, dropping), self.decoder = self.decoder, None  # once; and no reference cycle
         try:
             decoder._tokentrail_stream_state = self
-            decoder.__class__ = _DECODERS.dropping_for(type(decoder))
+            decoder.__class__ = dropping
         except Exception as exc:  # the usage chunk is then parsed by the SDK and hidden by add()
             _safety.internal_error("openai.usage_event", exc)
 
@@ -427,47 +427,35 @@ _STRIP_NULL_USAGE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _DecoderClasses:
-    stripping: type
-    dropping: type
+_DECODER_CLASSES: dict[type, tuple[type, type]] = {}
 
 
-class _Decoders:
-    """The two subclasses of openai's ``SSEDecoder`` a stream's decoder becomes (made on first
-    use, when openai is imported). Every openai version we support decodes a stream by
-    ``iter_bytes(response.iter_bytes())``, line by line through ``self.decode(line)``, skipping
-    what that returns falsy; so a decoder's class can change mid-stream, changing how the lines
-    still to come are read and nothing else, and the stream keeps its own decoder object.
+def _decoder_classes(decoder_class: type) -> tuple[type, type] | None:
+    """The two subclasses of openai's ``SSEDecoder`` a stream's decoder becomes, ``(stripping,
+    dropping)``; None for any other decoder class (a client's own ``_make_sse_decoder``).
 
-    * ``stripping``: ``iter_bytes`` maps the response's bytes through ``bytes.replace`` (C, no
-      Python frame per chunk): the SDK never constructs the null ``usage`` field, and the
-      application's chunks have no ``usage`` among their set fields, as without tokentrail (a
-      member split across two network reads is not stripped: ``add`` unsets it). Async streams
-      are not stripped (an async iterator has no C map): ``add`` unsets it there.
+    Every openai version we support decodes a stream by ``iter_bytes(response.iter_bytes())``,
+    line by line through ``self.decode(line)``, skipping what that returns falsy; so a decoder's
+    class can change mid-stream, changing how the lines still to come are read and nothing else,
+    and the stream keeps its own decoder object.
+
+    * ``stripping``: ``iter_bytes`` maps the response's bytes (httpx always yields ``bytes``)
+      through ``bytes.replace`` (C, no Python frame per chunk): the SDK never constructs the null
+      ``usage`` field, and the application's chunks have no ``usage`` among their set fields, as
+      without tokentrail (a member split across two network reads is not stripped: ``add`` unsets
+      it). Async streams are not stripped (an async iterator has no C map): ``add`` unsets it.
     * ``dropping``: also ``decode`` hands the usage event to the stream state and returns None."""
+    classes = _DECODER_CLASSES.get(decoder_class)
+    if classes is None:
+        from openai._streaming import SSEDecoder
 
-    def __init__(self) -> None:
-        self._classes: dict[type, _DecoderClasses] = {}
-
-    def get(self, decoder_class: type) -> _DecoderClasses | None:
-        classes = self._classes.get(decoder_class)
-        if classes is None:
-            from openai._streaming import SSEDecoder
-
-            if decoder_class is not SSEDecoder:
-                return None
-            classes = self._classes[decoder_class] = _make_decoder_classes(decoder_class)
-        return classes
-
-    def dropping_for(self, decoder_class: type) -> type:
-        for classes in self._classes.values():
-            if decoder_class is classes.stripping:
-                return classes.dropping
-        raise TypeError(f"not a decoder tokentrail made: {decoder_class!r}")
+        if decoder_class is not SSEDecoder:
+            return None
+        classes = _DECODER_CLASSES[decoder_class] = _make_decoder_classes(decoder_class)
+    return classes
 
 
-def _make_decoder_classes(base: type) -> _DecoderClasses:
+def _make_decoder_classes(base: type) -> tuple[type, type]:
     first, second = _STRIP_NULL_USAGE
 
     class NullUsageStrippingSSEDecoder(base):  # type: ignore[misc, valid-type]
@@ -483,10 +471,7 @@ def _make_decoder_classes(base: type) -> _DecoderClasses:
                 return None  # read; the SDK never parses it
             return event
 
-    return _DecoderClasses(NullUsageStrippingSSEDecoder, UsageDroppingSSEDecoder)
-
-
-_DECODERS = _Decoders()
+    return NullUsageStrippingSSEDecoder, UsageDroppingSSEDecoder
 
 
 def _is_usage_event(state: ChatStreamState, event: Any) -> bool:
