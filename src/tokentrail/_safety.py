@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("tokentrail")
 
@@ -62,3 +63,13 @@ def reset_for_tests() -> None:
     with _lock:
         _seen.clear()
         errors_total = 0
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a bad value can be huge
+    (an integer past Python's 4300-digit ``repr`` limit, a whole file), the message stays short."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails, or an integer too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._safety import shown
+from .semconv import ATTRIBUTION_KEYS
+
 __all__ = ["ConfigError", "ContentCapture", "Settings"]
 
 ENV_CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -39,16 +42,6 @@ NATIVE_SPAN_MODES = ("off", "keep")
 
 class ConfigError(ValueError):
     """A setting has a value tokentrail cannot use; the message says which and what to use."""
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` for an error message, cut to ``limit`` characters: a bad value can be huge
-    (an integer past Python's 4300-digit ``repr`` limit, a whole file), the message stays short."""
-    try:
-        text = repr(value)
-    except Exception:  # a repr that fails, or an integer too long to print
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +268,6 @@ def ledger_location(
 def _metric_attributes(
     value: Iterable[str] | str | None, name: str = ENV_METRIC_ATTRIBUTES
 ) -> tuple[str, ...]:
-    from .context import ATTRIBUTION_KEYS
-
     if value is None:
         return DEFAULT_METRIC_ATTRIBUTES
     if isinstance(value, str):

@@ -22,11 +22,18 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+
+from . import _safety, runtime
 from . import semconv as sc
-from .config import shown
+from ._safety import shown
+from .semconv import ATTRIBUTION_KEYS
+from .semconv import attribution_attribute as span_attribute_name
+from .totals import Totals
 
 __all__ = [
     "ATTRIBUTION_KEYS",
@@ -41,20 +48,6 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Attribution key -> span attribute. Semantic-convention names where one exists; the rest under
-# the tokentrail. namespace. Free-form labels become tokentrail.label.<key>.
-ATTRIBUTION_KEYS: Mapping[str, str] = {
-    "pipeline": "tokentrail.pipeline",
-    "phase": "tokentrail.phase",
-    "role": "tokentrail.role",
-    "agent": sc.AGENT_NAME,
-    "agent_id": sc.AGENT_ID,
-    "task": "tokentrail.task",
-    "user": sc.USER_ID,
-    "session": sc.SESSION_ID,
-    "conversation": sc.CONVERSATION_ID,
-}
-LABEL_PREFIX = "tokentrail.label."
 MAX_VALUE_LENGTH = 256
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -69,6 +62,11 @@ class Attribution:
     """The same, under their span attribute names."""
     rollups: tuple[Rollup, ...] = ()
     """Roll-up spans enclosing this point, outermost first."""
+
+    @classmethod
+    def of(cls, values: Mapping[str, str], rollups: tuple[Rollup, ...] = ()) -> Attribution:
+        """The attribution of these (validated) values: the one place keys become span attributes."""
+        return cls(values, {span_attribute_name(key): value for key, value in values.items()}, rollups)
 
 
 _EMPTY = Attribution({}, {})
@@ -169,64 +167,24 @@ def validate(values: Mapping[str, Any]) -> dict[str, str]:
     return clean
 
 
-def span_attribute_name(key: str) -> str:
-    if key.startswith("label:"):
-        return LABEL_PREFIX + key[6:]
-    return ATTRIBUTION_KEYS[key]
-
-
 class Rollup:
     """Adds up the calls made inside a roll-up span (thread-safe: calls may end on any thread)."""
 
-    __slots__ = (
-        "_lock",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "calls",
-        "cost_usd",
-        "errors",
-        "input_tokens",
-        "output_tokens",
-        "reasoning_tokens",
-        "unpriced_calls",
-    )  # fmt: skip
+    __slots__ = ("_lock", "totals")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.calls = self.input_tokens = self.output_tokens = 0
-        self.cache_read_tokens = self.cache_write_tokens = self.reasoning_tokens = 0
-        self.unpriced_calls = self.errors = 0
-        self.cost_usd = 0.0
+        self.totals = Totals()
 
     def add(self, usage: Any, cost: float | None, failed: bool) -> None:
         with self._lock:
-            self.calls += 1
-            if failed:
-                self.errors += 1
-            if usage is not None:
-                self.input_tokens += usage.input_tokens
-                self.output_tokens += usage.output_tokens
-                self.cache_read_tokens += usage.cache_read_tokens
-                self.cache_write_tokens += usage.cache_write_tokens
-                self.reasoning_tokens += usage.reasoning_tokens
-                if cost is None:
-                    self.unpriced_calls += 1
-            if cost is not None:
-                self.cost_usd += cost
+            self.totals.add_call(usage, cost, failed=failed)
 
     def attributes(self) -> dict[str, Any]:
+        """The span attributes of the totals (``tokentrail.rollup.<figure>``)."""
         with self._lock:
-            return {
-                sc.ROLLUP_CALLS: self.calls,
-                sc.ROLLUP_INPUT_TOKENS: self.input_tokens,
-                sc.ROLLUP_OUTPUT_TOKENS: self.output_tokens,
-                sc.ROLLUP_CACHE_READ_TOKENS: self.cache_read_tokens,
-                sc.ROLLUP_CACHE_WRITE_TOKENS: self.cache_write_tokens,
-                sc.ROLLUP_REASONING_TOKENS: self.reasoning_tokens,
-                sc.ROLLUP_COST: self.cost_usd,
-                sc.ROLLUP_UNPRICED_CALLS: self.unpriced_calls,
-                sc.ROLLUP_ERRORS: self.errors,
-            }
+            figures = self.totals.summary()
+        return {sc.ROLLUP_PREFIX + name: value for name, value in figures.items()}
 
 
 class attribute:
@@ -301,18 +259,14 @@ class attribute:
         """Make this attribution current; open (or re-enter) the roll-up span if it has one."""
         baggage_token = _write_baggage(self._values)
         outer = _attribution.get()
-        values = {**outer.values, **self._values}
-        span_attributes = {span_attribute_name(key): value for key, value in values.items()}
-        rollups = outer.rollups
+        attribution = Attribution.of({**outer.values, **self._values}, outer.rollups)
         if unit is None and self._span is not False:
-            from .lifecycle import start_unit
-
-            unit = start_unit(name or _default_span_name(self._values), span_attributes)
+            unit = start_unit(name or _default_span_name(self._values), attribution.span_attributes)
         otel_token = None
         if unit is not None:
-            rollups = (*rollups, unit.rollup)
+            attribution = replace(attribution, rollups=(*attribution.rollups, unit.rollup))
             otel_token = unit.activate()
-        token = _attribution.set(Attribution(values, span_attributes, rollups))
+        token = _attribution.set(attribution)
         return token, unit, otel_token, baggage_token
 
     @staticmethod
@@ -326,8 +280,6 @@ class attribute:
             if end_unit:
                 unit.end(error)
         if baggage_token is not None:
-            from opentelemetry import context as otel_context
-
             otel_context.detach(baggage_token)  # type: ignore[arg-type]
 
     # --- decorator ----------------------------------------------------------------------------
@@ -447,21 +399,58 @@ class attribute:
         return run
 
 
-def _write_baggage(values: Mapping[str, str]) -> object:
-    """With baggage on, put the attribution in OpenTelemetry baggage for outgoing requests."""
-    from . import lifecycle
-
-    telemetry = lifecycle.active()
-    if telemetry is None or not telemetry.settings.baggage:
+def start_unit(name: str, span_attributes: Mapping[str, str]) -> Any:
+    """A roll-up span for a unit of work, opened by the lifecycle; None when not instrumented."""
+    active = runtime.current()
+    if active is None or active.start_unit is None:
         return None
-    from opentelemetry import baggage
-    from opentelemetry import context as otel_context
+    return active.start_unit(name, span_attributes)
 
-    current = otel_context.get_current()
+
+# --- baggage: attribution across services (opt-in: instrument(baggage=True)) ---------------------
+
+BAGGAGE_PREFIX = "tokentrail."
+
+
+def baggage_enabled() -> bool:
+    active = runtime.current()
+    return active is not None and active.settings.baggage
+
+
+def with_baggage(
+    values: Mapping[str, str], context: otel_context.Context | None = None
+) -> otel_context.Context:
+    """``context`` (default: the current one) with the attribution as ``tokentrail.<key>`` baggage
+    entries, for the application's propagators to send. Free-form labels stay local."""
+    current = otel_context.get_current() if context is None else context
     for key, value in values.items():
         if not key.startswith("label:"):
-            current = baggage.set_baggage(f"tokentrail.{key}", value, current)
-    return otel_context.attach(current)
+            current = baggage.set_baggage(BAGGAGE_PREFIX + key, value, current)
+    return current
+
+
+def _write_baggage(values: Mapping[str, str]) -> object:
+    """With baggage on, put the attribution in OpenTelemetry baggage for outgoing requests."""
+    if not baggage_enabled():
+        return None
+    return otel_context.attach(with_baggage(values))
+
+
+def under_incoming_baggage(attribution: Attribution) -> Attribution:
+    """Attribution from incoming baggage (``tokentrail.<key>`` entries) under the local one."""
+    try:
+        incoming = {
+            name[len(BAGGAGE_PREFIX) :]: str(value)
+            for name, value in baggage.get_all().items()
+            if name.startswith(BAGGAGE_PREFIX) and name[len(BAGGAGE_PREFIX) :] in ATTRIBUTION_KEYS
+        }
+        if not incoming:
+            return attribution
+        values = {**validate(incoming), **attribution.values}
+    except Exception as exc:  # a malformed baggage value from another service is not our error
+        _safety.warn_once("baggage", "tokentrail: ignoring invalid attribution in baggage: %s", exc)
+        return attribution
+    return Attribution.of(values, attribution.rollups)
 
 
 def span(name: str, **values: Any) -> attribute:

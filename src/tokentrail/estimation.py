@@ -27,7 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _safety
+from . import _safety, runtime
+from .usage import Usage
 
 __all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "Estimate", "count_openai_chat", "estimate", "input_tokens"]
 
@@ -358,33 +359,15 @@ def estimate(
     )
 
 
-_default_pricer: Any = None
-
-
 def price_tokens(
     provider: str, model: str, input_count: int, output_count: int, pricer: Any = None
 ) -> float | None:
-    """USD of ``input_count`` input and ``output_count`` output tokens at the model's prices now."""
-    from .usage import Usage
-
-    if pricer is None:
-        from .lifecycle import active
-
-        telemetry = active()
-        pricer = telemetry.pricer if telemetry is not None else _shared_pricer()
-    cost = pricer.price(
+    """USD of ``input_count`` input and ``output_count`` output tokens at the model's prices now
+    (the active instrumentation's prices, overrides included, unless ``pricer`` is given)."""
+    cost = (pricer or runtime.pricer()).price(
         Usage(input_tokens=input_count, output_tokens=output_count),
         _PROVIDERS.get(provider, provider),
         (model,),
         time.time(),
     )
     return None if cost is None else cost.total
-
-
-def _shared_pricer() -> Any:
-    global _default_pricer
-    if _default_pricer is None:
-        from .pricing import Pricer
-
-        _default_pricer = Pricer()
-    return _default_pricer

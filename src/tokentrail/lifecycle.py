@@ -22,30 +22,41 @@ from typing import Any
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _safety, budgets
+from . import _safety, budgets, runtime
 from . import semconv as sc
 from ._batcher import Batcher
+from ._patching import ClassPatches
 from ._version import __version__
-from .budgets import Reservation, active_budgets, observe_budgets, settle_budgets
+from .budgets import BudgetAlert, Reservation, active_budgets, announce, named_budgets, settle_budgets
 from .budgets import check as check_budgets
 from .config import Settings
 from .context import (
-    ATTRIBUTION_KEYS,
     Attribution,
     Rollup,
     current_attribution,
     current_framework_llm_run,
     current_price_context,
-    span_attribute_name,
-    validate,
+    under_incoming_baggage,
 )
 from .pricing import Cost, Pricer
 from .records import CallRecord, RequestInfo, ResponseInfo, UsagePart
-from .usage import Usage
+from .runtime import Runtime
+from .usage import USAGE_FIELDS, Usage
 
-__all__ = ["Call", "Sink", "Telemetry", "Unit", "active", "set_active", "start_unit"]
+__all__ = [
+    "Call",
+    "Sink",
+    "Telemetry",
+    "Unit",
+    "active",
+    "add_sink",
+    "remove_sink",
+    "set_active",
+    "start_unit",
+]
 
 Sink = Callable[[CallRecord], None]
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
@@ -69,6 +80,7 @@ class Telemetry:
     ) -> None:
         self.settings = settings
         self.pricer = pricer
+        self.runtime = Runtime(settings, pricer, start_unit=self.start_unit)
         self.sinks: list[Sink] = list(sinks)
         self.tracer = trace.get_tracer("tokentrail", __version__, tracer_provider, schema_url=_SCHEMA_URL)
         meter = metrics.get_meter("tokentrail", __version__, meter_provider, schema_url=_SCHEMA_URL)
@@ -123,15 +135,20 @@ class Telemetry:
             description="Calls whose attribution value was folded into _other on metrics (cap reached)",
         )
         # Attribution on metrics: only allowed keys, at most metric_value_limit values per key.
-        self.metric_keys = tuple((key, span_attribute_name(key)) for key in settings.metric_attributes)
+        self.metric_keys = tuple((key, sc.attribution_attribute(key)) for key in settings.metric_attributes)
         self._metric_values: dict[str, set[str]] = {key: set() for key in settings.metric_attributes}
-        errors = meter.create_counter(
+        self.unrecognised_calls = meter.create_counter(
+            sc.METRIC_UNRECOGNISED_CALLS,
+            unit="{request}",
+            description="SDK requests not recorded as LLM calls (listings, uploads, endpoints tokentrail "
+            "does not know), by SDK and endpoint",
+        )
+        self.errors = meter.create_counter(
             sc.METRIC_INSTRUMENTATION_ERRORS,
             unit="{error}",
             description="Errors inside tokentrail, swallowed so the application is unaffected",
         )
-        _safety.set_error_counter(lambda where: errors.add(1, {sc.ERROR_WHERE: where}))
-        observe_budgets(meter)
+        _observe_budgets(meter)
         self.recorder = RECORDER
         RECORDER.hook_exit()
 
@@ -160,6 +177,60 @@ class Telemetry:
             return value
         self.attribution_overflow.add(1, {"tokentrail.attribution.key": key})
         return sc.OVERFLOW_VALUE
+
+    def unrecognised(self, sdk: str, endpoint: str) -> None:
+        """An SDK request that is not an LLM call tokentrail knows: counted, logged once (debug)."""
+        self.unrecognised_calls.add(1, {sc.SDK_NAME: sdk, sc.SDK_ENDPOINT: endpoint}, context=_NO_EXEMPLAR)
+        key = ("unrecognised", sdk, endpoint)
+        if key not in _logged_unrecognised:
+            _logged_unrecognised.add(key)
+            _safety.log.debug(
+                "tokentrail: %s request %s is not an LLM call it knows; not recorded", sdk, endpoint
+            )
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        self.sinks[:] = [each for each in self.sinks if each is not sink]
+
+    def start_unit(self, name: str, span_attributes: Mapping[str, str]) -> Unit | None:
+        """Open a roll-up span (INTERNAL) for a unit of work."""
+        try:
+            span = self.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=dict(span_attributes))
+        except Exception as exc:
+            _safety.internal_error("unit.start", exc)
+            return None
+        return Unit(span)
+
+
+_logged_unrecognised: set[tuple[str, str, str]] = set()
+
+
+def _observe_budgets(meter: Any) -> None:
+    """Spend and remaining budget as gauges, one series per budget name.
+
+    On the metric reader's thread: what is settled so far (the recorder is not drained from inside a
+    metrics collection, which its own records would wait on)."""
+
+    def spend(_options: Any) -> list[Any]:
+        return [Observation(b.settled_spend(), {sc.BUDGET_NAME: b.name}) for b in named_budgets()]
+
+    def remaining(_options: Any) -> list[Any]:
+        return [
+            Observation(max(0.0, b.usd - b.settled_spend()), {sc.BUDGET_NAME: b.name})
+            for b in named_budgets()
+        ]
+
+    meter.create_observable_gauge(
+        sc.METRIC_BUDGET_SPEND, [spend], unit="USD", description="Spend in the budget's window"
+    )
+    meter.create_observable_gauge(
+        sc.METRIC_BUDGET_REMAINING,
+        [remaining],
+        unit="USD",
+        description="Budget left in the window (never below 0)",
+    )
 
 
 class Recorder:
@@ -222,10 +293,10 @@ class Recorder:
             return
         self._queue().submit(ended)
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Finish everything ended so far, on this thread. ``timeout`` is accepted and not used:
-        the work is bounded (at most the queue's 1,000 calls); only a span processor that exports
-        synchronously (``SimpleSpanProcessor``) can make it wait, as it makes every span end wait."""
+    def flush(self) -> None:
+        """Finish everything ended so far, on this thread. The work is bounded (at most the queue's
+        1,000 calls); only a span processor that exports synchronously (``SimpleSpanProcessor``)
+        can make it wait, as it makes every span end wait."""
         if self._batcher is not None:
             self._batcher.flush()
 
@@ -244,7 +315,6 @@ def _never_dropped(count: int, reason: str) -> None:  # only reached after the r
 
 # One recorder for the process: every instrument() shares its thread and its exit hook.
 RECORDER = Recorder()
-budgets.settle_ended_with(RECORDER.flush)  # reading or refusing on a budget settles ended calls
 
 
 def _drain_first(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
@@ -252,22 +322,36 @@ def _drain_first(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: 
     return wrapped(*args, **kwargs)
 
 
+_SDK_PROVIDER_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.sdk.metrics")
+_provider_patches = ClassPatches()
+_hooks_registered = False
+
+
 def _drain_before_provider_flush(module: Any) -> None:
     """An application that ends with ``tracer_provider.shutdown()`` (or ``force_flush()``) gets
     the calls that ended just before it: the SDK providers drain the recorder first. Patched on
-    the SDK classes when (and only if) the SDK is imported; never undone, as it costs nothing
-    while the recorder is empty."""
+    the SDK classes while tokentrail is instrumented, when (and only if) the SDK is imported."""
+    if _active is None:
+        return  # a hook that fires after uninstrument()
     for name in ("TracerProvider", "MeterProvider"):
         provider = getattr(module, name, None)
-        if provider is None or getattr(provider, "_tokentrail_drains", False):
+        if provider is None:
             continue
         for method in ("shutdown", "force_flush"):
-            wrapt.wrap_function_wrapper(provider, method, _drain_first)
-        provider._tokentrail_drains = True
+            if not _provider_patches.patched(provider, method):
+                _provider_patches.wrap(provider, method, _drain_first)
 
 
-for _sdk_module in ("opentelemetry.sdk.trace", "opentelemetry.sdk.metrics"):
-    wrapt.register_post_import_hook(_drain_before_provider_flush, _sdk_module)
+def _hook_provider_flush() -> None:
+    global _hooks_registered
+    for module in _SDK_PROVIDER_MODULES:
+        if module in sys.modules:
+            _drain_before_provider_flush(sys.modules[module])
+        elif not _hooks_registered:
+            # Runs when the application imports the SDK; wrapt cannot unregister it, so it checks
+            # that tokentrail is still instrumented then.
+            wrapt.register_post_import_hook(_drain_before_provider_flush, module)
+    _hooks_registered = True
 
 
 _active: Telemetry | None = None
@@ -279,8 +363,36 @@ def active() -> Telemetry | None:
 
 
 def set_active(telemetry: Telemetry | None) -> None:
+    """Install ``telemetry`` (from ``instrument()``) or, with None, undo everything installing did:
+    the runtime the lower layers read, the budgets' settling, the error counter, the drains."""
     global _active
     _active = telemetry
+    if telemetry is None:
+        runtime.install(None)
+        budgets.settle_ended_with(None)
+        _safety.set_error_counter(None)
+        _provider_patches.undo()
+        return
+    runtime.install(telemetry.runtime)
+    budgets.settle_ended_with(RECORDER.flush)  # reading or refusing on a budget settles ended calls
+    errors = telemetry.errors
+    _safety.set_error_counter(lambda where: errors.add(1, {sc.ERROR_WHERE: where}))
+    _hook_provider_flush()
+
+
+def add_sink(sink: Sink) -> None:
+    """Hand every finished call to ``sink`` too (on the active instrumentation)."""
+    telemetry = _active
+    if telemetry is None:
+        raise RuntimeError("call tokentrail.instrument() before adding sinks")
+    telemetry.add_sink(sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    """Stop handing calls to ``sink`` (a no-op when it was not added or nothing is instrumented)."""
+    telemetry = _active
+    if telemetry is not None:
+        telemetry.remove_sink(sink)
 
 
 Response = ResponseInfo | Callable[[], ResponseInfo | None] | None
@@ -341,7 +453,7 @@ class Call:
         self._price_context = current_price_context()
         self.attribution: Attribution = current_attribution()
         if telemetry.settings.baggage:
-            self.attribution = _with_baggage(self.attribution)
+            self.attribution = under_incoming_baggage(self.attribution)
         try:
             self.span = telemetry.tracer.start_span(
                 _span_name(request),
@@ -439,132 +551,203 @@ class Call:
     # --- the end, on the recorder thread ----------------------------------------------------
 
     def _complete(self) -> None:
+        """Everything after the end, on the recorder thread: read, price, settle budgets, end the
+        span, record metrics, add to roll-ups, hand to sinks."""
         telemetry = self._telemetry
         request = self.request
         error = self._error
-        incomplete = self._incomplete
         response = _read(self._response)
         self._response = None  # the SDK's objects are not kept beyond this point
+        incomplete = self._incomplete
         if incomplete is None:
             incomplete = response is not None and request.stream
-        duration = self._end_perf - self._start
         usage = response.usage if response is not None else None
-        response_model = response.response_model if response is not None else None
-        parts = response.extra_usage if response is not None else ()
-
         cost, unpriced = self._price(response)
-        if self.reservations:  # before the span ends: a crossed threshold is an event on it
-            settle_budgets(self.reservations, cost.total if cost is not None else 0.0, self.span)
-        unpriced_model = unpriced or response_model or request.request_model or "?"
-        for part in parts:  # the call's totals include what was billed separately
-            usage = part.usage if usage is None else usage + part.usage
-
+        alerts = self._settle_budgets(cost)
+        if response is not None:
+            for part in response.extra_usage:  # the call's totals include what was billed separately
+                usage = part.usage if usage is None else usage + part.usage
         error_type = _error_type(error) if error is not None else None
         ttfc = None if self.first_chunk is None else self.first_chunk - self._start
+        self._end_span(response, usage, cost, error_type, incomplete, ttfc, alerts)
+        for rollup in self.attribution.rollups:
+            rollup.add(usage, cost.total if cost is not None else None, error is not None)
+        self._record_metrics(response, usage, cost, error_type, ttfc, unpriced)
+        if telemetry.sinks:
+            self._hand_to_sinks(response, usage, cost, error_type, incomplete, ttfc)
+
+    def _settle_budgets(self, cost: Cost | None) -> list[BudgetAlert]:
+        """The call's real cost replaces its reservations (before the span ends: a threshold it
+        crossed becomes an event on it)."""
+        if not self.reservations:
+            return []
+        return settle_budgets(self.reservations, cost.total if cost is not None else 0.0)
+
+    def _end_span(
+        self,
+        response: ResponseInfo | None,
+        usage: Usage | None,
+        cost: Cost | None,
+        error_type: str | None,
+        incomplete: bool,
+        ttfc: float | None,
+        alerts: list[BudgetAlert],
+    ) -> None:
         span = self.span
-        recording = span.is_recording()
-        if recording:
-            attributes = _end_attributes(request, response, usage, cost, error_type, incomplete, ttfc)
+        if span.is_recording():
+            settings = self._telemetry.settings
+            attributes = _end_attributes(self.request, response, usage, cost, error_type, incomplete, ttfc)
             if self._pricing_error is not None:
                 attributes[sc.PRICE_ERROR] = self._pricing_error
-            if telemetry.settings.content.enabled:
-                _capture_content(span, request, response, telemetry.settings, attributes)
+            if settings.content.enabled:
+                _capture_content(span, self.request, response, settings, attributes)
             span.set_attributes(attributes)
-            if error is not None:
+            if error_type is not None:
                 span.set_status(Status(StatusCode.ERROR, error_type))
+            for alert in alerts:
+                _budget_event(span, alert)
+        for alert in alerts:
+            announce(alert)  # the log line and the budget's on_alert, once the event is on the span
         span.end(end_time=self._end_ns)
 
-        # Metrics: low-cardinality attributes only (never ids, users or prompts).
-        metric_attributes: dict[str, Any] = {
+    def _metric_attributes(self, response_model: str | None, error_type: str | None) -> dict[str, Any]:
+        """Low-cardinality attributes only (never ids, users or prompts)."""
+        request = self.request
+        telemetry = self._telemetry
+        attributes: dict[str, Any] = {
             sc.OPERATION_NAME: request.operation,
             sc.PROVIDER_NAME: request.provider,
         }
         if request.request_model:
-            metric_attributes[sc.REQUEST_MODEL] = request.request_model
+            attributes[sc.REQUEST_MODEL] = request.request_model
         if response_model:
-            metric_attributes[sc.RESPONSE_MODEL] = response_model
+            attributes[sc.RESPONSE_MODEL] = response_model
         if request.server_address:
-            metric_attributes[sc.SERVER_ADDRESS] = request.server_address
+            attributes[sc.SERVER_ADDRESS] = request.server_address
         if request.server_port:
-            metric_attributes[sc.SERVER_PORT] = request.server_port
+            attributes[sc.SERVER_PORT] = request.server_port
         if error_type:
-            metric_attributes[sc.ERROR_TYPE] = error_type
-        attribution = self.attribution
-        if attribution.values:
+            attributes[sc.ERROR_TYPE] = error_type
+        values = self.attribution.values
+        if values:
             for key, name in telemetry.metric_keys:
-                value = attribution.values.get(key)
+                value = values.get(key)
                 if value is not None:
-                    metric_attributes[name] = telemetry.metric_value(key, value)
-        for rollup in attribution.rollups:
-            rollup.add(usage, cost.total if cost is not None else None, error is not None)
+                    attributes[name] = telemetry.metric_value(key, value)
+        return attributes
+
+    def _record_metrics(
+        self,
+        response: ResponseInfo | None,
+        usage: Usage | None,
+        cost: Cost | None,
+        error_type: str | None,
+        ttfc: float | None,
+        unpriced: str | None,
+    ) -> None:
+        telemetry = self._telemetry
+        request = self.request
+        response_model = response.response_model if response is not None else None
+        attributes = self._metric_attributes(response_model, error_type)
+        span = self.span
         # Exemplars (a link from a bucket to this trace) on duration and cost only.
-        exemplar_context = trace.set_span_in_context(span) if recording else _NO_EXEMPLAR
-        telemetry.duration.record(duration, metric_attributes, context=exemplar_context)
+        exemplar_context = trace.set_span_in_context(span) if span.is_recording() else _NO_EXEMPLAR
+        telemetry.duration.record(self._end_perf - self._start, attributes, context=exemplar_context)
         if ttfc is not None:
-            telemetry.time_to_first_chunk.record(ttfc, metric_attributes, context=_NO_EXEMPLAR)
+            telemetry.time_to_first_chunk.record(ttfc, attributes, context=_NO_EXEMPLAR)
             if self.chunks > 1 and self.last_chunk is not None:
                 pace = (self.last_chunk - self.first_chunk) / (self.chunks - 1)  # type: ignore[operator]
-                telemetry.time_per_output_chunk.record(pace, metric_attributes, context=_NO_EXEMPLAR)
-        if usage is not None:
+                telemetry.time_per_output_chunk.record(pace, attributes, context=_NO_EXEMPLAR)
+        if usage is None:
+            return
+        telemetry.token_usage.record(
+            usage.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
+        )
+        if request.operation != "embeddings":
             telemetry.token_usage.record(
-                usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
+                usage.output_tokens, {**attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
             )
-            if request.operation != "embeddings":
-                telemetry.token_usage.record(
-                    usage.output_tokens, {**metric_attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
+        for name, token_type in _PART_TOKEN_TYPES:
+            amount = getattr(usage, name)
+            if amount > 0:
+                telemetry.token_parts.add(
+                    amount, {**attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
                 )
-            for token_type, amount in (
-                ("cache_read", usage.cache_read_tokens),
-                ("cache_creation", usage.cache_write_tokens),
-                ("reasoning", usage.reasoning_tokens),
-            ):
-                if amount > 0:
-                    telemetry.token_parts.add(
-                        amount, {**metric_attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
-                    )
-            if usage.problems:
-                telemetry.inconsistent_usage.add(1, metric_attributes, context=_NO_EXEMPLAR)
-            if cost is not None:
-                telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
-            else:
-                telemetry.unpriced_calls.add(1, metric_attributes, context=_NO_EXEMPLAR)
-                if self._pricing_error is None and telemetry.pricer.first_unpriced(
-                    request.provider, unpriced_model
-                ):  # a pricing fault is logged as such, not as an unknown model
-                    _safety.log.warning(
-                        "tokentrail: no price known for model %r of provider %r; its tokens are "
-                        "recorded without cost. Add it to a price override file (TOKENTRAIL_PRICES).",
-                        unpriced_model,
-                        request.provider,
-                    )
-
-        if telemetry.sinks:
-            span_context = span.get_span_context()
-            record = CallRecord(
-                start_time=self._start_epoch,
-                duration_s=duration,
-                operation=request.operation,
-                provider=request.provider,
-                request_model=request.request_model,
-                response_model=response_model,
-                server_address=request.server_address,
-                stream=request.stream,
-                usage=usage,
-                cost=cost,
-                time_to_first_chunk_s=ttfc,
-                error_type=error_type,
-                trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else None,
-                span_id=format(span_context.span_id, "016x") if span_context.is_valid else None,
-                response_id=response.response_id if response else None,
-                finish_reasons=response.finish_reasons if response else (),
-                incomplete=incomplete,
-                attribution=attribution.values,
+        if usage.problems:
+            telemetry.inconsistent_usage.add(1, attributes, context=_NO_EXEMPLAR)
+        if cost is not None:
+            telemetry.cost.record(cost.total, attributes, context=exemplar_context)
+            return
+        telemetry.unpriced_calls.add(1, attributes, context=_NO_EXEMPLAR)
+        unpriced_model = unpriced or response_model or request.request_model or "?"
+        if self._pricing_error is None and telemetry.pricer.first_unpriced(request.provider, unpriced_model):
+            # A pricing fault is logged as such (internal_error), not as an unknown model.
+            _safety.log.warning(
+                "tokentrail: no price known for model %r of provider %r; its tokens are "
+                "recorded without cost. Add it to a price override file (TOKENTRAIL_PRICES).",
+                unpriced_model,
+                request.provider,
             )
-            for sink in telemetry.sinks:
-                try:
-                    sink(record)
-                except Exception as exc:
-                    _safety.internal_error("sink", exc)
+
+    def _hand_to_sinks(
+        self,
+        response: ResponseInfo | None,
+        usage: Usage | None,
+        cost: Cost | None,
+        error_type: str | None,
+        incomplete: bool,
+        ttfc: float | None,
+    ) -> None:
+        request = self.request
+        span_context = self.span.get_span_context()
+        record = CallRecord(
+            start_time=self._start_epoch,
+            duration_s=self._end_perf - self._start,
+            operation=request.operation,
+            provider=request.provider,
+            request_model=request.request_model,
+            response_model=response.response_model if response is not None else None,
+            server_address=request.server_address,
+            stream=request.stream,
+            usage=usage,
+            cost=cost,
+            time_to_first_chunk_s=ttfc,
+            error_type=error_type,
+            trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else None,
+            span_id=format(span_context.span_id, "016x") if span_context.is_valid else None,
+            response_id=response.response_id if response else None,
+            finish_reasons=response.finish_reasons if response else (),
+            incomplete=incomplete,
+            attribution=self.attribution.values,
+        )
+        for sink in self._telemetry.sinks:
+            try:
+                sink(record)
+            except Exception as exc:
+                _safety.internal_error("sink", exc)
+
+
+# (Usage field, gen_ai.token.type) of the parts counted in tokentrail.client.token.parts.
+_PART_TOKEN_TYPES = tuple((f.name, f.token_type) for f in USAGE_FIELDS if f.token_type)
+# (Usage field, span attribute) of the parts set on the span when non-zero (the two totals always are).
+_PART_ATTRIBUTES = tuple(
+    (f.name, f.span_attribute) for f in USAGE_FIELDS if f.name not in ("input_tokens", "output_tokens")
+)
+
+
+def _budget_event(span: trace.Span, alert: BudgetAlert) -> None:
+    try:
+        span.add_event(
+            sc.BUDGET_THRESHOLD_EVENT,
+            {
+                sc.BUDGET_NAME: alert.budget,
+                sc.BUDGET_THRESHOLD: alert.threshold,
+                sc.BUDGET_SPENT_USD: alert.spent_usd,
+                sc.BUDGET_LIMIT_USD: alert.limit_usd,
+            },
+        )
+    except Exception as exc:
+        _safety.internal_error("budget.event", exc)
 
 
 def _read(response: Response) -> ResponseInfo | None:
@@ -678,22 +861,10 @@ def _end_attributes(
         return attributes
     attributes[sc.USAGE_INPUT_TOKENS] = usage.input_tokens
     attributes[sc.USAGE_OUTPUT_TOKENS] = usage.output_tokens
-    if usage.cache_read_tokens:
-        attributes[sc.USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
-    if usage.cache_write_tokens:
-        attributes[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
-    if usage.cache_write_1h_tokens:
-        attributes[sc.USAGE_CACHE_CREATION_1H_INPUT_TOKENS] = usage.cache_write_1h_tokens
-    if usage.reasoning_tokens:
-        attributes[sc.USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
-    if usage.input_audio_tokens:
-        attributes[sc.USAGE_INPUT_AUDIO_TOKENS] = usage.input_audio_tokens
-    if usage.output_audio_tokens:
-        attributes[sc.USAGE_OUTPUT_AUDIO_TOKENS] = usage.output_audio_tokens
-    if usage.input_image_tokens:
-        attributes[sc.USAGE_INPUT_IMAGE_TOKENS] = usage.input_image_tokens
-    if usage.web_searches:
-        attributes[sc.USAGE_WEB_SEARCHES] = usage.web_searches
+    for name, attribute in _PART_ATTRIBUTES:
+        amount = getattr(usage, name)
+        if amount:
+            attributes[attribute] = amount
     if usage.problems:
         attributes[sc.USAGE_INCONSISTENT] = True
         attributes[sc.USAGE_PROBLEMS] = usage.problems
@@ -751,26 +922,6 @@ def _merge(first: Mapping[str, str] | None, second: Mapping[str, str] | None) ->
     return {**first, **second}
 
 
-def _with_baggage(attribution: Attribution) -> Attribution:
-    """Attribution from incoming baggage (``tokentrail.<key>`` entries) under the local one."""
-    from opentelemetry import baggage
-
-    try:
-        incoming = {
-            name[len("tokentrail.") :]: str(value)
-            for name, value in baggage.get_all().items()
-            if name.startswith("tokentrail.") and name[len("tokentrail.") :] in ATTRIBUTION_KEYS
-        }
-        if not incoming:
-            return attribution
-        values = {**validate(incoming), **attribution.values}
-    except Exception as exc:  # a malformed baggage value from another service is not our error
-        _safety.warn_once("baggage", "tokentrail: ignoring invalid attribution in baggage: %s", exc)
-        return attribution
-    span_attributes = {span_attribute_name(key): value for key, value in values.items()}
-    return Attribution(values, span_attributes, attribution.rollups)
-
-
 class Unit:
     """A roll-up span around a unit of work (see ``tokentrail.span``).
 
@@ -819,9 +970,4 @@ def start_unit(name: str, span_attributes: Mapping[str, str]) -> Unit | None:
     telemetry = _active
     if telemetry is None:
         return None
-    try:
-        span = telemetry.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=dict(span_attributes))
-    except Exception as exc:
-        _safety.internal_error("unit.start", exc)
-        return None
-    return Unit(span)
+    return telemetry.start_unit(name, span_attributes)

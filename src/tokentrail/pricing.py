@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from .usage import Usage
+from .usage import USAGE_FIELDS, Usage
 
 __all__ = [
     "Cost",
@@ -64,18 +64,7 @@ _GENAI_PROVIDER_IDS: dict[str, str] = {
 
 # Our Usage field -> genai-prices usage key. Tokens we do not list are priced inside their parent
 # (e.g. reasoning is output unless a model prices reasoning separately).
-_USAGE_KEYS: tuple[tuple[str, str], ...] = (
-    ("input_tokens", "input_tokens"),
-    ("output_tokens", "output_tokens"),
-    ("cache_read_tokens", "cache_read_tokens"),
-    ("cache_write_tokens", "cache_write_tokens"),
-    ("cache_write_1h_tokens", "cache_write_1h_tokens"),
-    ("reasoning_tokens", "output_reasoning_tokens"),
-    ("input_audio_tokens", "input_audio_tokens"),
-    ("output_audio_tokens", "output_audio_tokens"),
-    ("input_image_tokens", "input_image_tokens"),
-    ("web_searches", "web_searches"),
-)
+_USAGE_KEYS: tuple[tuple[str, str], ...] = tuple((f.name, f.price_key) for f in USAGE_FIELDS)
 _GENAI_KEY_TO_FIELD = {genai: ours for ours, genai in _USAGE_KEYS}
 
 

@@ -12,56 +12,14 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from .records import CallRecord
+from .totals import Totals
 
 __all__ = ["RunSummary"]
 
 UNATTRIBUTED = "(no agent)"
-
-
-@dataclass(slots=True)
-class _Totals:
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced_calls: int = 0
-    errors: int = 0
-
-    def add(self, call: CallRecord) -> None:
-        self.calls += 1
-        if call.error_type is not None:
-            self.errors += 1
-        usage = call.usage
-        if usage is not None:
-            self.input_tokens += usage.input_tokens
-            self.output_tokens += usage.output_tokens
-            self.cache_read_tokens += usage.cache_read_tokens
-            self.cache_write_tokens += usage.cache_write_tokens
-            self.reasoning_tokens += usage.reasoning_tokens
-            if call.cost is None:
-                self.unpriced_calls += 1
-        if call.cost is not None:
-            self.cost_usd += call.cost.total
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": self.cost_usd,
-            "unpriced_calls": self.unpriced_calls,
-            "errors": self.errors,
-        }
 
 
 class RunSummary:
@@ -74,34 +32,35 @@ class RunSummary:
 
     def reset(self) -> None:
         with self._lock:
-            self._total = _Totals()
-            self._agents: dict[str, _Totals] = {}
-            self._models: dict[tuple[str, str], _Totals] = {}
+            self._total = Totals()
+            self._agents: dict[str, Totals] = {}
+            self._models: dict[tuple[str, str], Totals] = {}
             self._largest_input: dict[tuple[str, str], int] = {}
 
     def __call__(self, call: CallRecord) -> None:
         agent = call.attribution.get("agent", UNATTRIBUTED)
         model = (call.provider, call.response_model or call.request_model or "?")
+        cost = call.cost.total if call.cost is not None else None
+        failed = call.error_type is not None
         with self._lock:
-            self._total.add(call)
             totals = self._agents.get(agent)
             if totals is None:
-                totals = self._agents[agent] = _Totals()
-            totals.add(call)
+                totals = self._agents[agent] = Totals()
             by_model = self._models.get(model)
             if by_model is None:
-                by_model = self._models[model] = _Totals()
-            by_model.add(call)
+                by_model = self._models[model] = Totals()
+            for each in (self._total, totals, by_model):
+                each.add_call(call.usage, cost, failed=failed)
             if call.usage is not None and call.usage.input_tokens > self._largest_input.get(model, -1):
                 self._largest_input[model] = call.usage.input_tokens
 
     def as_dict(self) -> dict[str, Any]:
         """The summary in the shape a program can consume (see the README for the schema)."""
         with self._lock:
-            agents = {name: totals.as_dict() for name, totals in self._agents.items()}
-            models = {f"{p} {m}": totals.as_dict() for (p, m), totals in self._models.items()}
+            agents = {name: totals.summary() for name, totals in self._agents.items()}
+            models = {f"{p} {m}": totals.summary() for (p, m), totals in self._models.items()}
             largest = dict(self._largest_input)
-            total = self._total.as_dict()
+            total = self._total.summary()
         attributed = [name for name in agents if name != UNATTRIBUTED]
         agent_tokens = [agents[n]["input_tokens"] + agents[n]["output_tokens"] for n in attributed]
         most_expensive = max(attributed, key=lambda n: agents[n]["cost_usd"], default=None)

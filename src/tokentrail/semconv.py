@@ -9,6 +9,7 @@ from the same facts; change a name here and only here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 # --- request (set at span start, so samplers see them) ---
@@ -89,23 +90,48 @@ OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 CONTENT_EVENT: Final = "gen_ai.client.inference.operation.details"
 
-# --- attribution (see context.py for the key -> attribute table) ---
+# --- attribution ---
 AGENT_NAME: Final = "gen_ai.agent.name"
 AGENT_ID: Final = "gen_ai.agent.id"
 CONVERSATION_ID: Final = "gen_ai.conversation.id"
 USER_ID: Final = "user.id"
 SESSION_ID: Final = "session.id"
+# Attribution key (``tokentrail.attribute(agent=...)``) -> span attribute. Semantic-convention names
+# where one exists; the rest under the tokentrail. namespace. Free-form labels become
+# tokentrail.label.<key>.
+ATTRIBUTION_KEYS: Final[Mapping[str, str]] = {
+    "pipeline": "tokentrail.pipeline",
+    "phase": "tokentrail.phase",
+    "role": "tokentrail.role",
+    "agent": AGENT_NAME,
+    "agent_id": AGENT_ID,
+    "task": "tokentrail.task",
+    "user": USER_ID,
+    "session": SESSION_ID,
+    "conversation": CONVERSATION_ID,
+}
+LABEL_PREFIX: Final = "tokentrail.label."
+
+
+def attribution_attribute(key: str) -> str:
+    """The span attribute of an attribution key (``label:<name>`` for a free-form label)."""
+    if key.startswith("label:"):
+        return LABEL_PREFIX + key[6:]
+    return ATTRIBUTION_KEYS[key]
+
 
 # --- roll-up spans: totals of the LLM calls inside a unit of work, set when it ends ---
-ROLLUP_CALLS: Final = "tokentrail.rollup.calls"
-ROLLUP_INPUT_TOKENS: Final = "tokentrail.rollup.input_tokens"
-ROLLUP_OUTPUT_TOKENS: Final = "tokentrail.rollup.output_tokens"
-ROLLUP_CACHE_READ_TOKENS: Final = "tokentrail.rollup.cache_read_tokens"
-ROLLUP_CACHE_WRITE_TOKENS: Final = "tokentrail.rollup.cache_write_tokens"
-ROLLUP_REASONING_TOKENS: Final = "tokentrail.rollup.reasoning_tokens"
-ROLLUP_COST: Final = "tokentrail.rollup.cost_usd"
-ROLLUP_UNPRICED_CALLS: Final = "tokentrail.rollup.unpriced_calls"
-ROLLUP_ERRORS: Final = "tokentrail.rollup.errors"
+# tokentrail.rollup.<figure> for each figure of the run summary (totals.SUMMARY_FIELDS).
+ROLLUP_PREFIX: Final = "tokentrail.rollup."
+ROLLUP_CALLS: Final = ROLLUP_PREFIX + "calls"
+ROLLUP_INPUT_TOKENS: Final = ROLLUP_PREFIX + "input_tokens"
+ROLLUP_OUTPUT_TOKENS: Final = ROLLUP_PREFIX + "output_tokens"
+ROLLUP_CACHE_READ_TOKENS: Final = ROLLUP_PREFIX + "cache_read_tokens"
+ROLLUP_CACHE_WRITE_TOKENS: Final = ROLLUP_PREFIX + "cache_write_tokens"
+ROLLUP_REASONING_TOKENS: Final = ROLLUP_PREFIX + "reasoning_tokens"
+ROLLUP_COST: Final = ROLLUP_PREFIX + "cost_usd"
+ROLLUP_UNPRICED_CALLS: Final = ROLLUP_PREFIX + "unpriced_calls"
+ROLLUP_ERRORS: Final = ROLLUP_PREFIX + "errors"
 
 # --- budgets ---
 BUDGET_THRESHOLD_EVENT: Final = "tokentrail.budget.threshold"
@@ -131,6 +157,11 @@ METRIC_TOKEN_PARTS: Final = "tokentrail.client.token.parts"
 METRIC_UNPRICED_CALLS: Final = "tokentrail.client.unpriced_calls"
 METRIC_INCONSISTENT_USAGE: Final = "tokentrail.client.inconsistent_usage"
 METRIC_INSTRUMENTATION_ERRORS: Final = "tokentrail.instrumentation.errors"
+# SDK requests tokentrail saw but could not classify as an LLM call (a new endpoint, a GET):
+# counted, by SDK and endpoint, so a billed call that goes unrecorded is visible.
+METRIC_UNRECOGNISED_CALLS: Final = "tokentrail.client.unrecognised_calls"
+SDK_NAME: Final = "tokentrail.sdk"
+SDK_ENDPOINT: Final = "tokentrail.endpoint"
 ERROR_WHERE: Final = "tokentrail.where"  # on METRIC_INSTRUMENTATION_ERRORS: which part of tokentrail
 # Attribution values folded into "_other" because a key reached its distinct-value cap.
 METRIC_ATTRIBUTION_OVERFLOW: Final = "tokentrail.attribution.overflow"

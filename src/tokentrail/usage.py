@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["COUNT_FIELDS", "Usage", "count"]
+from . import semconv as sc
+
+__all__ = ["COUNT_FIELDS", "USAGE_FIELDS", "Usage", "UsageField", "count"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +134,53 @@ class Usage:
         return Usage(**summed)
 
 
-# The token-count fields, in a stable order (the ledger's columns follow it).
-COUNT_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "input_image_tokens",
-    "web_searches",
+@dataclass(frozen=True, slots=True)
+class UsageField:
+    """One token count of :class:`Usage`, and every name it goes by downstream."""
+
+    name: str
+    """The :class:`Usage` field, and the ledger column of the same name."""
+    span_attribute: str
+    """The span attribute it is recorded as (set only when non-zero, except the two totals)."""
+    price_key: str
+    """The ``genai_prices.Usage`` field it is priced as."""
+    token_type: str | None = None
+    """``gen_ai.token.type`` of the parts counter (``tokentrail.client.token.parts``), if counted there."""
+    summed: bool = False
+    """Added up by roll-up spans, the run summary and report totals."""
+
+
+# The token counts, in a stable order: the ledger's columns follow it. The one table from which
+# the span attributes, the pricing map, the ledger columns and the totals derive.
+USAGE_FIELDS: tuple[UsageField, ...] = (
+    UsageField("input_tokens", sc.USAGE_INPUT_TOKENS, "input_tokens", summed=True),
+    UsageField("output_tokens", sc.USAGE_OUTPUT_TOKENS, "output_tokens", summed=True),
+    UsageField(
+        "cache_read_tokens", sc.USAGE_CACHE_READ_INPUT_TOKENS, "cache_read_tokens", "cache_read", summed=True
+    ),
+    UsageField(
+        "cache_write_tokens",
+        sc.USAGE_CACHE_CREATION_INPUT_TOKENS,
+        "cache_write_tokens",
+        "cache_creation",
+        summed=True,
+    ),
+    UsageField("cache_write_1h_tokens", sc.USAGE_CACHE_CREATION_1H_INPUT_TOKENS, "cache_write_1h_tokens"),
+    UsageField(
+        "reasoning_tokens",
+        sc.USAGE_REASONING_OUTPUT_TOKENS,
+        "output_reasoning_tokens",
+        "reasoning",
+        summed=True,
+    ),
+    UsageField("input_audio_tokens", sc.USAGE_INPUT_AUDIO_TOKENS, "input_audio_tokens"),
+    UsageField("output_audio_tokens", sc.USAGE_OUTPUT_AUDIO_TOKENS, "output_audio_tokens"),
+    UsageField("input_image_tokens", sc.USAGE_INPUT_IMAGE_TOKENS, "input_image_tokens"),
+    UsageField("web_searches", sc.USAGE_WEB_SEARCHES, "web_searches"),
 )
+COUNT_FIELDS = tuple(f.name for f in USAGE_FIELDS)
+SUMMED_FIELDS = tuple(f.name for f in USAGE_FIELDS if f.summed)
+"""The token counts every total adds up (the rest are details of these)."""
 assert set(COUNT_FIELDS) | {"provider_cost_usd", "reported_total_tokens", "problems"} == {
     f.name for f in fields(Usage)
 }

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import semconv as sc
-from ..context import ATTRIBUTION_KEYS, LABEL_PREFIX
 from ..records import CallRecord
-from ..usage import COUNT_FIELDS
+from ..semconv import ATTRIBUTION_KEYS, LABEL_PREFIX
+from ..usage import COUNT_FIELDS, USAGE_FIELDS
 from ._schema import COLUMN_NAMES
 
 __all__ = ["ATTRIBUTION_COLUMNS", "row_dict", "row_from_record", "row_from_span", "service_name"]
@@ -164,18 +164,7 @@ def row_from_record(record: CallRecord, service: str) -> tuple[Any, ...]:
     )
 
 
-_SPAN_USAGE = (
-    sc.USAGE_INPUT_TOKENS,
-    sc.USAGE_OUTPUT_TOKENS,
-    sc.USAGE_CACHE_READ_INPUT_TOKENS,
-    sc.USAGE_CACHE_CREATION_INPUT_TOKENS,
-    sc.USAGE_CACHE_CREATION_1H_INPUT_TOKENS,
-    sc.USAGE_REASONING_OUTPUT_TOKENS,
-    sc.USAGE_INPUT_AUDIO_TOKENS,
-    sc.USAGE_OUTPUT_AUDIO_TOKENS,
-    sc.USAGE_INPUT_IMAGE_TOKENS,
-    sc.USAGE_WEB_SEARCHES,
-)
+_SPAN_USAGE = tuple(usage_field.span_attribute for usage_field in USAGE_FIELDS)  # in column order
 
 
 def is_call_span(span: Any) -> bool:
@@ -275,7 +264,3 @@ def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     labels = values.get("labels")
     values["labels"] = json.loads(labels) if labels else {}
     return values
-
-
-def column(row: tuple[Any, ...], name: str) -> Any:
-    return row[_INDEX[name]]

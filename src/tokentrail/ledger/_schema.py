@@ -26,6 +26,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .._version import __version__
+from ..usage import SUMMED_FIELDS, USAGE_FIELDS
+
 __all__ = [
     "BUCKET_SECONDS",
     "CALL_COLUMNS",
@@ -59,16 +62,8 @@ CALL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("server_address", "TEXT"),
     ("stream", "INTEGER NOT NULL DEFAULT 0"),
     ("response_id", "TEXT"),
-    ("input_tokens", "INTEGER"),
-    ("output_tokens", "INTEGER"),
-    ("cache_read_tokens", "INTEGER"),
-    ("cache_write_tokens", "INTEGER"),
-    ("cache_write_1h_tokens", "INTEGER"),
-    ("reasoning_tokens", "INTEGER"),
-    ("input_audio_tokens", "INTEGER"),
-    ("output_audio_tokens", "INTEGER"),
-    ("input_image_tokens", "INTEGER"),
-    ("web_searches", "INTEGER"),
+    # The token counts, one column each, named and ordered as the usage table (usage.USAGE_FIELDS).
+    *((usage_field.name, "INTEGER") for usage_field in USAGE_FIELDS),
     ("usage_inconsistent", "INTEGER NOT NULL DEFAULT 0"),
     ("cost_usd", "REAL"),
     ("cost_input_usd", "REAL"),
@@ -119,11 +114,7 @@ MEASURES: dict[str, str] = {
     "unpriced_calls": "COALESCE(SUM(input_tokens IS NOT NULL AND cost_usd IS NULL), 0)",
     "errors": "COALESCE(SUM(error_type IS NOT NULL), 0)",
     "incomplete": "COALESCE(SUM(incomplete), 0)",
-    "input_tokens": "COALESCE(SUM(input_tokens), 0)",
-    "output_tokens": "COALESCE(SUM(output_tokens), 0)",
-    "cache_read_tokens": "COALESCE(SUM(cache_read_tokens), 0)",
-    "cache_write_tokens": "COALESCE(SUM(cache_write_tokens), 0)",
-    "reasoning_tokens": "COALESCE(SUM(reasoning_tokens), 0)",
+    **{name: f"COALESCE(SUM({name}), 0)" for name in SUMMED_FIELDS},  # the token counts totals add up
     "cost_usd": "TOTAL(cost_usd)",
     "cache_savings_usd": "TOTAL(cache_savings_usd)",
 }
@@ -218,8 +209,6 @@ def open_ledger(path: Path, *, create: bool = True, readonly: bool = False) -> s
 
 def _check_version(path: Path, version: int) -> None:
     if version > SCHEMA_VERSION:
-        from .._version import __version__
-
         raise LedgerVersionError(
             f"the ledger at {path} was written by a newer tokentrail (schema version {version}; "
             f"tokentrail {__version__} understands up to {SCHEMA_VERSION}): upgrade tokentrail "

@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import semconv as sc
-from ..context import ATTRIBUTION_KEYS, span_attribute_name
+from ..semconv import ATTRIBUTION_KEYS
+from ..semconv import attribution_attribute as span_attribute_name
 from .query import Filters, Report, Totals, _build, validate_key
 
 __all__ = ["PrometheusError", "prometheus_name", "prometheus_report"]

@@ -16,10 +16,12 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..totals import FIELDS as TOTAL_FIELDS
+from ..totals import Totals
 from ._schema import BUCKET_SECONDS, COLUMN_NAMES, MEASURES
 
 __all__ = [
@@ -100,55 +102,7 @@ class Filters:
         return found
 
 
-@dataclass(slots=True)
-class Totals:
-    """What a set of calls added up to."""
-
-    calls: int = 0
-    calls_with_usage: int = 0
-    priced_calls: int = 0
-    unpriced_calls: int = 0
-    """Calls with usage but no known price."""
-    errors: int = 0
-    incomplete: int | None = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    cache_savings_usd: float | None = 0.0
-    """Cache reads at the input rate minus their cost at the cache-read rate; None when unknown."""
-
-    def add(self, other: Totals) -> None:
-        for name in _TOTAL_FIELDS:
-            mine, theirs = getattr(self, name), getattr(other, name)
-            setattr(self, name, None if mine is None or theirs is None else mine + theirs)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    @property
-    def avg_cost_per_call(self) -> float | None:
-        """Cost over the calls that have a cost (unpriced calls would understate it)."""
-        return self.cost_usd / self.priced_calls if self.priced_calls else None
-
-    @property
-    def avg_tokens_per_call(self) -> float | None:
-        """Input plus output tokens over the calls that reported usage."""
-        return self.total_tokens / self.calls_with_usage if self.calls_with_usage else None
-
-    def as_dict(self) -> dict[str, Any]:
-        values: dict[str, Any] = {name: getattr(self, name) for name in _TOTAL_FIELDS}
-        values["total_tokens"] = self.total_tokens
-        values["avg_cost_per_call_usd"] = self.avg_cost_per_call
-        values["avg_tokens_per_call"] = self.avg_tokens_per_call
-        return values
-
-
-_TOTAL_FIELDS = tuple(f.name for f in fields(Totals))
-assert tuple(MEASURES) == _TOTAL_FIELDS  # Totals(*row) takes a row of MEASURES in order
+assert tuple(MEASURES) == TOTAL_FIELDS  # Totals(*row) takes a row of MEASURES in order
 
 
 @dataclass
@@ -276,7 +230,7 @@ def _query(
 def _totals(values: Sequence[Any]) -> Totals:
     totals = Totals(*values)
     # SUM() over no rows is NULL: an empty range adds up to zero.
-    for name in _TOTAL_FIELDS:
+    for name in TOTAL_FIELDS:
         if getattr(totals, name) is None:
             setattr(totals, name, 0.0 if name.endswith("_usd") else 0)
     return totals

@@ -25,9 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import metrics
+
 from .. import _safety
 from .. import semconv as sc
 from .._batcher import Batcher
+from .._version import __version__
 from ..records import CallRecord
 from ._rows import row_from_record
 from ._schema import BUCKET_SECONDS, COLUMN_NAMES, DIMENSIONS, MEASURES, LedgerError, open_ledger
@@ -267,10 +270,6 @@ def _category(message: str) -> str:
 
 
 def _dropped_counter(meter_provider: Any) -> Any:
-    from opentelemetry import metrics
-
-    from .._version import __version__
-
     meter = metrics.get_meter("tokentrail", __version__, meter_provider)
     return meter.create_counter(
         sc.METRIC_LEDGER_DROPPED,

@@ -24,10 +24,10 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from .. import _safety
+from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
-from ._methods import ClassPatches
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState, follow_generator
 
 __all__ = ["Patches", "Reader", "Target"]

@@ -24,10 +24,10 @@ from typing import Any, Protocol
 import wrapt
 
 from .. import _safety
+from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
 from ..lifecycle import Call, Telemetry, active
 from ..records import RequestInfo, ResponseInfo
-from ._methods import ClassPatches
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState, end_followed, follow
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"

@@ -1,4 +1,5 @@
-"""Wrapping methods on SDK classes, remembered so that ``uninstrument()`` can put them back.
+"""Wrapping methods on classes (SDKs, the OpenTelemetry SDK), remembered so that ``uninstrument()``
+can put them back.
 
 Patches go on the class, not on client instances, so clients created before ``instrument()``
 are covered too.

@@ -1,27 +1,4 @@
-"""Budgets: alerts before the bill, and hard stops before the request.
-
-A :class:`budget` is a USD limit over the calls whose attribution matches its ``scope`` (all calls
-when the scope is empty), within a window: ``per_run`` (the life of the budget object), a fixed
-period (``30m``, ``1h``, ``1d``: aligned to the epoch) or ``day`` (a calendar day in a time zone).
-
-Before each call the lifecycle asks :func:`check` for the call's *worst case* (estimated input
-tokens plus their margin, plus the request's ``max_tokens`` or
-:data:`~tokentrail.estimate.DEFAULT_MAX_OUTPUT_TOKENS`, at the model's prices) and reserves it on
-every budget that applies. In ``raise`` mode a reservation that would take spend + reservations
-over the limit is refused with :class:`BudgetExceeded`, before any request is sent. When the call
-has ended, tokentrail's recorder thread prices it and replaces its reservation by its real cost
-(:func:`settle_budgets`); thresholds crossed then fire once each, from that thread: a span event
-on that call, a warning log, and the ``on_alert`` callback.
-
-Until then the call's reservation, its worst case, stands in for its cost, so a decision can only
-be more cautious than one made on real spend. It is never more cautious than that: before it
-refuses a call, :func:`check` has every ended call settled and decides again; and reading a
-budget (``spent_usd``, ``status()``) settles ended calls first. Pricing at the end of the call on
-the application's thread instead would cost every budgeted call about 25 microseconds.
-
-Budgets declared with ``shared=True`` add the ledger's spend for the window (other processes'
-calls), re-read at most every ``refresh_s`` seconds; other budgets keep their spend in memory.
-"""
+"""The budget and its state: limits, reservations, spend, thresholds."""
 
 from __future__ import annotations
 
@@ -30,39 +7,34 @@ import functools
 import inspect
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import _safety
-from . import semconv as sc
-from .config import ConfigError, shown
-from .estimation import DEFAULT_MAX_OUTPUT_TOKENS
-from .usage import Usage
+from .. import _safety
+from .._safety import shown
+from ..context import validate
+from ..estimation import encoder
+from .window import Window
 
 __all__ = [
     "BudgetAlert",
     "BudgetExceeded",
     "Reservation",
+    "active_budgets",
     "budget",
-    "check",
     "configure",
-    "settle_budgets",
-    "statuses",
+    "configured",
+    "named_budgets",
+    "read_spend_with",
+    "settle_ended_with",
 ]
 
-EVENT_THRESHOLD = sc.BUDGET_THRESHOLD_EVENT
-METRIC_SPEND = sc.METRIC_BUDGET_SPEND
-METRIC_REMAINING = sc.METRIC_BUDGET_REMAINING
 MODES = ("raise", "warn")
 UNKNOWN_POLICIES = ("allow", "refuse")
-_PERIOD = re.compile(r"^(\d+)\s*([smhd])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class BudgetExceeded(Exception):
@@ -110,82 +82,48 @@ class Reservation:
     window: float | None
 
 
-def _nothing_pending() -> None:
-    return None
+# Settles the calls that have ended and are not yet recorded: the lifecycle's recorder registers its
+# flush here while tokentrail is instrumented (budgets sit below the lifecycle and do not import it).
+_settle_ended: Callable[[], None] | None = None
 
 
-# Settles the calls that have ended and are not yet recorded (the lifecycle's recorder registers
-# its flush here: budgets sit below the lifecycle and do not import it).
-_settle_ended: Callable[[], None] = _nothing_pending
-
-
-def settle_ended_with(settle: Callable[[], None]) -> None:
+def settle_ended_with(settle: Callable[[], None] | None) -> None:
     """Register how to settle every call that has ended (the recorder's synchronous drain)."""
     global _settle_ended
     _settle_ended = settle
 
 
-def _settle_ended_now() -> None:
+def settle_ended_now() -> None:
+    settle = _settle_ended
+    if settle is None:
+        return
     try:
-        _settle_ended()
+        settle()
     except Exception as exc:
         _safety.internal_error("budget.settle_ended", exc)
 
 
-# --- windows ----------------------------------------------------------------------------------
+SpendReader = Callable[[str | os.PathLike[str] | None, Mapping[str, str], float | None, float], float]
+"""``(ledger path or None for the default, scope, since, until) -> USD`` spent in the ledger."""
+_spend_reader: SpendReader | None = None
 
 
-class _Window:
-    def __init__(self, spec: str, timezone: str | None) -> None:
-        self.spec = spec
-        self.seconds: int | None = None
-        self.zone: Any = None
-        if timezone is not None and not isinstance(timezone, str):
-            raise ValueError(
-                f"budget: timezone must be an IANA name such as 'Europe/Paris', not {shown(timezone)}"
-            )
-        if spec == "per_run":
-            if timezone:
-                raise ValueError("budget: timezone applies only to window='day'")
-            return
-        if spec == "day":
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                self.zone = ZoneInfo(timezone or "UTC")
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"budget: unknown timezone {shown(timezone)} (use an IANA name)") from exc
-            return
-        # fullmatch: "$" alone would also accept a trailing newline ("1h\n").
-        match = _PERIOD.fullmatch(spec) if isinstance(spec, str) else None
-        if match is None or int(match.group(1)) <= 0:
-            raise ValueError(
-                f"budget: window {shown(spec)} is not valid; use 'per_run', a period like '30m', '1h', '1d', "
-                "or 'day' (a calendar day, with timezone=...)"
-            )
-        if timezone:
-            raise ValueError("budget: timezone applies only to window='day'")
-        self.seconds = int(match.group(1)) * _SECONDS[match.group(2)]
-
-    def start(self, now: float) -> float | None:
-        """The start of the window holding ``now`` (epoch seconds); ``None`` for per_run."""
-        if self.seconds is not None:
-            return now - now % self.seconds
-        if self.zone is not None:
-            local = datetime.fromtimestamp(now, self.zone)
-            return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        return None
-
-    def end(self, start: float | None) -> float | None:
-        if start is None:
-            return None
-        if self.seconds is not None:
-            return start + self.seconds
-        day = datetime.fromtimestamp(start, self.zone)
-        return (day.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=self.zone).timestamp()
+def read_spend_with(reader: SpendReader) -> None:
+    """Where ``shared=True`` budgets read other processes' spend: the ledger's reader, handed in
+    by ``instrument()`` (budgets sit below the ledger and do not import it)."""
+    global _spend_reader
+    _spend_reader = reader
 
 
-# --- the budget ------------------------------------------------------------------------------
+def _read_spend(
+    ledger: str | os.PathLike[str] | None, scope: Mapping[str, str], since: float | None, until: float
+) -> float:
+    if _spend_reader is None:
+        raise RuntimeError(
+            "no ledger reader: shared budgets read the ledger once tokentrail.instrument() ran"
+        )
+    return _spend_reader(ledger, scope, since, until)
+
 
 _in_context: contextvars.ContextVar[tuple[budget, ...]] = contextvars.ContextVar(
     "tokentrail_budgets", default=()
@@ -244,8 +182,6 @@ class budget:
             raise ValueError(f"budget: unknown must be 'allow' or 'refuse', not {shown(unknown)}")
         levels = _thresholds(thresholds)
         if scope is not None:
-            from .context import validate
-
             if not isinstance(scope, Mapping):
                 raise ValueError(
                     "budget: scope is a mapping of attribution keys, e.g. {'pipeline': 'pip_123'}"
@@ -278,7 +214,7 @@ class budget:
             )
         if not callable(clock):
             raise ValueError("budget: clock must be callable (it returns epoch seconds)")
-        self._window = _Window(window, timezone)
+        self._window = Window(window, timezone)
         if shared and self._window.spec == "per_run":
             raise ValueError("budget: shared=True (spend from the ledger) needs a window such as '1d'")
         global _counter
@@ -328,7 +264,7 @@ class budget:
 
     def _refresh_from_ledger(self, start: float | None, now: float) -> None:
         try:
-            spent = ledger_spend(self.ledger, self.scope, start, now)
+            spent = _read_spend(self.ledger, self.scope, start, now)
         except Exception as exc:
             _safety.warn_once(
                 ("budget-ledger", self.name),
@@ -345,10 +281,12 @@ class budget:
     @property
     def spent_usd(self) -> float:
         """USD spent in the current window, every call that has ended included."""
-        _settle_ended_now()
-        return self._current_spend()
+        settle_ended_now()
+        return self.settled_spend()
 
-    def _current_spend(self) -> float:  # without settling first: for the metric reader's gauges
+    def settled_spend(self) -> float:
+        """USD spent in the current window without settling ended calls first (the metric
+        reader's gauges: its thread must not wait on the recorder)."""
         with self._lock:
             self._roll(self.clock())
             return self._spent + self._ledger_spent
@@ -356,11 +294,11 @@ class budget:
     @property
     def reserved_usd(self) -> float:
         """USD held for calls still running (their worst case)."""
-        _settle_ended_now()
+        settle_ended_now()
         return self._reserved
 
     def status(self) -> dict[str, Any]:
-        _settle_ended_now()
+        settle_ended_now()
         with self._lock:
             start = self._roll(self.clock())
             spent = self._spent + self._ledger_spent
@@ -508,8 +446,6 @@ def _warm_tokenizer() -> None:
 
     def load() -> None:
         try:
-            from .estimation import encoder
-
             encoder("o200k_base")
         except Exception as exc:
             _safety.warn_once("budget-tokenizer", "tokentrail: no offline tokenizer for budgets: %s", exc)
@@ -517,194 +453,15 @@ def _warm_tokenizer() -> None:
     threading.Thread(target=load, name="tokentrail-tokenizer", daemon=True).start()
 
 
-# --- the lifecycle's side ------------------------------------------------------------------------
-
-
 def active_budgets() -> tuple[budget, ...]:
+    """The budgets that apply here: the configured ones and those entered in this context."""
     context = _in_context.get()
     return _configured + context if context else _configured
 
 
-def check(
-    request: Any, values: Mapping[str, str], pricer: Any, *, enforce: bool = True
-) -> tuple[Reservation, ...]:
-    """Reserve a call's worst case on every budget that applies to it; raises BudgetExceeded
-    (after releasing what it reserved) when one refuses. Anything else goes wrong: allowed."""
-    budgets = [b for b in active_budgets() if b.applies(values)]
-    if not budgets:
-        return ()
-    try:
-        worst = worst_case(request, pricer, budgets)
-    except Exception as exc:
-        _safety.internal_error("budget.estimate", exc)
-        worst = None
-    try:
-        return _reserve_all(budgets, worst, enforce)
-    except BudgetExceeded:
-        # Calls that have ended may still hold their worst case: settle them, then decide again,
-        # so that no call is refused that the real spend allows.
-        _settle_ended_now()
-    try:
-        return _reserve_all(budgets, worst, enforce)
-    except BudgetExceeded as refused:
-        _safety.log.warning("tokentrail: %s", refused)
-        raise
-
-
-def _reserve_all(budgets: list[budget], worst: float | None, enforce: bool) -> tuple[Reservation, ...]:
-    """One reservation on each budget, or none (released again) if one refuses."""
-    reservations: list[Reservation] = []
-    try:
-        for each in budgets:
-            reservations.append(each.reserve(worst, enforce=enforce))
-    except BudgetExceeded:
-        for reservation in reservations:
-            reservation.budget.settle(reservation, 0.0)
-        raise
-    return tuple(reservations)
-
-
-def worst_case(request: Any, pricer: Any, budgets: Iterable[budget]) -> float | None:
-    """USD of the request's worst case, or None when its input or its price is unknown."""
-    estimator = getattr(request, "input_estimate", None)
-    if estimator is None:
-        return None
-    tokens, margin = estimator()
-    if tokens is None:
-        return None
-    cap = request.parameters().get(sc.REQUEST_MAX_TOKENS)
-    if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
-        caps = [b.max_output_tokens for b in budgets if b.max_output_tokens]
-        cap = max(caps) if caps else DEFAULT_MAX_OUTPUT_TOKENS
-    usage = Usage(input_tokens=math.ceil(tokens * (1 + margin)), output_tokens=cap)
-    models = (request.price_model, request.request_model)
-    cost = pricer.price(usage, request.provider, models, time.time())
-    return None if cost is None else cost.total
-
-
-def settle_budgets(reservations: Iterable[Reservation], actual: float, span: Any = None) -> None:
-    """A call ended: its real cost replaces its reservations; crossed thresholds alert."""
-    for reservation in reservations:
-        try:
-            alerts = reservation.budget.settle(reservation, actual)
-        except Exception as exc:
-            _safety.internal_error("budget.settle", exc)
-            continue
-        for alert in alerts:
-            _alert(reservation.budget, alert, span)
-
-
-def _alert(owner: budget, alert: BudgetAlert, span: Any) -> None:
-    attributes = {
-        sc.BUDGET_NAME: alert.budget,
-        sc.BUDGET_THRESHOLD: alert.threshold,
-        sc.BUDGET_SPENT_USD: alert.spent_usd,
-        sc.BUDGET_LIMIT_USD: alert.limit_usd,
-    }
-    try:
-        if span is not None and span.is_recording():
-            span.add_event(EVENT_THRESHOLD, attributes)
-    except Exception as exc:
-        _safety.internal_error("budget.event", exc)
-    _safety.log.warning(
-        "tokentrail: budget %r reached %d%%: $%.6f of $%.4f spent",
-        alert.budget,
-        round(alert.threshold * 100),
-        alert.spent_usd,
-        alert.limit_usd,
-    )
-    if owner.on_alert is not None:
-        try:
-            owner.on_alert(alert)
-        except Exception as exc:  # the user's callback must not break the call that crossed
-            _safety.internal_error("budget.on_alert", exc)
-
-
-def observe_budgets(meter: Any) -> None:
-    """Spend and remaining budget as gauges, one series per budget name."""
-    from opentelemetry.metrics import Observation
-
-    # On the metric reader's thread: what is settled so far (the recorder is not drained from
-    # inside a metrics collection, which its own records would wait on).
-    def spend(_options: Any) -> list[Any]:
-        return [Observation(b._current_spend(), {sc.BUDGET_NAME: b.name}) for b in list(_by_name.values())]
-
-    def remaining(_options: Any) -> list[Any]:
-        return [
-            Observation(max(0.0, b.usd - b._current_spend()), {sc.BUDGET_NAME: b.name})
-            for b in list(_by_name.values())
-        ]
-
-    meter.create_observable_gauge(
-        METRIC_SPEND, [spend], unit="USD", description="Spend in the budget's window"
-    )
-    meter.create_observable_gauge(
-        METRIC_REMAINING, [remaining], unit="USD", description="Budget left in the window (never below 0)"
-    )
-
-
-# --- configuration ------------------------------------------------------------------------------
-
-_FIELDS = {
-    "usd", "scope", "mode", "thresholds", "name", "window", "timezone", "unknown",
-    "max_output_tokens", "shared", "ledger", "refresh_s",
-}  # fmt: skip
-
-
-def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
-    """Budgets from a TOML file (``[[budget]]`` tables) or a list of budgets / mappings."""
-    if isinstance(source, str | os.PathLike):
-        import tomllib
-
-        path = Path(source)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"budgets file {str(path)!r}: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"budgets file {str(path)!r}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from None
-        # Only [[budget]] tables: a misspelt [[budgets]] would otherwise load no budget, silently.
-        unexpected = sorted(set(data) - {"budget"})
-        if unexpected:
-            raise ConfigError(
-                f"budgets file {str(path)!r}: unknown top-level key(s) {unexpected}; "
-                "each budget is a [[budget]] table"
-            )
-        entries = data.get("budget", [])
-        where = str(path)
-        if not isinstance(entries, list):
-            raise ConfigError(
-                f"{where}: budget must be [[budget]] tables (an array of tables), not {shown(entries)}"
-            )
-    elif isinstance(source, Iterable) and not isinstance(source, bytes | Mapping):
-        entries, where = list(source), "instrument(budgets=...)"
-    else:
-        raise ConfigError(
-            f"instrument(budgets={shown(source)}): use the path of a TOML file of [[budget]] tables, "
-            "or a list of tokentrail.budget(...) objects or mappings"
-        )
-    found = []
-    for index, entry in enumerate(entries):
-        if isinstance(entry, budget):
-            found.append(entry)
-            continue
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where}: budget #{index + 1} must be a table/mapping")
-        unknown = set(entry) - _FIELDS
-        if unknown:
-            raise ConfigError(
-                f"{where}: budget #{index + 1}: unknown field(s) {sorted(map(str, unknown))}; "
-                f"use {', '.join(sorted(_FIELDS))}"
-            )
-        if "usd" not in entry:
-            raise ConfigError(f"{where}: budget #{index + 1} needs usd = <limit in US dollars>")
-        try:
-            found.append(budget(**{"name": f"budget-{index + 1}", **entry}))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: budget #{index + 1}: {exc}") from None
-    return tuple(found)
+def named_budgets() -> list[budget]:
+    """The latest budget of each name (what the spend gauges report)."""
+    return list(_by_name.values())
 
 
 def configure(budgets: tuple[budget, ...]) -> None:
@@ -715,66 +472,3 @@ def configure(budgets: tuple[budget, ...]) -> None:
 
 def configured() -> tuple[budget, ...]:
     return _configured
-
-
-def statuses() -> list[dict[str, Any]]:
-    return [b.status() for b in _configured]
-
-
-def ledger_spend(
-    ledger: str | Path | None, scope: Mapping[str, str], since: float | None, until: float
-) -> float:
-    """The ledger's spend for ``scope`` in [since, until); 0 when there is no ledger yet."""
-    from .ledger import open_ledger
-    from .ledger.query import Filters, report
-
-    path = Path(ledger).expanduser() if ledger else default_ledger()
-    if path is None or not path.exists():
-        return 0.0
-    connection = open_ledger(path, create=False)
-    try:
-        filters = Filters(since=since, until=until, where=dict(scope))
-        return report(connection, (), filters).totals.cost_usd or 0.0
-    finally:
-        connection.close()
-
-
-def default_ledger() -> Path | None:
-    import os
-
-    from .config import ENV_LEDGER, ledger_location
-
-    return ledger_location(os.environ.get(ENV_LEDGER))
-
-
-def budget_statuses(path: str, ledger: Any, now: float | None = None) -> list[dict[str, Any]]:
-    """Each budget configured in ``path`` with its spend in its current window, from the ledger.
-
-    What ``tokentrail budget status`` prints and ``tokentrail serve`` answers on ``/v1/budgets``."""
-    now = time.time() if now is None else now
-    found = []
-    for each in load(path):
-        start = each._window.start(now)
-        per_run = each.window == "per_run"
-        # A per_run budget lives in one process; the ledger can show only all-time spend in scope.
-        spent = ledger_spend(ledger, each.scope, start, now + 1)
-        found.append(
-            {
-                "name": each.name,
-                "usd": each.usd,
-                "spent_usd": spent,
-                "remaining_usd": max(0.0, each.usd - spent),
-                "percent_used": spent / each.usd * 100,
-                "over_budget": spent > each.usd,
-                "mode": each.mode,
-                "window": each.window,
-                "timezone": each.timezone,
-                "window_start": start,
-                "window_end": each._window.end(start),
-                "scope": dict(each.scope),
-                "note": "per_run: in-process only; the ledger shows all-time spend in scope"
-                if per_run
-                else "",
-            }
-        )
-    return found
