@@ -30,7 +30,7 @@ from . import semconv as sc
 from ._batcher import Batcher
 from ._patching import ClassPatches
 from ._version import __version__
-from .budgets import BudgetAlert, Reservation, active_budgets, announce, named_budgets, settle_budgets
+from .budgets import BudgetAlert, Reservation, active_budgets, named_budgets, settle_budgets
 from .budgets import check as check_budgets
 from .config import Settings
 from .context import (
@@ -606,8 +606,6 @@ class Call:
                 span.set_status(Status(StatusCode.ERROR, error_type))
             for alert in alerts:
                 _budget_event(span, alert)
-        for alert in alerts:
-            announce(alert)  # the log line and the budget's on_alert, once the event is on the span
         span.end(end_time=self._end_ns)
 
     def _metric_attributes(self, response_model: str | None, error_type: str | None) -> dict[str, Any]:

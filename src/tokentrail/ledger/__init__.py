@@ -5,7 +5,8 @@
 or ``instrument(ledger="/path")`` moves it, ``off`` / ``ledger=False`` disables it. The
 ``tokentrail report | trend | export | serve`` commands read it.
 
-* :mod:`._schema`: tables, versions, migrations; :mod:`.writer`: the background writer (the sink);
+* :mod:`._schema`: tables, versions, migrations; :mod:`.spend`: spend for budgets;
+  :mod:`.writer`: the background writer (the sink);
   :mod:`.exporter`: the same rows from finished spans (``OTEL_TRACES_EXPORTER=tokentrail``);
   :mod:`.query`: reports; :mod:`.prometheus`: the same reports from Prometheus;
   :mod:`.logsink`: one JSON log record per call; :mod:`.api`: ``tokentrail serve``.
@@ -16,7 +17,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from opentelemetry import trace
+
+from ..lifecycle import remove_sink
+from ._rows import service_name
 from ._schema import SCHEMA_VERSION, LedgerError, LedgerVersionError, open_ledger
+from .logsink import CallLogSink
+from .spend import spend
 from .writer import LedgerWriter
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "exporter_active",
     "flush",
     "open_ledger",
+    "spend",
 ]
 
 _lock = threading.RLock()
@@ -62,10 +70,6 @@ def sinks_for(settings: Any, *, tracer_provider: Any = None, meter_provider: Any
     off or written by the span exporter) and the call log (if on). One writer per process: a
     repeated ``instrument()`` keeps the writer of the same path."""
     global _writer, _call_log
-    from opentelemetry import trace
-
-    from ._rows import service_name
-
     service = service_name(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
     sinks: list[Any] = []
     with _lock:
@@ -80,8 +84,6 @@ def sinks_for(settings: Any, *, tracer_provider: Any = None, meter_provider: Any
             sinks.append(_writer)
         if settings.log_calls:
             if _call_log is None:
-                from .logsink import CallLogSink
-
                 _call_log = CallLogSink(service=service)
             _call_log.service = service
             sinks.append(_call_log)
@@ -111,11 +113,7 @@ def _exporter_started() -> None:
         writer, _writer = _writer, None
     if writer is None:
         return
-    from .. import lifecycle
-
-    telemetry = lifecycle.active()
-    if telemetry is not None:
-        telemetry.sinks[:] = [sink for sink in telemetry.sinks if sink is not writer]
+    remove_sink(writer)
     writer.close()
 
 

@@ -22,9 +22,12 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from .._version import __version__
+from ..budgets import budget_statuses
+from ..config import ConfigError
 from ._schema import SCHEMA_VERSION, LedgerError, open_ledger
 from .query import _LABEL as LABEL_KEY
 from .query import BY_KEYS, Filters, Group, Report, Totals, UnknownKeyError, report, trend
+from .spend import spend
 
 __all__ = ["create_app"]
 
@@ -362,16 +365,13 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         summary="The configured budgets: spend, remaining and percent used in their window",
     )
     def configured_budgets() -> list[dict[str, Any]]:
-        from ..budgets import budget_statuses
-        from ..config import ConfigError
-
         if not budgets_file:
             raise HTTPException(
                 status_code=404,
                 detail="no budgets configured: start serve with --budgets FILE or TOKENTRAIL_BUDGETS",
             )
         try:
-            return budget_statuses(str(budgets_file), ledger)
+            return budget_statuses(str(budgets_file), ledger, spend)
         except (ConfigError, LedgerError) as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from None
         except sqlite3.DatabaseError as exc:

@@ -13,6 +13,7 @@ so each call is written once. Unlike the sink, the exporter sees only sampled sp
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,8 +21,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .. import _safety
+from ..config import ENV_LEDGER, ENV_PRICES, ledger_location
+from ..pricing import Pricer, load_overrides
 from . import _exporter_started, _exporter_stopped
 from ._rows import is_call_span, row_from_span
+from .writer import LedgerWriter
 
 __all__ = ["LedgerSpanExporter"]
 
@@ -30,15 +34,10 @@ class LedgerSpanExporter(SpanExporter):
     """Writes tokentrail's call spans to the local ledger."""
 
     def __init__(self, path: str | None = None, **writer_options: Any) -> None:
-        from ..config import ledger_location
-        from ..pricing import Pricer
-
         self._writer = None
         self._shutdown = False
         location = ledger_location(path) if path is not None else ledger_location(_env_ledger())
         if location is not None:
-            from .writer import LedgerWriter
-
             self._writer = LedgerWriter(location, **writer_options)
         self._pricer = Pricer(_overrides())
         # An instrument() that ran before this exporter existed added a sink: one row per call.
@@ -75,19 +74,10 @@ class LedgerSpanExporter(SpanExporter):
 
 
 def _env_ledger() -> str | None:
-    import os
-
-    from ..config import ENV_LEDGER
-
     return os.environ.get(ENV_LEDGER)
 
 
 def _overrides() -> list[Any]:
-    import os
-
-    from ..config import ENV_PRICES
-    from ..pricing import load_overrides
-
     source = os.environ.get(ENV_PRICES)
     if not source:
         return []
