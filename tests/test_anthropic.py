@@ -38,8 +38,8 @@ from anthropic_wire import (
     stream_events,
     usage,
 )
+from tokentrail import registry
 from tokentrail import semconv as sc
-from tokentrail.config import ENV_ANTHROPIC_NATIVE_SPANS
 from tokentrail.providers import anthropic as anthropic_provider
 from tokentrail.providers._stainless import Instrumentation
 from tokentrail.testing import FakeLLMServer
@@ -47,6 +47,9 @@ from tokentrail.testing import FakeLLMServer
 NORMAL = {"input_tokens": 7500, "cache_write_tokens": 1500, "cache_write_1h_tokens": 1000,
           "cache_read_tokens": 4000, "output_tokens": 300, "output_reasoning_tokens": 120}  # fmt: skip
 CALL = {"model": MODEL, "max_tokens": 1024, "messages": MESSAGES}
+
+_ANTHROPIC = registry.entry("anthropic")
+ENV_ANTHROPIC_NATIVE_SPANS = _ANTHROPIC.variable(_ANTHROPIC.options[0])
 
 
 def expected_cost(
@@ -589,17 +592,16 @@ def test_uninstrument_restores_the_sdk_methods(recorded):
 
 
 def test_instrumentation_object_is_idempotent_and_registered():
-    patch = anthropic_provider.instrumentation()
+    patch = anthropic_provider.patches()
     assert isinstance(patch, Instrumentation)
     patch.install()
     patch.install()
     assert patch.installed
     patch.remove()
     assert not patch.installed
-    from tokentrail import _setup
     from tokentrail.instrumentation import AnthropicInstrumentor
 
-    assert "anthropic" in _setup.PROVIDERS
+    assert registry.entry("anthropic").implementation == anthropic_provider.__name__
     assert AnthropicInstrumentor().instrumentation_dependencies() == ("anthropic >= 0.43",)
 
 

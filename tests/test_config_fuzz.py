@@ -36,7 +36,6 @@ import tokentrail
 from tokentrail import budgets as budgets_module
 from tokentrail.budgets import budget, load
 from tokentrail.config import (
-    ENV_ANTHROPIC_NATIVE_SPANS,
     ENV_BAGGAGE,
     ENV_CAPTURE,
     ENV_LEDGER,
@@ -251,11 +250,11 @@ SETTINGS = [
     ),
     Setting(
         "anthropic_native_spans",
-        ENV_ANTHROPIC_NATIVE_SPANS,
+        "TOKENTRAIL_ANTHROPIC_NATIVE_SPANS",
         words("off", "keep") | st.just(" "),
         not_a_word_of({"off", "keep", ""}, lambda v: v.strip().lower()).filter(lambda v: v is not None),
         ("'off'", "'keep'"),
-        lambda s: s.anthropic_native_spans,
+        lambda s: s.option("anthropic", "native_spans"),
         lambda v: v.strip().lower() or "off",
         text_not_a_word_of({"off", "keep", ""}, lambda v: v.strip().lower()),
     ),

@@ -671,7 +671,7 @@ def test_clients_created_before_instrument_are_covered():
 def test_patches_are_idempotent():
     from google.genai import models
 
-    patches = gemini.instrumentation()
+    patches = gemini.patches()
     assert isinstance(patches, Patches)
     patches.install()
     patches.install()
@@ -684,16 +684,20 @@ def test_patches_are_idempotent():
 
 async def test_patch_mechanics_cover_async_generator_methods_and_missing_names(recorded, caplog):
     # Older SDK releases stream from async generator functions; a renamed method is reported once.
+    from tokentrail.providers._contract import Plan
     from tokentrail.providers._patch import Target
     from tokentrail.records import RequestInfo
 
     class Reader:
-        def request(self, instance, args, kwargs, telemetry):
-            return RequestInfo(
-                operation="generate_content", provider="gcp.gemini", request_model="m", stream=True
+        def request(self, instance, args, kwargs, settings):
+            return Plan(
+                RequestInfo(
+                    operation="generate_content", provider="gcp.gemini", request_model="m", stream=True
+                ),
+                self,
             )
 
-        def stream_state(self, request):
+        def stream_state(self, request, hide_usage_chunk):
             return gemini.GenerateStreamState(capture=False)
 
     class OldModels:

@@ -774,7 +774,7 @@ def test_batch_price_context(recorded):
 
 
 def test_instrumentation_object_is_idempotent():
-    patch = openai_provider.instrumentation()
+    patch = openai_provider.patches()
     assert isinstance(patch, Instrumentation)
     patch.install()
     patch.install()

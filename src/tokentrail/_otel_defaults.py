@@ -13,6 +13,7 @@ tokentrail.
 from __future__ import annotations
 
 import os
+from importlib.metadata import entry_points
 
 from opentelemetry import metrics, trace
 
@@ -62,10 +63,9 @@ def ensure_providers() -> None:
         for name in _exporter_names("traces"):
             if name == "console":
                 provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-            elif name == "tokentrail":
-                from .ledger.exporter import LedgerSpanExporter
-
-                provider.add_span_processor(BatchSpanProcessor(LedgerSpanExporter()))
+            elif name == "tokentrail":  # the ledger, through its own entry point (as the SDK loads it)
+                (ledger_exporter,) = entry_points(group="opentelemetry_traces_exporter", name="tokentrail")
+                provider.add_span_processor(BatchSpanProcessor(ledger_exporter.load()()))
             elif _protocol("traces") == "grpc":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

@@ -1,70 +1,40 @@
 """Install and remove tokentrail: the code behind ``tokentrail.instrument()``.
 
-Only SDKs that are installed are patched; a missing SDK is simply skipped. Patching is
-idempotent, and ``uninstrument()`` restores the SDKs' own methods.
+Which SDKs exist and how to patch them comes from :mod:`tokentrail.registry`; only SDKs that are
+installed are patched, and each one only once the application imports it (some take hundreds of
+milliseconds to import). Patching is idempotent, and ``uninstrument()`` undoes everything
+``instrument()`` did: the patches, the drains on the OpenTelemetry providers, the runtime.
+Importing tokentrail does none of it.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import importlib
 import importlib.util
-import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import wrapt
 from opentelemetry import metrics, trace
 
-from . import _safety, lifecycle
+from . import _safety, lifecycle, registry
+from . import budgets as _budgets
+from . import ledger as _ledger
+from ._otel_defaults import ensure_providers
 from .config import ConfigError, Settings
 from .lifecycle import Sink, Telemetry
 from .pricing import Pricer, load_overrides
+from .providers._contract import PatchSet
 from .run_summary import RunSummary
 
-log = logging.getLogger("tokentrail")
-
-
-# Provider modules: name -> (the SDK module whose import triggers patching, factory of the
-# provider's patch set). Factories import the provider module, which imports the SDK: they run
-# only once the application has imported the SDK itself, so instrument() never pays for importing
-# an SDK the application does not use (some take hundreds of milliseconds).
-def _openai() -> Any:
-    from .providers import openai
-
-    return openai.instrumentation()
-
-
-def _anthropic() -> Any:
-    from .providers import anthropic
-
-    return anthropic.instrumentation()
-
-
-def _google_genai() -> Any:
-    from .providers import google_genai
-
-    return google_genai.instrumentation()
-
-
-def _langchain() -> Any:
-    from .providers import langchain
-
-    return langchain.instrumentation()
-
-
-PROVIDERS: dict[str, tuple[str, Callable[[], Any]]] = {
-    "openai": ("openai", _openai),
-    "anthropic": ("anthropic", _anthropic),
-    "google_genai": ("google.genai", _google_genai),
-    "langchain": ("langchain_core", _langchain),
-}
-
 _lock = threading.RLock()
-_installed: dict[str, Any] = {}
+_installed: dict[str, PatchSet] = {}
 _pending: set[str] = set()  # wanted, waiting for the application to import the SDK
 _hooked: set[str] = set()  # post-import hooks registered (they cannot be unregistered)
 
@@ -81,26 +51,29 @@ def instrument(
     metric_attributes: Iterable[str] | str | None = None,
     metric_value_limit: int | None = None,
     baggage: bool | None = None,
-    anthropic_native_spans: str | None = None,
     ledger: str | os.PathLike[str] | bool | None = None,
     log_calls: bool | None = None,
     budgets: str | Path | Iterable[Any] | None = None,
     sinks: Iterable[Sink] = (),
     setup_otel: bool | None = None,
+    **provider_options: str,
 ) -> list[str]:
     """Instrument every installed LLM SDK tokentrail supports. Returns the SDKs instrumented.
 
     ``metric_attributes`` lists the attribution keys allowed on metrics (default agent, task,
     phase), each with at most ``metric_value_limit`` distinct values (default 100; more fold into
     ``_other``). ``baggage=True`` reads attribution from incoming OpenTelemetry baggage and writes
-    it to outgoing baggage. ``anthropic_native_spans`` (``off`` by default, or ``keep``) says
-    whether the anthropic SDK still makes its own span for the calls tokentrail instruments.
-    ``ledger`` is where every call is recorded locally (default ``TOKENTRAIL_LEDGER``, else
-    ``$XDG_DATA_HOME/tokentrail/ledger.sqlite``; ``False`` or ``"off"`` disables it; not added
-    while ``OTEL_TRACES_EXPORTER=tokentrail`` writes the ledger from spans). ``log_calls=True``
-    (``TOKENTRAIL_LOG_CALLS``) logs one JSON record per call to the ``tokentrail.calls`` logger.
-    ``budgets`` (a TOML file of ``[[budget]]`` tables, or a list of ``tokentrail.budget`` objects
-    or mappings; default ``TOKENTRAIL_BUDGETS``) apply to every call whose attribution matches.
+    it to outgoing baggage. ``ledger`` is where every call is recorded locally (default
+    ``TOKENTRAIL_LEDGER``, else ``$XDG_DATA_HOME/tokentrail/ledger.sqlite``; ``False`` or ``"off"``
+    disables it; not added while ``OTEL_TRACES_EXPORTER=tokentrail`` writes the ledger from spans).
+    ``log_calls=True`` (``TOKENTRAIL_LOG_CALLS``) logs one JSON record per call to the
+    ``tokentrail.calls`` logger. ``budgets`` (a TOML file of ``[[budget]]`` tables, or a list of
+    ``tokentrail.budget`` objects or mappings; default ``TOKENTRAIL_BUDGETS``) apply to every call
+    whose attribution matches.
+
+    Providers' own options are keywords named ``<provider>_<option>`` (the README's provider
+    table lists them), such as ``anthropic_native_spans="keep"`` (``off`` by default): whether the
+    anthropic SDK still makes its own span for the calls tokentrail instruments.
 
     Calling it again replaces the settings; SDK methods are patched only once.
     Bad settings raise :class:`tokentrail.ConfigError` / :class:`tokentrail.PriceOverrideError`
@@ -114,26 +87,22 @@ def instrument(
         metric_attributes=metric_attributes,
         metric_value_limit=metric_value_limit,
         baggage=baggage,
-        anthropic_native_spans=anthropic_native_spans,
         ledger=ledger,
         log_calls=log_calls,
+        **provider_options,
     )
     overrides = load_overrides(settings.prices) if settings.prices is not None else []
-    from .budgets import configure as configure_budgets
-    from .budgets import load as load_budgets
-
     budget_source = budgets if budgets is not None else os.environ.get("TOKENTRAIL_BUDGETS") or None
-    configured_budgets = load_budgets(budget_source) if budget_source is not None else ()
+    configured_budgets = _budgets.load(budget_source) if budget_source is not None else ()
     if isinstance(providers, str) or not (providers is None or isinstance(providers, Iterable)):
         raise ConfigError(f"providers={providers!r}: give a list of SDK names, such as ['openai']")
-    wanted = list(PROVIDERS) if providers is None else list(providers)
-    unknown = [name for name in wanted if name not in PROVIDERS]
+    known = [entry.name for entry in registry.PROVIDERS]
+    wanted = known if providers is None else list(providers)
+    unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise ConfigError(f"unknown provider(s) {unknown}; tokentrail instruments {sorted(PROVIDERS)}")
+        raise ConfigError(f"unknown provider(s) {unknown}; tokentrail instruments {sorted(known)}")
 
     if setup_otel or (setup_otel is None and tracer_provider is None and meter_provider is None):
-        from ._otel_defaults import ensure_providers
-
         ensure_providers()
 
     pricer = Pricer(overrides)
@@ -146,7 +115,8 @@ def instrument(
         sinks=[_summary, *sinks, *_ledger_sinks(settings, tracer_provider, meter_provider)],
     )
     _print_summary_at_exit()
-    configure_budgets(configured_budgets)
+    _budgets.configure(configured_budgets)
+    _budgets.read_spend_with(_ledger.spend)  # shared budgets read the ledger
     with _lock:
         lifecycle.set_active(telemetry)
         done = [name for name in wanted if _enable(name)]
@@ -192,26 +162,19 @@ def _print_summary_at_exit() -> None:
     ):
         return
     _summary_registered = True
-    import atexit
-    import sys
-
     atexit.register(lambda: print(summary(), file=sys.stderr))
 
 
 def _ledger_sinks(settings: Settings, tracer_provider: Any, meter_provider: Any) -> list[Sink]:
     """The local ledger's writer and the call log, as configured (each off the calling thread)."""
-    if settings.ledger is None and not settings.log_calls and "tokentrail.ledger" not in sys.modules:
-        return []
-    from . import ledger
-
-    return ledger.sinks_for(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    return _ledger.sinks_for(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
 def _enable(name: str) -> bool:
     """Patch the SDK now if it is imported, or as soon as it is; False if it is not installed."""
     if name in _installed or name in _pending:
         return True
-    module, _ = PROVIDERS[name]
+    module = registry.entry(name).sdk_module
     try:
         if importlib.util.find_spec(module) is None:
             return False
@@ -234,8 +197,9 @@ def _on_import(name: str, _module: Any) -> None:
 
 
 def _install(name: str) -> bool:
+    """Import the provider module (only now: it imports its SDK) and install its patches."""
     try:
-        patch = PROVIDERS[name][1]()
+        patch = importlib.import_module(registry.entry(name).implementation).patches()
         if patch is None:
             return False
         patch.install()
@@ -255,19 +219,18 @@ def _warm(pricer: Pricer) -> None:
 
 def uninstrument() -> None:
     """Restore every SDK method tokentrail patched and stop recording."""
-    lifecycle.RECORDER.flush(5.0)
+    lifecycle.RECORDER.flush()
     with _lock:
         for patch in _installed.values():
             patch.remove()
         _installed.clear()
         _pending.clear()
         lifecycle.set_active(None)
-    sys.modules["tokentrail.budgets"].configure(())
-    if "tokentrail.ledger" in sys.modules:  # flush and close the ledger writer, if one was opened
-        try:
-            sys.modules["tokentrail.ledger"].close()
-        except Exception as exc:  # a ledger problem is counted and logged, never raised
-            _safety.internal_error("ledger.close", exc)
+    _budgets.configure(())
+    try:
+        _ledger.close()  # flush and close the ledger writer, if one was opened
+    except Exception as exc:  # a ledger problem is counted and logged, never raised
+        _safety.internal_error("ledger.close", exc)
 
 
 def flush() -> None:
@@ -278,18 +241,19 @@ def flush() -> None:
     at the end of a script). It also runs at exit.
     """
     lifecycle.RECORDER.flush()
-    if "tokentrail.ledger" in sys.modules:
-        try:
-            sys.modules["tokentrail.ledger"].flush()
-        except Exception as exc:
-            _safety.internal_error("ledger.flush", exc)
+    try:
+        _ledger.flush()
+    except Exception as exc:
+        _safety.internal_error("ledger.flush", exc)
 
 
 def instrumented() -> list[str]:
     """The SDKs currently instrumented, including installed ones not imported yet (they are
     patched the moment the application imports them)."""
     with _lock:
-        return [name for name in PROVIDERS if name in _installed or name in _pending]
+        return [
+            entry.name for entry in registry.PROVIDERS if entry.name in _installed or entry.name in _pending
+        ]
 
 
 def add_sink(sink: Sink) -> None:
@@ -298,11 +262,4 @@ def add_sink(sink: Sink) -> None:
     Sinks run on tokentrail's recorder thread, in the order calls ended; ``tokentrail.flush()``
     hands them every call that has ended so far. An exception in a sink is logged once and
     swallowed."""
-    telemetry = lifecycle.active()
-    if telemetry is None:
-        raise RuntimeError("call tokentrail.instrument() before adding sinks")
-    telemetry.sinks.append(sink)
-
-
-def active_telemetry() -> Telemetry | None:
-    return lifecycle.active()
+    lifecycle.add_sink(sink)

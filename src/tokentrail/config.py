@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._safety import shown
+from .registry import PROVIDERS, Option, ProviderEntry
 from .semconv import ATTRIBUTION_KEYS
 
 __all__ = ["ConfigError", "ContentCapture", "Settings"]
@@ -28,7 +29,6 @@ ENV_STREAM_USAGE = "TOKENTRAIL_STREAM_USAGE"
 ENV_METRIC_ATTRIBUTES = "TOKENTRAIL_METRIC_ATTRIBUTES"
 ENV_METRIC_VALUE_LIMIT = "TOKENTRAIL_METRIC_VALUE_LIMIT"
 ENV_BAGGAGE = "TOKENTRAIL_BAGGAGE"
-ENV_ANTHROPIC_NATIVE_SPANS = "TOKENTRAIL_ANTHROPIC_NATIVE_SPANS"
 ENV_LEDGER = "TOKENTRAIL_LEDGER"
 ENV_LOG_CALLS = "TOKENTRAIL_LOG_CALLS"
 
@@ -36,8 +36,6 @@ ENV_LOG_CALLS = "TOKENTRAIL_LOG_CALLS"
 # agents, tasks and phases), unlike pipeline runs, users or sessions, which are per-request ids.
 DEFAULT_METRIC_ATTRIBUTES = ("agent", "task", "phase")
 DEFAULT_METRIC_VALUE_LIMIT = 100
-# What becomes of the span the anthropic SDK makes itself for a call tokentrail instruments.
-NATIVE_SPAN_MODES = ("off", "keep")
 
 
 class ConfigError(ValueError):
@@ -134,13 +132,17 @@ class Settings:
     """Distinct values per key on metrics; more fold into ``_other``."""
     baggage: bool = False
     """Read attribution from incoming OpenTelemetry baggage and write it to outgoing baggage."""
-    anthropic_native_spans: str = "off"
-    """The anthropic SDK's own span for a call tokentrail instruments: ``off`` (not made; the call
-    has tokentrail's span only) or ``keep`` (made, as a child of tokentrail's, without cost)."""
+    provider_options: Mapping[str, str] = field(default_factory=dict)
+    """Each provider's own options (``registry.ProviderEntry.options``), by ``instrument()``
+    keyword (``anthropic_native_spans``); read with :meth:`option`."""
     ledger: Path | None = None
     """The local ledger file every call is written to; ``None``: no ledger."""
     log_calls: bool = False
     """One JSON log record per call through the ``tokentrail.calls`` logger."""
+
+    def option(self, provider: str, name: str) -> str:
+        """The value of a provider's option (its default when not set)."""
+        return self.provider_options.get(f"{provider}_{name}") or _option(provider, name).default
 
     @classmethod
     def resolve(
@@ -153,11 +155,12 @@ class Settings:
         metric_attributes: Iterable[str] | str | None = None,
         metric_value_limit: int | str | None = None,
         baggage: bool | str | None = None,
-        anthropic_native_spans: str | None = None,
         ledger: str | os.PathLike[str] | bool | None = None,
         log_calls: bool | str | None = None,
         environ: Mapping[str, str] | None = None,
+        **provider_options: Any,
     ) -> Settings:
+        """Validate every setting; ``provider_options``: the providers' own (``anthropic_native_spans``)."""
         env = os.environ if environ is None else environ
 
         def given(argument: Any, argument_name: str, variable: str, default: Any = None) -> tuple[Any, str]:
@@ -194,9 +197,7 @@ class Settings:
                 DEFAULT_METRIC_VALUE_LIMIT,
             ),
             baggage=_flag(*given(baggage, "baggage", ENV_BAGGAGE)),
-            anthropic_native_spans=_native_span_mode(
-                *given(anthropic_native_spans, "anthropic_native_spans", ENV_ANTHROPIC_NATIVE_SPANS)
-            ),
+            provider_options=_provider_options(provider_options, env),
             ledger=ledger_location(ledger_value, env, name=ledger_name),
             log_calls=_flag(*given(log_calls, "log_calls", ENV_LOG_CALLS)),
         )
@@ -304,16 +305,44 @@ def _positive_int(value: int | str | None, name: str, default: int) -> int:
     return number
 
 
-def _native_span_mode(value: str | None, name: str = ENV_ANTHROPIC_NATIVE_SPANS) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return "off"
-    mode = value.strip().lower() if isinstance(value, str) else None
-    if mode not in NATIVE_SPAN_MODES:
+def _option(provider: str, name: str) -> Option:
+    for option in next(p for p in PROVIDERS if p.name == provider).options:
+        if option.name == name:
+            return option
+    raise KeyError(f"{provider} has no option {name!r}")
+
+
+def _provider_options(given: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Each provider option from its keyword, else its variable, else its default; a keyword no
+    provider declares is a ConfigError naming the ones that exist."""
+    declared: dict[str, tuple[ProviderEntry, Option]] = {
+        provider.setting(option): (provider, option) for provider in PROVIDERS for option in provider.options
+    }
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
         raise ConfigError(
-            f"{name}={shown(value)}: use 'off' (default: tokentrail's span only) or "
-            "'keep' (the anthropic SDK's own span too, as a child of tokentrail's, without cost)"
+            f"unknown setting(s) {', '.join(unknown)}; provider options are {', '.join(sorted(declared))}"
         )
-    return mode
+    values: dict[str, str] = {}
+    for setting, (provider, option) in declared.items():
+        value, name = given.get(setting), setting
+        if value is None:
+            value, name = env.get(provider.variable(option)), provider.variable(option)
+        values[setting] = _choice(value, name, option)
+    return values
+
+
+def _choice(value: Any, name: str, option: Option) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return option.default
+    chosen = value.strip().lower() if isinstance(value, str) else None
+    if chosen not in {value for value, _ in option.choices}:
+        described = " or ".join(
+            f"{value!r} ({'default: ' if index == 0 else ''}{meaning})"
+            for index, (value, meaning) in enumerate(option.choices)
+        )
+        raise ConfigError(f"{name}={shown(value)}: use {described}")
+    return chosen
 
 
 def _flag(value: bool | str | None, name: str) -> bool:

@@ -1,8 +1,10 @@
-"""Entry points for ``opentelemetry-instrument``: one instrumentor per SDK.
+"""Entry points for ``opentelemetry-instrument``: one instrumentor per provider of the registry.
 
 Registered as ``tokentrail_openai`` (not ``openai``) so tokentrail never shadows, or is shadowed
 by, the official OpenTelemetry instrumentation packages. Each instrumentor declares only its own
-SDK, so a missing SDK disables that instrumentor alone.
+SDK, so a missing SDK disables that instrumentor alone. The classes are made from
+:mod:`tokentrail.registry` (``OpenAIInstrumentor``, ``AnthropicInstrumentor``, ...): a new
+provider gets its instrumentor by its registry entry, and its entry point in ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import _setup
+from . import _setup, registry
+
+__all__ = [entry.instrumentor for entry in registry.PROVIDERS]
 
 
 class _TokentrailInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -34,29 +38,20 @@ class _TokentrailInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         _setup.uninstrument()
 
 
-class OpenAIInstrumentor(_TokentrailInstrumentor):
-    """tokentrail for the ``openai`` SDK (and every OpenAI-compatible provider)."""
-
-    provider = "openai"
-    requirement = "openai >= 1.40"
-
-
-class LangChainInstrumentor(_TokentrailInstrumentor):
-    """tokentrail for LangChain and LangGraph (``langchain-core``): any chat model, graph and node spans."""
-
-    provider = "langchain"
-    requirement = "langchain-core >= 0.3.10"
-
-
-class GoogleGenAIInstrumentor(_TokentrailInstrumentor):
-    """tokentrail for the ``google-genai`` SDK (Gemini API and Vertex AI)."""
-
-    provider = "google_genai"
-    requirement = "google-genai >= 1.8"
+def _instrumentor(entry: registry.ProviderEntry) -> type[_TokentrailInstrumentor]:
+    return type(
+        entry.instrumentor,
+        (_TokentrailInstrumentor,),
+        {
+            "__module__": __name__,
+            "__qualname__": entry.instrumentor,
+            "__doc__": f"tokentrail for {entry.title}.",
+            "provider": entry.name,
+            "requirement": entry.requirement,
+        },
+    )
 
 
-class AnthropicInstrumentor(_TokentrailInstrumentor):
-    """tokentrail for the ``anthropic`` SDK (Anthropic API, Bedrock, Vertex AI clients)."""
-
-    provider = "anthropic"
-    requirement = "anthropic >= 0.43"
+for _entry in registry.PROVIDERS:
+    globals()[_entry.instrumentor] = _instrumentor(_entry)
+del _entry

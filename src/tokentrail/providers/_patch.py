@@ -2,10 +2,9 @@
 
 Stainless SDKs send every call through one ``request`` method (see :mod:`._stainless`). Other SDKs
 make each billed HTTP request from one of several methods; a provider module then names those
-methods as :class:`Target` s, each with a :class:`Reader` that turns the method's keyword
-arguments into a :class:`~tokentrail.records.RequestInfo` and its result into a
-:class:`~tokentrail.records.ResponseInfo` (or a stream state). Here lives only the mechanics,
-the same as for Stainless SDKs:
+methods as :class:`Target` s, each with a :class:`Reader` that turns the method's arguments into
+a :class:`~._contract.Plan` (the request, and the :class:`~._contract.Endpoint` that reads its
+result or stream). Here lives only the mechanics, the same as for Stainless SDKs:
 
 * patch on the class, so clients created before ``instrument()`` are covered; idempotent;
   :meth:`Patches.remove` restores the SDK's own functions;
@@ -26,28 +25,21 @@ from typing import Any, Literal, Protocol
 from .. import _safety
 from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
-from ..lifecycle import Call, Telemetry, active
-from ..records import RequestInfo, ResponseInfo
+from ..config import Settings
+from ..lifecycle import Call, active
+from ._contract import Plan
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState, follow_generator
 
 __all__ = ["Patches", "Reader", "Target"]
 
 
 class Reader(Protocol):
-    """The provider module's half for one kind of patched method: pure reading of SDK objects."""
+    """The provider module's request reader for one kind of patched method (pure)."""
 
     def request(
-        self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], telemetry: Telemetry
-    ) -> RequestInfo | None:
-        """What the call asks; ``None`` leaves the call uninstrumented."""
-        ...
-
-    def response(self, result: Any, request: RequestInfo) -> ResponseInfo:
-        """What a non-streamed call returned."""
-        ...
-
-    def stream_state(self, request: RequestInfo) -> StreamState:
-        """A fresh accumulator for one streamed call (only for ``kind="stream"`` targets)."""
+        self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], settings: Settings
+    ) -> Plan | None:
+        """What the call asks, and how to read what it returns; ``None`` leaves it uninstrumented."""
         ...
 
 
@@ -113,17 +105,15 @@ def _wrapper(where: str, target: Target, original: Any) -> Callable[..., Any]:
     return _sync_stream(where, reader)
 
 
-def _start(
-    where: str, reader: Reader, instance: Any, args: Any, kwargs: Any
-) -> tuple[RequestInfo, Call] | None:
+def _start(where: str, reader: Reader, instance: Any, args: Any, kwargs: Any) -> tuple[Plan, Call] | None:
     telemetry = active()
     if telemetry is None:
         return None
     try:
-        request = reader.request(instance, args, kwargs, telemetry)
-        if request is None:
+        plan = reader.request(instance, args, kwargs, telemetry.settings)
+        if plan is None:
             return None
-        return request, telemetry.start(request)
+        return plan, telemetry.start(plan.request)
     except BudgetExceeded:
         raise  # refused before sending: the application must see it
     except Exception as exc:
@@ -131,13 +121,13 @@ def _start(
         return None
 
 
-def _finish(reader: Reader, call: Call, request: RequestInfo, result: Any) -> None:
-    call.finish(partial(reader.response, result, request))  # read off the calling thread
+def _finish(call: Call, plan: Plan, result: Any) -> None:
+    call.finish(partial(plan.endpoint.response, result, plan.request))  # read off the calling thread
 
 
-def _stream_state(where: str, reader: Reader, call: Call, request: RequestInfo) -> StreamState | None:
+def _stream_state(where: str, call: Call, plan: Plan) -> StreamState | None:
     try:
-        return reader.stream_state(request)
+        return plan.endpoint.stream_state(plan.request, plan.hide_usage_chunk)
     except Exception as exc:
         _safety.internal_error(f"{where}.stream", exc)
         call.finish(None)
@@ -149,7 +139,7 @@ def _sync_call(where: str, reader: Reader) -> Callable[..., Any]:
         started = _start(where, reader, instance, args, kwargs)
         if started is None:
             return wrapped(*args, **kwargs)
-        request, call = started
+        plan, call = started
         token = call.activate()
         try:
             result = wrapped(*args, **kwargs)
@@ -158,7 +148,7 @@ def _sync_call(where: str, reader: Reader) -> Callable[..., Any]:
             raise
         finally:
             call.deactivate(token)
-        _finish(reader, call, request, result)
+        _finish(call, plan, result)
         return result
 
     return wrapper
@@ -169,7 +159,7 @@ def _async_call(where: str, reader: Reader) -> Callable[..., Any]:
         started = _start(where, reader, instance, args, kwargs)
         if started is None:
             return await wrapped(*args, **kwargs)
-        request, call = started
+        plan, call = started
         token = call.activate()
         try:
             result = await wrapped(*args, **kwargs)
@@ -178,7 +168,7 @@ def _async_call(where: str, reader: Reader) -> Callable[..., Any]:
             raise
         finally:
             call.deactivate(token)
-        _finish(reader, call, request, result)
+        _finish(call, plan, result)
         return result
 
     return wrapper
@@ -189,13 +179,13 @@ def _sync_stream(where: str, reader: Reader) -> Callable[..., Any]:
         started = _start(where, reader, instance, args, kwargs)
         if started is None:
             return wrapped(*args, **kwargs)
-        request, call = started
+        plan, call = started
         try:
             chunks = wrapped(*args, **kwargs)
         except BaseException as error:
             call.fail(error)
             raise
-        state = _stream_state(where, reader, call, request)
+        state = _stream_state(where, call, plan)
         if state is None:
             return chunks
         if inspect.isgenerator(chunks):
@@ -211,7 +201,7 @@ def _async_stream(where: str, reader: Reader) -> Callable[..., Any]:
         started = _start(where, reader, instance, args, kwargs)
         if started is None:
             return await wrapped(*args, **kwargs)
-        request, call = started
+        plan, call = started
         token = call.activate()
         try:
             chunks = await wrapped(*args, **kwargs)
@@ -220,7 +210,7 @@ def _async_stream(where: str, reader: Reader) -> Callable[..., Any]:
             raise
         finally:
             call.deactivate(token)
-        state = _stream_state(where, reader, call, request)
+        state = _stream_state(where, call, plan)
         return chunks if state is None else AsyncStreamProxy(chunks, call, state)
 
     return wrapper
@@ -232,13 +222,13 @@ def _async_generator_stream(where: str, reader: Reader) -> Callable[..., Any]:
         started = _start(where, reader, instance, args, kwargs)
         if started is None:
             return wrapped(*args, **kwargs)
-        request, call = started
+        plan, call = started
         try:
             chunks = wrapped(*args, **kwargs)
         except BaseException as error:
             call.fail(error)
             raise
-        state = _stream_state(where, reader, call, request)
+        state = _stream_state(where, call, plan)
         return chunks if state is None else AsyncStreamProxy(chunks, call, state)
 
     return wrapper

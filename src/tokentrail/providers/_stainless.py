@@ -15,6 +15,7 @@ SDK call runs as if tokentrail were not there.
 from __future__ import annotations
 
 import inspect
+import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,37 +27,33 @@ import wrapt
 from .. import _safety
 from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
-from ..lifecycle import Call, Telemetry, active
-from ..records import RequestInfo, ResponseInfo
-from ._stream import AsyncStreamProxy, StreamProxy, StreamState, end_followed, follow
+from ..config import Settings
+from ..lifecycle import Call, active
+from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._stream import AsyncStreamProxy, StreamProxy, end_followed, follow
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+# A path segment that names an object (file-abc123, a long id), not a version (v1, v1beta).
+_ID_LIKE = re.compile(r"^(?!v\d+[a-z]*$).*\d|^[A-Za-z0-9_-]{25,}$")
 
 
-class Endpoint(Protocol):
-    """How to read one kind of LLM response; stateless, supplied by the provider module."""
-
-    def response(self, parsed: Any, request: RequestInfo) -> ResponseInfo: ...
-
-    def stream_state(self, request: RequestInfo, hide_usage_chunk: bool) -> StreamState: ...
-
-
-@dataclass(slots=True)
-class Plan:
-    """What the adapter decided about one SDK request."""
-
-    request: RequestInfo
-    endpoint: Endpoint
-    options: Any
-    """The options to send (the adapter may have added, e.g., ``stream_options.include_usage``)."""
-    hide_usage_chunk: bool = False
-    """True when we asked for a usage chunk the application did not: keep it from the app."""
+def endpoint_label(method: Any, url: Any) -> str:
+    """``POST /chat/completions``: a request's method and path for the unrecognised-calls count,
+    with id-like segments (``/files/file-abc123``) replaced by ``{id}`` to keep the label bounded."""
+    path = str(url).partition("?")[0]
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    segments = ["{id}" if _ID_LIKE.search(part) else part for part in path.strip("/").split("/")[:4]]
+    return f"{str(method).upper()} /{'/'.join(segments)}"
 
 
 class Adapter(Protocol):
-    """The provider module's half: decides which requests are LLM calls and reads them."""
+    """The provider module's request reader: which requests are LLM calls, and what they ask."""
 
-    def plan(self, client: Any, options: Any, stream: bool, telemetry: Telemetry) -> Plan | None: ...
+    def plan(self, client: Any, options: Any, stream: bool, settings: Settings) -> Plan | NotRecorded | None:
+        """A :class:`~._contract.Plan` for an LLM call, ``NOT_RECORDED`` for a request known not
+        to be one, None for a request it does not know (counted as unrecognised)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +103,11 @@ class Instrumentation:
         try:
             options = kwargs["options"] if "options" in kwargs else args[1]
             stream = bool(kwargs.get("stream", False))
-            plan = self.adapter.plan(client, options, stream, telemetry)
+            plan = self.adapter.plan(client, options, stream, telemetry.settings)
             if plan is None:
+                telemetry.unrecognised(self.sdk.name, endpoint_label(options.method, options.url))
+                return None
+            if plan is NOT_RECORDED:
                 return None
             return plan, telemetry.start(plan.request)
         except BudgetExceeded:

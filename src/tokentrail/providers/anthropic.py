@@ -43,7 +43,7 @@ Decisions:
   token metric, no cost). The SDK's own span for it, if any, is left alone.
 * The anthropic SDK (1.x and 2.x) makes its own OpenTelemetry span for every API call when a
   tracer provider is set, with usage attributes of its own. For the calls tokentrail instruments
-  the default (``anthropic_native_spans="off"``, ``TOKENTRAIL_ANTHROPIC_NATIVE_SPANS``) is to
+  the default (its option ``anthropic_native_spans="off"``, ``TOKENTRAIL_ANTHROPIC_NATIVE_SPANS``) is to
   send the request without the SDK's span name: the SDK then makes no span for that call (its
   documented rule: a request without a span name has no span), leaving exactly one LLM span,
   tokentrail's, with the cost. It is decided per call on a copy of the request options, so there
@@ -61,17 +61,20 @@ from functools import partial
 from typing import Any
 
 from .. import semconv as sc
+from ..config import Settings
 from ..estimation import input_tokens
-from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo, UsagePart
 from ..usage import Usage, count
+from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._locate import Locator
 from ._read import field as _get
-from ._stainless import SDK, Instrumentation, Plan
-from ._url import server_of
+from ._stainless import SDK, Instrumentation
 
-__all__ = ["MessageStreamState", "instrumentation", "message_usage", "separately_billed"]
+__all__ = ["MessageStreamState", "message_usage", "patches", "separately_billed"]
 
 _MESSAGES_PATH = "/v1/messages"
+# Requests the anthropic SDK sends that are not billed model calls.
+_NOT_BILLED = ("/messages/count_tokens", "/messages/batches", "/files", "/models", "/skills")
 # Iteration types whose tokens the top-level usage does not contain (billed as requests of their own).
 _SEPARATELY_BILLED = frozenset({"compaction", "advisor_message"})
 # What a price variant is called in the catalogue, by the tier the response says ran.
@@ -355,7 +358,7 @@ _MESSAGES = Messages()
 # ---------------------------------------------------------------------------------------------
 
 
-def _platform(client_type: type) -> str:
+def _platform(client_type: Any, host: str | None = None, port: int | None = None) -> str:
     """gen_ai.provider.name of a client class: what the SDK declares, else its platform base."""
     declared = getattr(client_type, "_gen_ai_provider_name", None)
     if isinstance(declared, str) and declared:
@@ -372,36 +375,23 @@ class AnthropicAdapter:
     """Decides which anthropic SDK requests are LLM calls and describes them."""
 
     def __init__(self) -> None:
-        self._located: dict[tuple[type, str], tuple[str, str | None, int | None]] = {}
+        self._locate = Locator(_platform)
 
-    def _locate(self, client: Any, overrides: Mapping[str, str]) -> tuple[str, str | None, int | None]:
-        base_url = str(client.base_url)
-        key = (type(client), base_url)
-        located = self._located.get(key)
-        if located is None:
-            host, port = server_of(base_url)
-            provider = _platform(type(client))
-            for name in (f"{host}:{port}", host):
-                if name in overrides:  # e.g. a gateway in front of Bedrock
-                    provider = overrides[name]
-                    break
-            located = self._located[key] = (provider, host, port)
-        return located
-
-    def plan(self, client: Any, options: Any, stream: bool, telemetry: Telemetry) -> Plan | None:
+    def plan(self, client: Any, options: Any, stream: bool, settings: Settings) -> Plan | NotRecorded | None:
         if options.method != "post":
-            return None
+            return NOT_RECORDED  # reads and deletes: never a billed call
         url = options.url
-        if not isinstance(url, str) or not url.partition("?")[0].endswith(_MESSAGES_PATH):
-            return None  # count_tokens and batches are not billed calls
+        path = url.partition("?")[0] if isinstance(url, str) else ""
+        if not path.endswith(_MESSAGES_PATH):
+            # count_tokens, batches, files, models: not billed calls. Anything else is unknown.
+            return NOT_RECORDED if any(part in path for part in _NOT_BILLED) else None
         body = options.json_data
         if not isinstance(body, Mapping):
-            return None
+            return None  # a messages request without a JSON body: not one we know how to read
         extra = getattr(options, "extra_json", None)
         if isinstance(extra, Mapping) and extra:
             body = {**body, **extra}  # sent too: ``extra_body`` (e.g. temperature, which 1.x/2.x dropped)
-        settings = telemetry.settings
-        provider, address, port = self._locate(client, settings.provider_hosts)
+        provider, address, port = self._locate(type(client), client.base_url, settings.provider_hosts)
         model = body.get("model")
         model = model if isinstance(model, str) else None
         request = RequestInfo(
@@ -418,14 +408,14 @@ class AnthropicAdapter:
             request.price_model = model
         if settings.content.enabled:
             request.input_messages, request.system_instructions = input_messages(body)
-        if settings.anthropic_native_spans == "off" and getattr(options, "span_name", None):
+        if settings.option("anthropic", "native_spans") == "off" and getattr(options, "span_name", None):
             # The SDK makes no span for a request without a span name; a copy keeps the caller's.
             options = options.model_copy()
             options.span_name = None
         return Plan(request=request, endpoint=_MESSAGES, options=options)
 
 
-def instrumentation() -> Instrumentation | None:
+def patches() -> Instrumentation | None:
     """The patch set for the installed ``anthropic`` SDK, or None if it is not installed."""
     try:
         import anthropic

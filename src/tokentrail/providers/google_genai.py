@@ -49,13 +49,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
+from ..config import Settings
 from ..estimation import input_tokens
-from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
+from ._contract import Plan
+from ._locate import Locator
 from ._patch import Patches, Target
 from ._read import field as _get
-from ._url import server_of
 
 __all__ = [
     "GEMINI_API",
@@ -63,8 +64,8 @@ __all__ = [
     "embed_usage",
     "generate_usage",
     "input_messages",
-    "instrumentation",
     "model_id",
+    "patches",
     "request_params",
 ]
 
@@ -306,27 +307,22 @@ class _Reader:
     operation = ""
 
     def __init__(self) -> None:
-        self._hosts: dict[tuple[bool, str], tuple[str, str | None, int | None]] = {}
+        self._locate = Locator(_platform)
 
-    def _locate(self, api_client: Any, config: Any) -> tuple[str, str | None, int | None]:
-        vertex = bool(getattr(api_client, "vertexai", False))
+    def request(
+        self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], settings: Settings
+    ) -> Plan | None:
+        config = kwargs.get("config")
+        api_client = getattr(instance, "_api_client", None)
         base_url = _get(_get(config, "http_options"), "base_url")
         if not isinstance(base_url, str):
             base_url = _get(getattr(api_client, "_http_options", None), "base_url")
-        base_url = base_url if isinstance(base_url, str) else ""
-        key = (vertex, base_url)
-        located = self._hosts.get(key)
-        if located is None:
-            host, port = server_of(base_url)
-            located = (VERTEX_AI if vertex else GEMINI_API, host, port)
-            self._hosts[key] = located
-        return located
-
-    def request(
-        self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], telemetry: Telemetry
-    ) -> RequestInfo | None:
-        config = kwargs.get("config")
-        provider, address, port = self._locate(getattr(instance, "_api_client", None), config)
+        vertex = bool(getattr(api_client, "vertexai", False))
+        # The SDK reaches only Google: its mode, not its host, names the provider, and a proxy or
+        # test server in front of it keeps that name (provider_hosts is for the openai SDK's hosts).
+        provider, address, port = self._locate(
+            vertex, base_url if isinstance(base_url, str) else "", _NO_OVERRIDES
+        )
         request = RequestInfo(
             operation=self.operation,
             provider=provider,
@@ -336,9 +332,9 @@ class _Reader:
             params=self.params(config),
         )
         request.input_estimate = _input_estimate(provider, request.request_model or "", kwargs)
-        if telemetry.settings.content.enabled:
+        if settings.content.enabled:
             self.capture(request, kwargs)
-        return request
+        return Plan(request, self)
 
     def params(self, config: Any) -> dict[str, Any]:
         return {}
@@ -357,12 +353,12 @@ class GenerateContent(_Reader):
         self.stream = stream
 
     def request(
-        self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], telemetry: Telemetry
-    ) -> RequestInfo | None:
-        request = super().request(instance, args, kwargs, telemetry)
-        if request is not None:
-            request.stream = self.stream
-        return request
+        self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], settings: Settings
+    ) -> Plan | None:
+        plan = super().request(instance, args, kwargs, settings)
+        if plan is not None:
+            plan.request.stream = self.stream
+        return plan
 
     def params(self, config: Any) -> dict[str, Any]:
         return request_params(config)
@@ -387,7 +383,7 @@ class GenerateContent(_Reader):
             info.output_messages = _output_messages(candidates)
         return info
 
-    def stream_state(self, request: RequestInfo) -> GenerateStreamState:
+    def stream_state(self, request: RequestInfo, hide_usage_chunk: bool = False) -> GenerateStreamState:
         return GenerateStreamState(request.input_messages is not None)
 
 
@@ -502,11 +498,21 @@ class EmbedContent(_Reader):
     def response(self, result: Any, request: RequestInfo) -> ResponseInfo:
         return ResponseInfo(usage=embed_usage(result))
 
-    def stream_state(self, request: RequestInfo) -> GenerateStreamState:  # pragma: no cover - never streamed
+    def stream_state(  # pragma: no cover - never streamed
+        self, request: RequestInfo, hide_usage_chunk: bool = False
+    ) -> GenerateStreamState:
         raise TypeError("embeddings are not streamed")
 
 
-def instrumentation() -> Patches | None:
+_NO_OVERRIDES: Mapping[str, str] = {}
+
+
+def _platform(vertex: Any, host: str | None = None, port: int | None = None) -> str:
+    """The Gemini API, or Vertex AI when the client was made with ``vertexai=True``."""
+    return VERTEX_AI if vertex else GEMINI_API
+
+
+def patches() -> Patches | None:
     """The patch set for the installed ``google-genai`` SDK, or None if it is not installed."""
     try:
         from google.genai import models

@@ -48,22 +48,24 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import wrapt
-from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from .. import _safety
 from .. import semconv as sc
+from .._patching import ClassPatches
 from ..context import (
     MAX_VALUE_LENGTH,
     Attribution,
     FrameworkLLMRun,
+    baggage_enabled,
     current_attribution,
     current_framework_llm_run,
     enter_attribution,
     enter_framework_llm_run,
     exit_attribution,
     exit_framework_llm_run,
-    span_attribute_name,
+    with_baggage,
 )
 from ..lifecycle import Unit, active, start_unit
 from ..records import RequestInfo, ResponseInfo
@@ -73,7 +75,7 @@ from .openai import chat_usage
 __all__ = [
     "Instrumentation",
     "TokentrailCallbackHandler",
-    "instrumentation",
+    "patches",
     "provider_name",
     "request_info",
     "response_info",
@@ -418,22 +420,19 @@ class TokentrailCallbackHandler:
         values = dict(parent.values)
         if node and values.get("agent") in (None, node_agent):
             values["agent"] = node_agent = name
-        span_attributes = {span_attribute_name(key): value for key, value in values.items()}
+        attribution = Attribution.of(values, parent.rollups)
         token = otel_context.attach(parent_context) if parent_context is not None else None
         try:
-            unit = start_unit(name, span_attributes)
+            unit = start_unit(name, attribution.span_attributes)
         finally:
             if token is not None:
                 otel_context.detach(token)
         if unit is None:
             return None
         context = trace.set_span_in_context(unit.span, parent_context)
-        telemetry = active()
-        if telemetry is not None and telemetry.settings.baggage:
-            for key, value in values.items():
-                if not key.startswith("label:"):
-                    context = baggage.set_baggage(f"tokentrail.{key}", value, context)
-        attribution = Attribution(values, span_attributes, (*parent.rollups, unit.rollup))
+        if baggage_enabled():
+            context = with_baggage(values, context)
+        attribution = Attribution.of(values, (*parent.rollups, unit.rollup))
         return _Scope(unit, attribution, context, node_agent)
 
     # --- LLM runs ---------------------------------------------------------------------------
@@ -620,7 +619,7 @@ class Instrumentation:
     def __init__(self) -> None:
         self.handler: TokentrailCallbackHandler | None = None
         self._manager_types: tuple[type, ...] = ()
-        self._patched: list[tuple[Any, str, Any]] = []
+        self._patches = ClassPatches()
         self._installed = False
         self._hooks_registered = False
 
@@ -642,9 +641,7 @@ class Instrumentation:
         self._installed = False
         if self.handler is not None:
             self.handler.enabled = False
-        for owner, name, original in reversed(self._patched):
-            setattr(owner, name, original)
-        self._patched.clear()
+        self._patches.undo()
 
     @property
     def installed(self) -> bool:
@@ -656,7 +653,7 @@ class Instrumentation:
         try:
             if module.__name__ == _MANAGERS:
                 self._patch_managers(module)
-            elif hasattr(module, _CHILD_CONTEXT_FUNCTION) and not self._is_ours(
+            elif hasattr(module, _CHILD_CONTEXT_FUNCTION) and not self._patches.owns(
                 getattr(module, _CHILD_CONTEXT_FUNCTION)
             ):  # a module that imported our wrapper already goes through it: no second one
                 self._patch(module, _CHILD_CONTEXT_FUNCTION, self._on_child_context)
@@ -670,14 +667,9 @@ class Instrumentation:
         self._patch(managers.BaseCallbackManager, "__init__", self._on_manager_init)
         self.handler.enabled = True
 
-    def _is_ours(self, function: Any) -> bool:
-        return any(vars(owner).get(name) is function for owner, name, _ in self._patched)
-
     def _patch(self, owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
-        if any(patched is owner and attribute == name for patched, attribute, _ in self._patched):
-            return
-        self._patched.append((owner, name, vars(owner)[name]))
-        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        if not self._patches.patched(owner, name):
+            self._patches.wrap(owner, name, wrapper)
 
     def _on_manager_init(self, wrapped: Callable[..., Any], manager: Any, args: Any, kwargs: Any) -> None:
         wrapped(*args, **kwargs)
@@ -705,7 +697,7 @@ class Instrumentation:
 _instrumentation: Instrumentation | None = None
 
 
-def instrumentation() -> Instrumentation | None:
+def patches() -> Instrumentation | None:
     """The patch set for LangChain / LangGraph, or None if ``langchain-core`` is not installed."""
     global _instrumentation
     if importlib.util.find_spec("langchain_core") is None:

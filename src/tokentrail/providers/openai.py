@@ -25,39 +25,17 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
+from ..config import Settings
 from ..estimation import input_tokens
-from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
+from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._locate import Located, Locator, locate, provider_for_host, server_of
 from ._read import field as _get
-from ._stainless import RAW_RESPONSE_HEADER, SDK, Instrumentation, Plan
-from ._url import server_of
+from ._stainless import RAW_RESPONSE_HEADER, SDK, Instrumentation
 
-__all__ = ["instrumentation", "provider_for_url"]
+__all__ = ["patches", "provider_for_url"]
 
-# Host suffix -> gen_ai.provider.name. Longest match wins; checked once per base URL.
-_HOSTS: tuple[tuple[str, str], ...] = (
-    ("api.openai.com", "openai"),
-    ("openai.azure.com", "azure.ai.openai"),
-    ("services.ai.azure.com", "azure.ai.openai"),
-    ("cognitiveservices.azure.com", "azure.ai.openai"),
-    ("api.x.ai", "x_ai"),
-    ("openrouter.ai", "openrouter"),
-    ("api.deepseek.com", "deepseek"),
-    ("api.groq.com", "groq"),
-    ("api.together.xyz", "together"),
-    ("api.together.ai", "together"),
-    ("api.fireworks.ai", "fireworks"),
-    ("api.mistral.ai", "mistral_ai"),
-    ("api.perplexity.ai", "perplexity"),
-    ("api.cerebras.ai", "cerebras"),
-    ("api.moonshot.ai", "moonshotai"),
-    ("generativelanguage.googleapis.com", "gcp.gemini"),
-    ("api.anthropic.com", "anthropic"),
-)
-# Local servers are recognised by their default ports on a loopback or private host.
-_LOCAL_PORTS = {11434: "ollama", 1234: "lm_studio", 8000: "vllm"}
-_LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal")
 # Providers known to accept stream_options.include_usage on chat and legacy completions.
 _INCLUDE_USAGE_OK = {
     "openai", "azure.ai.openai", "x_ai", "openrouter", "deepseek", "groq", "together",
@@ -65,30 +43,21 @@ _INCLUDE_USAGE_OK = {
 }  # fmt: skip
 
 
-def provider_for_url(
-    url: str, overrides: Mapping[str, str] | None = None
-) -> tuple[str, str | None, int | None]:
+def provider_for_url(url: str, overrides: Mapping[str, str] | None = None) -> Located:
     """(gen_ai.provider.name, server.address, server.port) for an OpenAI client's base URL.
 
     An unrecognised host is its own provider (its host name), unpriced unless overridden.
     """
-    address, port = server_of(url)
-    host = address or ""
-    if overrides:
-        for key in (f"{host}:{port}", host):
-            if key in overrides:
-                return overrides[key], host or None, port
-    best = ""
-    provider = None
-    for suffix, name in _HOSTS:
-        if (host == suffix or host.endswith("." + suffix)) and len(suffix) > len(best):
-            best, provider = suffix, name
-    if provider is None:
-        if port in _LOCAL_PORTS and (host in _LOOPBACK or host.endswith(".local")):
-            provider = _LOCAL_PORTS[port]  # type: ignore[index]
-        else:
-            provider = host or "unknown"
-    return provider, host or None, port
+    host, port = server_of(url)
+    return locate(url, overrides, _by_host(False, host, port))
+
+
+def _by_host(azure_client: Any, host: str | None, port: int | None) -> str:
+    """The openai SDK reaches every OpenAI-compatible service: the host says which one (an Azure
+    client class says Azure whatever its host)."""
+    if azure_client:
+        return "azure.ai.openai"
+    return provider_for_host(host, port) or host or "unknown"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,6 +539,15 @@ _ROUTES: tuple[tuple[str, str, Any], ...] = (
 )
 
 
+# Requests the openai SDK sends that are not billed model calls (uploads, jobs, moderation).
+_NOT_BILLED = ("/files", "/uploads", "/batches", "/moderations", "/models", "/vector_stores")
+
+
+def _not_billed(url: Any) -> bool:
+    path = str(url).partition("?")[0]
+    return any(part in path for part in _NOT_BILLED)
+
+
 def _route(url: str) -> tuple[str, Any] | None:
     for suffix, operation, endpoint in _ROUTES:
         if url.endswith(suffix):
@@ -581,34 +559,25 @@ class OpenAIAdapter:
     """Decides which OpenAI SDK requests are LLM calls and describes them."""
 
     def __init__(self) -> None:
-        # id(base URL object) -> (that object, where it points). Keyed by the URL object because
-        # turning it into a string costs more than all the rest of planning a call; the object is
-        # kept so its id cannot be reused. Cleared past a few hundred (a client per request).
-        self._hosts: dict[int, tuple[Any, tuple[str, str | None, int | None]]] = {}
+        self._locate = Locator(_by_host)
 
-    def plan(self, client: Any, options: Any, stream: bool, telemetry: Telemetry) -> Plan | None:
+    def plan(self, client: Any, options: Any, stream: bool, settings: Settings) -> Plan | NotRecorded | None:
         if options.method != "post":
-            return None
+            return NOT_RECORDED  # listings, retrievals, deletes: never a billed model call
         route = _route(options.url)
         if route is None:
-            return None
+            return NOT_RECORDED if _not_billed(options.url) else None
         operation, endpoint = route
         body = options.json_data
         if not isinstance(body, Mapping):
             return None
-        settings = telemetry.settings
-        base_url = client.base_url
-        cached = self._hosts.get(id(base_url))
-        if cached is not None and cached[0] is base_url:
-            located = cached[1]
-        else:
-            located = provider_for_url(str(base_url), settings.provider_hosts)
-            if type(client).__name__.startswith(("AzureOpenAI", "AsyncAzureOpenAI")):
-                located = ("azure.ai.openai", located[1], located[2])
-            if len(self._hosts) >= 256:
-                self._hosts.clear()
-            self._hosts[id(base_url)] = (base_url, located)
-        provider, address, port = located
+        client_type = type(client)
+        azure = _AZURE_CLIENTS.get(client_type)
+        if azure is None:
+            azure = _AZURE_CLIENTS[client_type] = client_type.__name__.startswith(
+                ("AzureOpenAI", "AsyncAzureOpenAI")
+            )
+        provider, address, port = self._locate(azure, client.base_url, settings.provider_hosts)
         model = body.get("model")
         request = RequestInfo(
             operation=operation,
@@ -649,12 +618,15 @@ class OpenAIAdapter:
         return Plan(request=request, endpoint=endpoint, options=options, hide_usage_chunk=hide_usage_chunk)
 
 
+_AZURE_CLIENTS: dict[type, bool] = {}
+
+
 def _is_raw(options: Any) -> bool:
     headers = options.headers
     return isinstance(headers, Mapping) and RAW_RESPONSE_HEADER in headers
 
 
-def instrumentation() -> Instrumentation | None:
+def patches() -> Instrumentation | None:
     """The patch set for the installed ``openai`` SDK, or None if it is not installed."""
     try:
         import openai

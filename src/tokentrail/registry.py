@@ -1,0 +1,153 @@
+"""Every provider tokentrail instruments, declared once.
+
+A provider is one module under ``tokentrail.providers`` (its patches and pure readers, see
+``providers/_contract.py``) plus one :class:`ProviderEntry` here. Everything else derives from
+this table: what ``instrument()`` patches and when (``_setup``), the ``opentelemetry-instrument``
+instrumentor classes (``instrumentation``), the per-provider options (``config``) and the README's
+table of instrumented SDKs (``python -m tokentrail.registry``). The only other place a provider is
+named is its ``opentelemetry_instrumentor`` entry point in ``pyproject.toml`` (and the
+``instruments-any`` floor); ``tests/test_registry.py`` holds the three together.
+
+Pure data: importing this module imports no provider module and no SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PROVIDERS", "Option", "ProviderEntry", "entry", "readme_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A setting that belongs to one provider: ``instrument(<provider>_<name>=...)`` or the
+    environment variable ``TOKENTRAIL_<PROVIDER>_<NAME>``."""
+
+    name: str
+    choices: tuple[tuple[str, str], ...]
+    """``(value, what it means)``; the first is the default."""
+
+    @property
+    def default(self) -> str:
+        return self.choices[0][0]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEntry:
+    """What tokentrail needs to know about a provider before its SDK (or module) is imported."""
+
+    name: str
+    """The name in ``instrument(providers=[...])`` and ``tokentrail.instrumented()``."""
+    sdk_module: str
+    """The module whose import means the application uses the SDK: patching waits for it."""
+    distribution: str
+    """The SDK's PyPI distribution."""
+    floor: str
+    """The oldest SDK version supported and tested (``instruments-any``)."""
+    implementation: str
+    """The provider module: its ``patches()`` returns what to install."""
+    instrumentor: str
+    """The ``opentelemetry-instrument`` class in ``tokentrail.instrumentation``."""
+    title: str
+    """What it instruments, for docstrings and the README."""
+    covers: str
+    """The calls it records, for the README."""
+    options: tuple[Option, ...] = ()
+
+    @property
+    def requirement(self) -> str:
+        """The requirement ``opentelemetry-instrument`` checks (``openai >= 1.40``)."""
+        return f"{self.distribution} >= {self.floor}"
+
+    def setting(self, option: Option) -> str:
+        """The ``instrument()`` keyword of one of its options (``anthropic_native_spans``)."""
+        return f"{self.name}_{option.name}"
+
+    def variable(self, option: Option) -> str:
+        """The environment variable of one of its options (``TOKENTRAIL_ANTHROPIC_NATIVE_SPANS``)."""
+        return f"TOKENTRAIL_{self.name.upper()}_{option.name.upper()}"
+
+
+PROVIDERS: tuple[ProviderEntry, ...] = (
+    ProviderEntry(
+        name="openai",
+        sdk_module="openai",
+        distribution="openai",
+        floor="1.40",
+        implementation="tokentrail.providers.openai",
+        instrumentor="OpenAIInstrumentor",
+        title="the `openai` SDK (and every OpenAI-compatible provider reached through it)",
+        covers="chat completions, Responses, embeddings, legacy completions; streams, raw and "
+        "streaming responses",
+    ),
+    ProviderEntry(
+        name="anthropic",
+        sdk_module="anthropic",
+        distribution="anthropic",
+        floor="0.43",
+        implementation="tokentrail.providers.anthropic",
+        instrumentor="AnthropicInstrumentor",
+        title="the `anthropic` SDK (Anthropic API, Bedrock and Vertex AI clients)",
+        covers="messages (and beta messages), streams and the `messages.stream()` helpers, raw responses",
+        options=(
+            Option(
+                "native_spans",
+                (
+                    ("off", "tokentrail's span only"),
+                    ("keep", "the anthropic SDK's own span too, as a child of tokentrail's, without cost"),
+                ),
+            ),
+        ),
+    ),
+    ProviderEntry(
+        name="google_genai",
+        sdk_module="google.genai",
+        distribution="google-genai",
+        floor="1.8",
+        implementation="tokentrail.providers.google_genai",
+        instrumentor="GoogleGenAIInstrumentor",
+        title="the `google-genai` SDK (Gemini API and Vertex AI)",
+        covers="generate_content (and streams), embed_content, chats",
+    ),
+    ProviderEntry(
+        name="langchain",
+        sdk_module="langchain_core",
+        distribution="langchain-core",
+        floor="0.3.10",
+        implementation="tokentrail.providers.langchain",
+        instrumentor="LangChainInstrumentor",
+        title="LangChain and LangGraph (`langchain-core`): any chat model, graph and node spans",
+        covers="every chat model and LLM run; LangGraph nodes as roll-up spans naming the agent",
+    ),
+)
+
+_BY_NAME = {provider.name: provider for provider in PROVIDERS}
+
+
+def entry(name: str) -> ProviderEntry:
+    """The provider called ``name``; KeyError if there is none."""
+    return _BY_NAME[name]
+
+
+def readme_table() -> str:
+    """The README's table of instrumented SDKs (between its ``providers-table`` markers)."""
+    lines = [
+        "| `providers=[...]` | SDK | oldest supported | `opentelemetry-instrument` entry point | records "
+        "| options |",
+        "|---|---|---|---|---|---|",
+    ]
+    for provider in PROVIDERS:
+        options = ", ".join(
+            f"`{provider.setting(option)}` / `{provider.variable(option)}`: "
+            + " \\| ".join(f"`{value}`" for value, _ in option.choices)
+            for option in provider.options
+        )
+        lines.append(
+            f"| `{provider.name}` | `{provider.distribution}` | {provider.floor} "
+            f"| `tokentrail_{provider.name}` | {provider.covers} | {options or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m tokentrail.registry: the README table
+    print(readme_table(), end="")
