@@ -11,6 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
+from ..testing.fake_server import main as fake_main
+from . import budget, estimate, export, report, serve, trend
+from ._common import CliError
+from .prices import run as run_prices
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,8 +33,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     prices.add_argument("--check", metavar="FILE", help="validate a price override file and exit")
 
     # The ledger's commands: each module adds its parser and runs it.
-    from . import budget, estimate, export, report, serve, trend
-
     ledger_commands = {
         module.__name__.rsplit(".", 1)[1]: module
         for module in (report, trend, export, serve, budget, estimate)
@@ -40,16 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "fake-server":
-        from ..testing.fake_server import main as fake_main
-
         return fake_main(["--host", args.host, "--port", str(args.port)])
     if args.command == "prices":
-        from .prices import run
-
-        return run(args)
+        return run_prices(args)
     if args.command in ledger_commands:
-        from ._common import CliError
-
         try:
             return ledger_commands[args.command].run(args)
         except CliError as exc:

@@ -13,6 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from ..config import ENV_LEDGER, ConfigError, ledger_location
+from ..ledger import LedgerError, open_ledger
+from ..ledger.query import Filters, UnknownKeyError, validate_key
+
 __all__ = [
     "CliError",
     "add_filter_arguments",
@@ -94,7 +98,6 @@ def add_output_arguments(parser: argparse.ArgumentParser, formats: tuple[str, ..
 
 
 def filters_from(args: argparse.Namespace) -> Any:
-    from ..ledger.query import Filters, UnknownKeyError, validate_key
 
     where: dict[str, str] = {}
     for item in args.where:
@@ -115,7 +118,6 @@ def filters_from(args: argparse.Namespace) -> Any:
 
 
 def ledger_path(args: argparse.Namespace) -> Path:
-    from ..config import ENV_LEDGER, ConfigError, ledger_location
 
     if getattr(args, "ledger", None):
         return Path(args.ledger).expanduser()
@@ -130,7 +132,6 @@ def ledger_path(args: argparse.Namespace) -> Path:
 
 def open_reading(args: argparse.Namespace) -> sqlite3.Connection:
     """The ledger, for reading; a missing or unusable ledger is a :class:`CliError`."""
-    from ..ledger import LedgerError, open_ledger
 
     path = ledger_path(args)
     try:

@@ -8,6 +8,8 @@ import os
 from datetime import UTC, datetime
 
 from ..budgets import budget_statuses
+from ..config import ConfigError
+from ..ledger.spend import spend
 from ._common import CliError, add_ledger_argument, ledger_path
 
 HELP = "configured budgets and their spend (from the ledger)"
@@ -25,8 +27,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-
     if args.budget_command != "status":
         raise CliError("use: tokentrail budget status [--budgets FILE] [--ledger PATH]")
     path = args.budgets or os.environ.get("TOKENTRAIL_BUDGETS")
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not ledger.exists():
         raise CliError(f"no ledger at {ledger}: run instrumented code first, or pass --ledger PATH")
     try:
-        found = budget_statuses(path, ledger)
+        found = budget_statuses(path, ledger, spend)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     if args.format == "json":

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..estimation import estimate
 from ._common import CliError
 
 HELP = "estimate a request's input tokens and cost before sending it"
@@ -39,7 +40,6 @@ def _read_json(path: str, what: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..estimation import estimate
 
     messages = _read_json(args.messages, "messages")
     tools = _read_json(args.tools, "tools") if args.tools else None

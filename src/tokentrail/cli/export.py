@@ -15,6 +15,8 @@ import sys
 import time
 from typing import IO
 
+from ..ledger._schema import COLUMN_NAMES
+from ..ledger.query import UnknownKeyError, export_rows
 from ._common import (
     CliError,
     add_filter_arguments,
@@ -62,8 +64,6 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger._schema import COLUMN_NAMES
-    from ..ledger.query import UnknownKeyError, export_rows
 
     filters = filters_from(args)
     connection = open_reading(args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..ledger.prometheus import PrometheusError, prometheus_report
+from ..ledger.query import BY_KEYS, UnknownKeyError, report, validate_key
 from ._common import (
     CliError,
     add_filter_arguments,
@@ -15,12 +17,12 @@ from ._common import (
     open_reading,
     use_colour,
 )
+from ._format import render_report
 
 HELP = "totals and breakdowns of calls, tokens and cost"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ..ledger.query import BY_KEYS
 
     parser = commands.add_parser("report", help=HELP, description=HELP + ".")
     parser.add_argument(
@@ -44,7 +46,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger.query import UnknownKeyError, report, validate_key
 
     try:
         by = [validate_key(key) for key in args.by]
@@ -56,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if args.source == "prometheus":
         if not args.url:
             raise CliError("--source prometheus needs --url, e.g. --url http://localhost:9090")
-        from ..ledger.prometheus import PrometheusError, prometheus_report
 
         try:
             result = prometheus_report(args.url, by, filters)
@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
             result = report(connection, by, filters, source=f"ledger {ledger_path(args)}")
         finally:
             connection.close()
-    from ._format import render_report
 
     with open_output(args, newline="" if args.format == "csv" else None) as (out, terminal):
         render_report(result, args.format, out, colour=use_colour(terminal))

@@ -6,6 +6,7 @@ import argparse
 import socket
 import sys
 
+from ..ledger import LedgerError, open_ledger
 from ._common import CliError, add_ledger_argument, ledger_path
 
 HELP = "serve a read-only HTTP JSON API over the ledger (OpenAPI at /openapi.json)"
@@ -35,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(
             "tokentrail serve needs FastAPI and uvicorn: pip install 'tokentrail[serve]'"
         ) from None
-    from ..ledger import LedgerError, open_ledger
 
     path = ledger_path(args)
     try:  # fail now, not on the first request

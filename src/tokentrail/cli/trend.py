@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..ledger.query import trend
 from ._common import (
     CliError,
     add_filter_arguments,
@@ -14,6 +15,7 @@ from ._common import (
     open_reading,
     use_colour,
 )
+from ._format import render_trend
 
 HELP = "spend per day or hour, with an inline chart"
 
@@ -30,7 +32,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger.query import trend
 
     hourly = args.hourly is not None
     periods = args.hourly if hourly else (args.daily if args.daily is not None else 7)
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
         points = trend(connection, periods, hourly=hourly, filters=filters)
     finally:
         connection.close()
-    from ._format import render_trend
 
     with open_output(args, newline="" if args.format == "csv" else None) as (out, terminal):
         render_trend(
