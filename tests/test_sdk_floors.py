@@ -11,7 +11,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from tokentrail import instrumentation
+from tokentrail import instrumentation, registry
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -21,12 +21,7 @@ def test_each_instrumentor_requires_the_floor_pyproject_claims():
     claimed = {(r := Requirement(line)).name: r.specifier for line in extras["instruments-any"]}
     declared = {
         (r := Requirement(cls.requirement)).name: r.specifier
-        for cls in (
-            instrumentation.OpenAIInstrumentor,
-            instrumentation.AnthropicInstrumentor,
-            instrumentation.GoogleGenAIInstrumentor,
-            instrumentation.LangChainInstrumentor,
-        )
+        for cls in (getattr(instrumentation, entry.instrumentor) for entry in registry.PROVIDERS)
     }
     assert declared == claimed
     # Floors only: the oldest-SDK run installs each one as "==", so each must be a single ">=".
