@@ -34,6 +34,7 @@ WIRE_FORMATS = {
     "openai": "_openai_wire",
     "anthropic": "_anthropic_wire",
     "google_genai": "_gemini_wire",
+    "groq": "_groq_wire",
     "langchain": None,
 }
 

@@ -110,6 +110,16 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         covers="generate_content (and streams), embed_content, chats",
     ),
     ProviderEntry(
+        name="groq",
+        sdk_module="groq",
+        distribution="groq",
+        floor="0.30",
+        implementation="tokentrail.providers.groq",
+        instrumentor="GroqInstrumentor",
+        title="the `groq` SDK (GroqCloud)",
+        covers="chat completions (stream usage from `x_groq.usage`), embeddings; streams, raw responses",
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",

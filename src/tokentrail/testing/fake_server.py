@@ -12,7 +12,8 @@ numbers)::
 The Gemini wire format (:mod:`._gemini_wire`) is served on the same port: point google-genai at
 the server's root, ``genai.Client(api_key="fake", http_options={"base_url": server.url})``
 (Gemini API) or the same with ``vertexai=True`` (Vertex AI paths). The Anthropic Messages format
-(:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``.
+(:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``, and Groq's
+(:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``.
 
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
@@ -49,7 +50,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _anthropic_wire, _gemini_wire, _openai_wire
+from . import _anthropic_wire, _gemini_wire, _groq_wire, _openai_wire
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
 __all__ = ["DEFAULT_CHUNKS", "FakeLLMServer", "RecordedRequest", "main"]
@@ -107,6 +108,8 @@ class FakeLLMServer:
         self.log_requests = log_requests
         self._routes = {path: _Route(handler, _openai_wire.error_reply)
                         for path, handler in _openai_wire.routes().items()}  # fmt: skip
+        self._routes.update({path: _Route(handler, _openai_wire.error_reply)
+                             for path, handler in _groq_wire.routes().items()})  # fmt: skip
         self._anthropic = _anthropic_wire.AnthropicWire()  # holds this server's prompt cache
         self._routes.update({path: _Route(handler, _anthropic_wire.error_reply)
                              for path, handler in self._anthropic.routes().items()})  # fmt: skip
