@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -32,6 +34,7 @@ class Recorded:
     reader: InMemoryMetricReader
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
+    log_exporter: InMemoryLogRecordExporter = field(default_factory=InMemoryLogRecordExporter)
     finished: list[tokentrail.CallRecord] = field(default_factory=list)
 
     @property
@@ -43,6 +46,15 @@ class Recorded:
     def spans(self) -> list[ReadableSpan]:
         tokentrail.flush()  # spans are ended off the calling thread
         return list(self.exporter.get_finished_spans())
+
+    def events(self, name: str) -> list[Any]:
+        """The log records (events, e.g. the content event) with this event name."""
+        tokentrail.flush()
+        return [
+            log.log_record
+            for log in self.log_exporter.get_finished_logs()
+            if log.log_record.event_name == name
+        ]
 
     def span(self) -> ReadableSpan:
         spans = self.spans()
@@ -86,11 +98,14 @@ def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
     marker = request.node.get_closest_marker("tokentrail")
     options = dict(marker.kwargs) if marker else {}
     recorded = Recorded(exporter, reader, tracer_provider, meter_provider)
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(recorded.log_exporter))
     _safety.reset_for_tests()
     budgets._by_name.clear()  # named budgets are gauges for the process's life: none from earlier tests
     tokentrail.instrument(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+        logger_provider=logger_provider,
         sinks=[recorded.finished.append],
         **options,
     )

@@ -614,7 +614,9 @@ def test_content_capture_of_a_stream_as_event(recorded):
     list(FakeGemini().client().models.generate_content_stream(model=MODEL, contents="Say hello"))
     span = recorded.span()
     assert sc.INPUT_MESSAGES not in span.attributes
-    (event,) = [e for e in span.events if e.name == sc.CONTENT_EVENT]
+    assert not span.events  # the content event is a log record, in the call's span context
+    (event,) = recorded.events(sc.CONTENT_EVENT)
+    assert event.trace_id == span.context.trace_id
     assert '"content": "Hello there!"' in event.attributes[sc.OUTPUT_MESSAGES]
     assert '"content": "Say hello"' in event.attributes[sc.INPUT_MESSAGES]
 

@@ -615,7 +615,9 @@ def test_content_capture_as_event(recorded):
     list(FakeOpenAI().client().chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     span = recorded.span()
     assert sc.INPUT_MESSAGES not in span.attributes
-    (event,) = [e for e in span.events if e.name == sc.CONTENT_EVENT]
+    assert not span.events  # the content event is a log record, in the call's span context
+    (event,) = recorded.events(sc.CONTENT_EVENT)
+    assert event.span_id == span.context.span_id
     assert '"Hello there!"' in event.attributes[sc.OUTPUT_MESSAGES]
 
 

@@ -1,4 +1,4 @@
-"""``tokentrail.instrument()`` in an application that configured no OpenTelemetry SDK itself."""
+"""``tokentrail.instrument(setup_otel=True)`` in an application that configured no OpenTelemetry SDK."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ APP = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     import tokentrail
-    tokentrail.instrument()
+    tokentrail.instrument(setup_otel=True)  # asked for: tokentrail never sets up an SDK on its own
     from openai_wire import FakeOpenAI
     messages = [{{"role": "user", "content": "hi"}}]
     FakeOpenAI().client().chat.completions.create(model="gpt-4o-mini", messages=messages)

@@ -451,7 +451,7 @@ DEFAULT_SETUP_APP = textwrap.dedent(
     from tokentrail import _safety
     from openai_wire import MODEL, FakeOpenAI
 
-    tokentrail.instrument(providers=["openai"])
+    tokentrail.instrument(providers=["openai"], setup_otel=True)  # the SDK set-up tokentrail offers
     client = FakeOpenAI().client()
     ask = {{"model": MODEL, "messages": [{{"role": "user", "content": "hi"}}]}}
     texts = [client.chat.completions.create(**ask).choices[0].message.content]

@@ -17,11 +17,14 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import wrapt
 from opentelemetry import metrics, trace
+from opentelemetry._logs import LoggerProvider
+from packaging.version import InvalidVersion, Version
 
 from . import _safety, lifecycle, registry
 from . import budgets as _budgets
@@ -44,6 +47,7 @@ def instrument(
     providers: Iterable[str] | None = None,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    logger_provider: LoggerProvider | None = None,
     prices: str | Path | Iterable[Mapping[str, Any]] | None = None,
     capture_content: str | bool | None = None,
     provider_hosts: str | Mapping[str, str] | None = None,
@@ -55,10 +59,16 @@ def instrument(
     log_calls: bool | None = None,
     budgets: str | Path | Iterable[Any] | None = None,
     sinks: Iterable[Sink] = (),
-    setup_otel: bool | None = None,
+    setup_otel: bool = False,
     **provider_options: str,
 ) -> list[str]:
     """Instrument every installed LLM SDK tokentrail supports. Returns the SDKs instrumented.
+
+    Spans, metrics and the content event go to the given providers, else to the global ones: the
+    application's, whenever it sets them up (before or after this call: the API's proxies bind to
+    them then), or those ``opentelemetry-instrument`` sets up. tokentrail never installs global
+    providers unless asked: ``setup_otel=True`` sets up an SDK from the standard ``OTEL_*``
+    variables where none is set (see ``tokentrail._otel_defaults``).
 
     ``metric_attributes`` lists the attribution keys allowed on metrics (default agent, task,
     phase), each with at most ``metric_value_limit`` distinct values (default 100; more fold into
@@ -102,7 +112,7 @@ def instrument(
     if unknown:
         raise ConfigError(f"unknown provider(s) {unknown}; tokentrail instruments {sorted(known)}")
 
-    if setup_otel or (setup_otel is None and tracer_provider is None and meter_provider is None):
+    if setup_otel:
         ensure_providers()
 
     pricer = Pricer(overrides)
@@ -112,6 +122,7 @@ def instrument(
         pricer,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+        logger_provider=logger_provider,
         sinks=[_summary, *sinks, *_ledger_sinks(settings, tracer_provider, meter_provider)],
     )
     _print_summary_at_exit()
@@ -196,8 +207,49 @@ def _on_import(name: str, _module: Any) -> None:
             _install(name)
 
 
+def instrument_provider(
+    name: str,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> bool:
+    """Instrument one SDK, joining the active instrumentation when it records to the same providers
+    (what each ``opentelemetry-instrument`` instrumentor does: one shared runtime, not one each)."""
+    with _lock:
+        telemetry = lifecycle.active()
+        if telemetry is not None and telemetry.providers[:2] == (tracer_provider, meter_provider):
+            return _enable(name)
+    return name in instrument(
+        providers=[name], tracer_provider=tracer_provider, meter_provider=meter_provider
+    )
+
+
+def _supported(name: str) -> bool:
+    """False (with a warning naming the SDK and the floor) for an SDK older than tokentrail supports:
+    its calls are left alone rather than read wrong."""
+    entry = registry.entry(name)
+    try:
+        installed = version(entry.distribution)
+        if Version(installed) >= Version(entry.floor):
+            return True
+    except (PackageNotFoundError, InvalidVersion):
+        return True  # not installed as a distribution (vendored, a source tree): nothing to compare
+    _safety.warn_once(
+        ("floor", name),
+        "tokentrail: %s %s is older than tokentrail supports (%s); its calls are not instrumented. "
+        "Upgrade it: pip install -U '%s'",
+        entry.distribution,
+        installed,
+        entry.requirement,
+        entry.requirement.replace(" ", ""),
+    )
+    return False
+
+
 def _install(name: str) -> bool:
     """Import the provider module (only now: it imports its SDK) and install its patches."""
+    if not _supported(name):
+        return False
     try:
         patch = importlib.import_module(registry.entry(name).implementation).patches()
         if patch is None:
@@ -217,14 +269,21 @@ def _warm(pricer: Pricer) -> None:
         _safety.internal_error("pricing.warm", exc)
 
 
-def uninstrument() -> None:
-    """Restore every SDK method tokentrail patched and stop recording."""
+def uninstrument(providers: Iterable[str] | None = None) -> None:
+    """Restore the SDK methods tokentrail patched and stop recording.
+
+    ``providers`` (names as in ``instrument()``) removes those alone; the others stay instrumented,
+    until the last one goes."""
     lifecycle.RECORDER.flush()
     with _lock:
-        for patch in _installed.values():
-            patch.remove()
-        _installed.clear()
-        _pending.clear()
+        names = list(_installed) + list(_pending) if providers is None else list(providers)
+        for name in names:
+            patch = _installed.pop(name, None)
+            if patch is not None:
+                patch.remove()
+            _pending.discard(name)
+        if _installed or _pending:
+            return
         lifecycle.set_active(None)
     _budgets.configure(())
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._safety import shown
 from .registry import PROVIDERS, Option, ProviderEntry
-from .semconv import ATTRIBUTION_KEYS
+from .semconv import ATTRIBUTION_KEYS, LATEST_EXPERIMENTAL, STABILITY_OPT_IN
 
 __all__ = ["ConfigError", "ContentCapture", "Settings"]
 
@@ -139,6 +139,9 @@ class Settings:
     """The local ledger file every call is written to; ``None``: no ledger."""
     log_calls: bool = False
     """One JSON log record per call through the ``tokentrail.calls`` logger."""
+    latest_experimental: bool = False
+    """``OTEL_SEMCONV_STABILITY_OPT_IN`` names ``gen_ai_latest_experimental``: the GenAI conventions'
+    pending usage metrics in place of ``gen_ai.client.token.usage`` and the token parts counter."""
 
     def option(self, provider: str, name: str) -> str:
         """The value of a provider's option (its default when not set)."""
@@ -200,6 +203,8 @@ class Settings:
             provider_options=_provider_options(provider_options, env),
             ledger=ledger_location(ledger_value, env, name=ledger_name),
             log_calls=_flag(*given(log_calls, "log_calls", ENV_LOG_CALLS)),
+            latest_experimental=LATEST_EXPERIMENTAL
+            in {word.strip() for word in env.get(STABILITY_OPT_IN, "").split(",")},
         )
 
 

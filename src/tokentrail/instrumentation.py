@@ -2,7 +2,8 @@
 
 Registered as ``tokentrail_openai`` (not ``openai``) so tokentrail never shadows, or is shadowed
 by, the official OpenTelemetry instrumentation packages. Each instrumentor declares only its own
-SDK, so a missing SDK disables that instrumentor alone. The classes are made from
+SDK, so a missing SDK disables that instrumentor alone; they share one runtime, and each one's
+``uninstrument()`` removes its own SDK's patches only. The classes are made from
 :mod:`tokentrail.registry` (``OpenAIInstrumentor``, ``AnthropicInstrumentor``, ...): a new
 provider gets its instrumentor by its registry entry, and its entry point in ``pyproject.toml``.
 """
@@ -27,15 +28,15 @@ class _TokentrailInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return (self.requirement,)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _setup.instrument(
-            providers=[self.provider],
+        # One shared runtime: the first instrumentor sets it up, the others join it.
+        _setup.instrument_provider(
+            self.provider,
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
-            setup_otel=None,
         )
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _setup.uninstrument()
+        _setup.uninstrument(providers=[self.provider])  # this SDK alone; the others stay
 
 
 def _instrumentor(entry: registry.ProviderEntry) -> type[_TokentrailInstrumentor]:

@@ -16,12 +16,15 @@ import json
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry._logs import LoggerProvider, get_logger
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -53,6 +56,7 @@ __all__ = [
     "Unit",
     "active",
     "add_sink",
+    "recording",
     "remove_sink",
     "set_active",
     "start_unit",
@@ -76,10 +80,16 @@ class Telemetry:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
         sinks: Iterable[Sink] = (),
     ) -> None:
         self.settings = settings
         self.pricer = pricer
+        # The providers given to instrument() (None: the global ones, which may still be the API's
+        # proxies: they bind to the application's SDK whenever it sets one up).
+        self.providers = (tracer_provider, meter_provider, logger_provider)
+        # The content event is a log record, as the conventions define it (made only when asked).
+        self.logger = get_logger("tokentrail", __version__, logger_provider, schema_url=_SCHEMA_URL)
         self.runtime = Runtime(settings, pricer, start_unit=self.start_unit)
         self.sinks: list[Sink] = list(sinks)
         self.tracer = trace.get_tracer("tokentrail", __version__, tracer_provider, schema_url=_SCHEMA_URL)
@@ -105,7 +115,7 @@ class Telemetry:
         self.time_per_output_chunk = meter.create_histogram(
             sc.METRIC_TIME_PER_OUTPUT_CHUNK,
             unit="s",
-            description="Mean time between chunks after the first, one value per streamed call",
+            description="Time between a chunk and the one before it, one value per chunk after the first",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
         self.cost = meter.create_histogram(
@@ -119,6 +129,25 @@ class Telemetry:
             unit="{token}",
             description="Cache-read, cache-creation and reasoning tokens: parts of gen_ai.client.token.usage",
         )
+        if settings.latest_experimental:
+            self.inference_tokens = (
+                meter.create_histogram(
+                    sc.METRIC_INFERENCE_INPUT_TOKENS,
+                    unit="{token}",
+                    description="Input (prompt) tokens used per inference operation",
+                    explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+                ),
+                meter.create_histogram(
+                    sc.METRIC_INFERENCE_OUTPUT_TOKENS,
+                    unit="{token}",
+                    description="Output (completion) tokens used per inference operation",
+                    explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+                ),
+            )
+            self.detailed_tokens = {
+                name: meter.create_counter(name, unit="{token}", description=description)
+                for name, description in _DETAILED_COUNTERS
+            }
         self.unpriced_calls = meter.create_counter(
             sc.METRIC_UNPRICED_CALLS,
             unit="{call}",
@@ -362,6 +391,16 @@ def active() -> Telemetry | None:
     return _active
 
 
+def recording() -> Telemetry | None:
+    """The telemetry to record a call with here: the active one, unless the caller is inside
+    ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` (then nothing is recorded:
+    no span, no metrics, no ledger row), as every OpenTelemetry instrumentation honours it."""
+    telemetry = _active
+    if telemetry is None or otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+        return None
+    return telemetry
+
+
 def set_active(telemetry: Telemetry | None) -> None:
     """Install ``telemetry`` (from ``instrument()``) or, with None, undo everything installing did:
     the runtime the lower layers read, the budgets' settling, the error counter, the drains."""
@@ -420,9 +459,7 @@ class Call:
         "_start_epoch",
         "_telemetry",
         "attribution",
-        "chunks",
-        "first_chunk",
-        "last_chunk",
+        "chunk_times",
         "request",
         "reservations",
         "span",
@@ -433,10 +470,9 @@ class Call:
         self.request = request
         self.reservations: tuple[Reservation, ...] = ()
         self._ended = False
-        # Written by the stream follower as chunks reach the application (time.perf_counter()).
-        self.chunks = 0
-        self.first_chunk: float | None = None
-        self.last_chunk: float | None = None
+        # When each chunk reached the application (time.perf_counter()), written by the stream
+        # follower: 8 bytes a chunk, read at the end for the first-chunk and per-chunk timings.
+        self.chunk_times = array("d")
         self._pricing_error: str | None = None
         self._start = time.perf_counter()
         if started_at is None:
@@ -568,7 +604,8 @@ class Call:
             for part in response.extra_usage:  # the call's totals include what was billed separately
                 usage = part.usage if usage is None else usage + part.usage
         error_type = _error_type(error) if error is not None else None
-        ttfc = None if self.first_chunk is None else self.first_chunk - self._start
+        times = self.chunk_times
+        ttfc = times[0] - self._start if times else None
         self._end_span(response, usage, cost, error_type, incomplete, ttfc, alerts)
         for rollup in self.attribution.rollups:
             rollup.add(usage, cost.total if cost is not None else None, error is not None)
@@ -600,7 +637,7 @@ class Call:
             if self._pricing_error is not None:
                 attributes[sc.PRICE_ERROR] = self._pricing_error
             if settings.content.enabled:
-                _capture_content(span, self.request, response, settings, attributes)
+                _capture_content(self._telemetry, span, self.request, response, attributes, self._end_ns)
             span.set_attributes(attributes)
             if error_type is not None:
                 span.set_status(Status(StatusCode.ERROR, error_type))
@@ -653,24 +690,29 @@ class Call:
         telemetry.duration.record(self._end_perf - self._start, attributes, context=exemplar_context)
         if ttfc is not None:
             telemetry.time_to_first_chunk.record(ttfc, attributes, context=_NO_EXEMPLAR)
-            if self.chunks > 1 and self.last_chunk is not None:
-                pace = (self.last_chunk - self.first_chunk) / (self.chunks - 1)  # type: ignore[operator]
-                telemetry.time_per_output_chunk.record(pace, attributes, context=_NO_EXEMPLAR)
+            # One value per chunk after the first: the time since the chunk before it.
+            record_gap = telemetry.time_per_output_chunk.record
+            times = self.chunk_times
+            for index in range(1, len(times)):
+                record_gap(times[index] - times[index - 1], attributes, context=_NO_EXEMPLAR)
         if usage is None:
             return
-        telemetry.token_usage.record(
-            usage.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
-        )
-        if request.operation != "embeddings":
+        if telemetry.settings.latest_experimental:
+            _record_latest_usage(telemetry, request, usage, attributes)
+        else:
             telemetry.token_usage.record(
-                usage.output_tokens, {**attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
+                usage.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
             )
-        for name, token_type in _PART_TOKEN_TYPES:
-            amount = getattr(usage, name)
-            if amount > 0:
-                telemetry.token_parts.add(
-                    amount, {**attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
+            if request.operation != "embeddings":
+                telemetry.token_usage.record(
+                    usage.output_tokens, {**attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
                 )
+            for name, token_type in _PART_TOKEN_TYPES:
+                amount = getattr(usage, name)
+                if amount > 0:
+                    telemetry.token_parts.add(
+                        amount, {**attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
+                    )
         if usage.problems:
             telemetry.inconsistent_usage.add(1, attributes, context=_NO_EXEMPLAR)
         if cost is not None:
@@ -727,10 +769,61 @@ class Call:
 
 # (Usage field, gen_ai.token.type) of the parts counted in tokentrail.client.token.parts.
 _PART_TOKEN_TYPES = tuple((f.name, f.token_type) for f in USAGE_FIELDS if f.token_type)
-# (Usage field, span attribute) of the parts set on the span when non-zero (the two totals always are).
+# (Usage field, span attributes) of the parts set on the span when non-zero (the two totals always
+# are): the current name, and the previous release's where it had another.
 _PART_ATTRIBUTES = tuple(
-    (f.name, f.span_attribute) for f in USAGE_FIELDS if f.name not in ("input_tokens", "output_tokens")
+    (f.name, (f.span_attribute, f.previous_attribute) if f.previous_attribute else (f.span_attribute,))
+    for f in USAGE_FIELDS
+    if f.name not in ("input_tokens", "output_tokens")
 )
+
+
+_DETAILED_COUNTERS = (
+    (sc.METRIC_DETAILED_INPUT_TOKENS, "Input tokens, by modality (cache reads and writes included)"),
+    (sc.METRIC_DETAILED_OUTPUT_TOKENS, "Output tokens, by modality (reasoning included)"),
+    (sc.METRIC_DETAILED_CACHE_READ_TOKENS, "Input tokens read from the prompt cache"),
+    (sc.METRIC_DETAILED_CACHE_WRITE_TOKENS, "Input tokens written to the prompt cache"),
+    (sc.METRIC_DETAILED_REASONING_TOKENS, "Output tokens spent reasoning"),
+)
+
+
+def _record_latest_usage(
+    telemetry: Telemetry, request: RequestInfo, usage: Usage, attributes: dict[str, Any]
+) -> None:
+    """The GenAI conventions' pending usage metrics (OTEL_SEMCONV_STABILITY_OPT_IN=
+    gen_ai_latest_experimental): per-call histograms of input and output, and counters of each
+    token category, by modality where the provider reports it (text is what remains)."""
+    input_histogram, output_histogram = telemetry.inference_tokens
+    counters = telemetry.detailed_tokens
+    input_histogram.record(usage.input_tokens, attributes, context=_NO_EXEMPLAR)
+    if request.operation != "embeddings":
+        output_histogram.record(usage.output_tokens, attributes, context=_NO_EXEMPLAR)
+    by_modality = (
+        (
+            sc.METRIC_DETAILED_INPUT_TOKENS,
+            (
+                ("audio", usage.input_audio_tokens),
+                ("image", usage.input_image_tokens),
+                ("text", usage.input_tokens - usage.input_audio_tokens - usage.input_image_tokens),
+            ),
+        ),
+        (
+            sc.METRIC_DETAILED_OUTPUT_TOKENS,
+            (("audio", usage.output_audio_tokens), ("text", usage.output_tokens - usage.output_audio_tokens)),
+        ),
+    )
+    for name, amounts in by_modality:
+        for modality, amount in amounts:
+            if amount > 0:
+                counters[name].add(amount, {**attributes, sc.TOKEN_MODALITY: modality}, context=_NO_EXEMPLAR)
+    # Providers do not say the modality of cached and reasoning tokens: recorded without one.
+    for name, amount in (
+        (sc.METRIC_DETAILED_CACHE_READ_TOKENS, usage.cache_read_tokens),
+        (sc.METRIC_DETAILED_CACHE_WRITE_TOKENS, usage.cache_write_tokens),
+        (sc.METRIC_DETAILED_REASONING_TOKENS, usage.reasoning_tokens),
+    ):
+        if amount > 0:
+            counters[name].add(amount, attributes, context=_NO_EXEMPLAR)
 
 
 def _budget_event(span: trace.Span, alert: BudgetAlert) -> None:
@@ -859,10 +952,11 @@ def _end_attributes(
         return attributes
     attributes[sc.USAGE_INPUT_TOKENS] = usage.input_tokens
     attributes[sc.USAGE_OUTPUT_TOKENS] = usage.output_tokens
-    for name, attribute in _PART_ATTRIBUTES:
+    for name, names in _PART_ATTRIBUTES:
         amount = getattr(usage, name)
         if amount:
-            attributes[attribute] = amount
+            for attribute in names:
+                attributes[attribute] = amount
     if usage.problems:
         attributes[sc.USAGE_INCONSISTENT] = True
         attributes[sc.USAGE_PROBLEMS] = usage.problems
@@ -887,12 +981,14 @@ def _end_attributes(
 
 
 def _capture_content(
+    telemetry: Telemetry,
     span: trace.Span,
     request: RequestInfo,
     response: ResponseInfo | None,
-    settings: Settings,
     attributes: dict[str, Any],
+    end_ns: int,
 ) -> None:
+    settings = telemetry.settings
     content: dict[str, str] = {}
     if request.input_messages is not None:
         content[sc.INPUT_MESSAGES] = json.dumps(request.input_messages, ensure_ascii=False, default=str)
@@ -905,7 +1001,12 @@ def _capture_content(
     if settings.content.span:
         attributes.update(content)
     if settings.content.event and content:
-        span.add_event(sc.CONTENT_EVENT, content)
+        telemetry.logger.emit(
+            timestamp=end_ns,
+            context=trace.set_span_in_context(span),
+            event_name=sc.CONTENT_EVENT,
+            attributes=content,
+        )
 
 
 def _error_type(error: BaseException) -> str:

@@ -59,7 +59,8 @@ _GENAI_PROVIDER_IDS: dict[str, str] = {
     "cohere": "cohere",
     "perplexity": "perplexity",
     "cerebras": "cerebras",
-    "moonshotai": "moonshotai",
+    "moonshot_ai": "moonshotai",
+    "moonshotai": "moonshotai",  # the name before the conventions registered moonshot_ai
 }
 
 # Our Usage field -> genai-prices usage key. Tokens we do not list are priced inside their parent

@@ -1,7 +1,10 @@
 """Every span attribute, metric and event name tokentrail emits, in one place.
 
-Names follow the OpenTelemetry GenAI semantic conventions v1.41 (the last stable baseline of the
-main conventions). Cost has no standard yet: we follow the open proposal
+Names follow the OpenTelemetry GenAI semantic conventions: the v1.41 baseline, with the names the
+GenAI conventions have settled since (``gen_ai.usage.cache_write.input_tokens``, the audio and image
+token counts, ``moonshot_ai``); the previous names are still set beside them for one release.
+Metric renames still pending there are behind ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``
+(see :data:`LATEST_EXPERIMENTAL`). Cost has no standard yet: we follow the open proposal
 (semantic-conventions-genai PR 443), ``gen_ai.usage.cost.*`` and ``gen_ai.client.operation.cost``.
 Anything of our own lives under ``tokentrail.``. The README's attribute reference is generated
 from the same facts; change a name here and only here.
@@ -52,14 +55,21 @@ ANTHROPIC_RESPONSE_INFERENCE_GEO: Final = "anthropic.response.inference_geo"
 USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
-# The v1.41 baseline name; the newer GenAI repository renames it cache_write. We emit the baseline.
-USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
 USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+USAGE_AUDIO_INPUT_TOKENS: Final = "gen_ai.usage.audio.input_tokens"
+USAGE_AUDIO_OUTPUT_TOKENS: Final = "gen_ai.usage.audio.output_tokens"
+USAGE_IMAGE_INPUT_TOKENS: Final = "gen_ai.usage.image.input_tokens"
+USAGE_CACHE_WRITE_1H_INPUT_TOKENS: Final = "tokentrail.usage.cache_write_1h.input_tokens"
+USAGE_WEB_SEARCHES: Final = "tokentrail.usage.web_searches"
+# The names of the previous release, still set beside the current ones until the next release
+# (dashboards built on them keep working meanwhile): the v1.41 baseline's cache_creation, and our
+# own names for what the conventions now name.
+USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 USAGE_CACHE_CREATION_1H_INPUT_TOKENS: Final = "tokentrail.usage.cache_creation_1h.input_tokens"
 USAGE_INPUT_AUDIO_TOKENS: Final = "tokentrail.usage.input_audio_tokens"
 USAGE_OUTPUT_AUDIO_TOKENS: Final = "tokentrail.usage.output_audio_tokens"
 USAGE_INPUT_IMAGE_TOKENS: Final = "tokentrail.usage.input_image_tokens"
-USAGE_WEB_SEARCHES: Final = "tokentrail.usage.web_searches"
 USAGE_INCONSISTENT: Final = "tokentrail.usage.inconsistent"
 USAGE_PROBLEMS: Final = "tokentrail.usage.problems"
 USAGE_MISSING: Final = "tokentrail.usage.missing"
@@ -85,6 +95,8 @@ PRICE_ERROR: Final = "tokentrail.price.error"
 STREAM_INCOMPLETE: Final = "tokentrail.stream.incomplete"
 
 # --- content (only with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT) ---
+# The content event is a log record (event name CONTENT_EVENT) emitted through the Logs API, in the
+# call's span context, as the conventions and util-genai emit it.
 INPUT_MESSAGES: Final = "gen_ai.input.messages"
 OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
@@ -144,6 +156,7 @@ METRIC_BUDGET_REMAINING: Final = "tokentrail.budget.remaining"
 
 # --- metric attribute ---
 TOKEN_TYPE: Final = "gen_ai.token.type"
+TOKEN_MODALITY: Final = "gen_ai.token.modality"
 
 # --- metrics ---
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
@@ -151,6 +164,19 @@ METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
 METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"
+# OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental: the GenAI conventions' pending usage
+# metrics, in place of gen_ai.client.token.usage and tokentrail.client.token.parts. Histograms of
+# input and output per call (no modality: percentiles across modalities do not add up), and counters
+# of every token category by gen_ai.token.modality (a plain sum of one counter is meaningful).
+STABILITY_OPT_IN: Final = "OTEL_SEMCONV_STABILITY_OPT_IN"
+LATEST_EXPERIMENTAL: Final = "gen_ai_latest_experimental"
+METRIC_INFERENCE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+METRIC_INFERENCE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+METRIC_DETAILED_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.detailed.input_tokens"
+METRIC_DETAILED_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.detailed.output_tokens"
+METRIC_DETAILED_CACHE_READ_TOKENS: Final = "gen_ai.client.inference.usage.detailed.cache_read.input_tokens"
+METRIC_DETAILED_CACHE_WRITE_TOKENS: Final = "gen_ai.client.inference.usage.detailed.cache_write.input_tokens"
+METRIC_DETAILED_REASONING_TOKENS: Final = "gen_ai.client.inference.usage.detailed.reasoning.output_tokens"
 # Parts of the totals in gen_ai.client.token.usage (cache_read, cache_creation, reasoning): a
 # separate counter so that summing gen_ai.client.token.usage never counts a token twice.
 METRIC_TOKEN_PARTS: Final = "tokentrail.client.token.parts"

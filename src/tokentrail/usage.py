@@ -148,6 +148,8 @@ class UsageField:
     """``gen_ai.token.type`` of the parts counter (``tokentrail.client.token.parts``), if counted there."""
     summed: bool = False
     """Added up by roll-up spans, the run summary and report totals."""
+    previous_attribute: str | None = None
+    """The previous release's name for ``span_attribute``, still set beside it for one release."""
 
 
 # The token counts, in a stable order: the ledger's columns follow it. The one table from which
@@ -160,12 +162,18 @@ USAGE_FIELDS: tuple[UsageField, ...] = (
     ),
     UsageField(
         "cache_write_tokens",
-        sc.USAGE_CACHE_CREATION_INPUT_TOKENS,
+        sc.USAGE_CACHE_WRITE_INPUT_TOKENS,
         "cache_write_tokens",
         "cache_creation",
         summed=True,
+        previous_attribute=sc.USAGE_CACHE_CREATION_INPUT_TOKENS,
     ),
-    UsageField("cache_write_1h_tokens", sc.USAGE_CACHE_CREATION_1H_INPUT_TOKENS, "cache_write_1h_tokens"),
+    UsageField(
+        "cache_write_1h_tokens",
+        sc.USAGE_CACHE_WRITE_1H_INPUT_TOKENS,
+        "cache_write_1h_tokens",
+        previous_attribute=sc.USAGE_CACHE_CREATION_1H_INPUT_TOKENS,
+    ),
     UsageField(
         "reasoning_tokens",
         sc.USAGE_REASONING_OUTPUT_TOKENS,
@@ -173,9 +181,24 @@ USAGE_FIELDS: tuple[UsageField, ...] = (
         "reasoning",
         summed=True,
     ),
-    UsageField("input_audio_tokens", sc.USAGE_INPUT_AUDIO_TOKENS, "input_audio_tokens"),
-    UsageField("output_audio_tokens", sc.USAGE_OUTPUT_AUDIO_TOKENS, "output_audio_tokens"),
-    UsageField("input_image_tokens", sc.USAGE_INPUT_IMAGE_TOKENS, "input_image_tokens"),
+    UsageField(
+        "input_audio_tokens",
+        sc.USAGE_AUDIO_INPUT_TOKENS,
+        "input_audio_tokens",
+        previous_attribute=sc.USAGE_INPUT_AUDIO_TOKENS,
+    ),
+    UsageField(
+        "output_audio_tokens",
+        sc.USAGE_AUDIO_OUTPUT_TOKENS,
+        "output_audio_tokens",
+        previous_attribute=sc.USAGE_OUTPUT_AUDIO_TOKENS,
+    ),
+    UsageField(
+        "input_image_tokens",
+        sc.USAGE_IMAGE_INPUT_TOKENS,
+        "input_image_tokens",
+        previous_attribute=sc.USAGE_INPUT_IMAGE_TOKENS,
+    ),
     UsageField("web_searches", sc.USAGE_WEB_SEARCHES, "web_searches"),
 )
 COUNT_FIELDS = tuple(f.name for f in USAGE_FIELDS)

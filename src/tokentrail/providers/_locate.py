@@ -36,7 +36,7 @@ _HOSTS: tuple[tuple[str, str], ...] = (
     ("api.mistral.ai", "mistral_ai"),
     ("api.perplexity.ai", "perplexity"),
     ("api.cerebras.ai", "cerebras"),
-    ("api.moonshot.ai", "moonshotai"),
+    ("api.moonshot.ai", "moonshot_ai"),
     ("generativelanguage.googleapis.com", "gcp.gemini"),
     ("api.anthropic.com", "anthropic"),
 )

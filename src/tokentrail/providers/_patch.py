@@ -26,7 +26,7 @@ from .. import _safety
 from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
 from ..config import Settings
-from ..lifecycle import Call, active
+from ..lifecycle import Call, recording
 from ._contract import Plan
 from ._stream import AsyncStreamProxy, StreamProxy, StreamState, follow_generator
 
@@ -106,7 +106,7 @@ def _wrapper(where: str, target: Target, original: Any) -> Callable[..., Any]:
 
 
 def _start(where: str, reader: Reader, instance: Any, args: Any, kwargs: Any) -> tuple[Plan, Call] | None:
-    telemetry = active()
+    telemetry = recording()
     if telemetry is None:
         return None
     try:

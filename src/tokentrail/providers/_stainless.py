@@ -28,7 +28,7 @@ from .. import _safety
 from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
 from ..config import Settings
-from ..lifecycle import Call, active
+from ..lifecycle import Call, recording
 from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._stream import AsyncStreamProxy, StreamProxy, end_followed, follow
 
@@ -97,7 +97,7 @@ class Instrumentation:
     # --- the wrappers -------------------------------------------------------------------------
 
     def _plan(self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Plan, Call] | None:
-        telemetry = active()
+        telemetry = recording()
         if telemetry is None:
             return None
         try:

@@ -63,7 +63,7 @@ def _follow(
 ) -> Iterator[Any]:
     add = state.add
     clock = _perf_counter
-    first = True
+    arrived = call.chunk_times.append
     try:
         if first_step_in_span:
             # A generator sends its request on its first step, long after the patched method
@@ -82,12 +82,7 @@ def _follow(
                 _safety.internal_error("stream.item", exc)
                 deliver = True
             if deliver:
-                now = clock()
-                if first:
-                    call.first_chunk = now
-                    first = False
-                call.last_chunk = now
-                call.chunks += 1
+                arrived(clock())
                 yield item
     except GeneratorExit:  # closed, or dropped, before the end
         call.finish(state.result, incomplete=True)
@@ -102,7 +97,7 @@ async def _follow_async(items: AsyncIterator[Any], call: Call, state: StreamStat
     # _follow's twin for async iterators, line for line (a generator cannot serve both): keep alike.
     add = state.add
     clock = _perf_counter
-    first = True
+    arrived = call.chunk_times.append
     try:
         async for item in items:
             try:
@@ -111,12 +106,7 @@ async def _follow_async(items: AsyncIterator[Any], call: Call, state: StreamStat
                 _safety.internal_error("stream.item", exc)
                 deliver = True
             if deliver:
-                now = clock()
-                if first:
-                    call.first_chunk = now
-                    first = False
-                call.last_chunk = now
-                call.chunks += 1
+                arrived(clock())
                 yield item
     except GeneratorExit:
         call.finish(state.result, incomplete=True)

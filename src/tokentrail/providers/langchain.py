@@ -67,7 +67,7 @@ from ..context import (
     exit_framework_llm_run,
     with_baggage,
 )
-from ..lifecycle import Unit, active, start_unit
+from ..lifecycle import Unit, active, recording, start_unit
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from .openai import chat_usage
@@ -328,7 +328,7 @@ class TokentrailCallbackHandler:
         metadata: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not self.enabled or active() is None:
+        if not self.enabled or recording() is None:
             return
         owner = self._owners.get(parent_run_id) if parent_run_id is not None else None
         name = kwargs.get("name")
@@ -485,7 +485,7 @@ class TokentrailCallbackHandler:
         metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
     ) -> None:
-        if not self.enabled or active() is None:
+        if not self.enabled or recording() is None:
             return
         started_at = time.time()
         owner = self._owners.get(parent_run_id) if parent_run_id is not None else None

@@ -39,7 +39,7 @@ __all__ = ["patches", "provider_for_url"]
 # Providers known to accept stream_options.include_usage on chat and legacy completions.
 _INCLUDE_USAGE_OK = {
     "openai", "azure.ai.openai", "x_ai", "openrouter", "deepseek", "groq", "together",
-    "fireworks", "cerebras", "ollama", "vllm", "lm_studio", "gcp.gemini", "moonshotai",
+    "fireworks", "cerebras", "ollama", "vllm", "lm_studio", "gcp.gemini", "moonshot_ai",
 }  # fmt: skip
 
 
