@@ -647,20 +647,10 @@ class Call:
 
     def _metric_attributes(self, response_model: str | None, error_type: str | None) -> dict[str, Any]:
         """Low-cardinality attributes only (never ids, users or prompts)."""
-        request = self.request
         telemetry = self._telemetry
-        attributes: dict[str, Any] = {
-            sc.OPERATION_NAME: request.operation,
-            sc.PROVIDER_NAME: request.provider,
-        }
-        if request.request_model:
-            attributes[sc.REQUEST_MODEL] = request.request_model
+        attributes = _request_attributes(self.request)
         if response_model:
             attributes[sc.RESPONSE_MODEL] = response_model
-        if request.server_address:
-            attributes[sc.SERVER_ADDRESS] = request.server_address
-        if request.server_port:
-            attributes[sc.SERVER_PORT] = request.server_port
         if error_type:
             attributes[sc.ERROR_TYPE] = error_type
         values = self.attribution.values
@@ -901,7 +891,8 @@ def _span_name(request: RequestInfo) -> str:
     return request.operation
 
 
-def _start_attributes(request: RequestInfo, call: Call) -> dict[str, Any]:
+def _request_attributes(request: RequestInfo) -> dict[str, Any]:
+    """What the request says of itself, on the span from its start and on every metric."""
     attributes: dict[str, Any] = {
         sc.OPERATION_NAME: request.operation,
         sc.PROVIDER_NAME: request.provider,
@@ -912,6 +903,11 @@ def _start_attributes(request: RequestInfo, call: Call) -> dict[str, Any]:
         attributes[sc.SERVER_ADDRESS] = request.server_address
     if request.server_port:
         attributes[sc.SERVER_PORT] = request.server_port
+    return attributes
+
+
+def _start_attributes(request: RequestInfo, call: Call) -> dict[str, Any]:
+    attributes = _request_attributes(request)
     # The request's parameters and gen_ai.request.stream go on at the end, on the recorder
     # thread (the conventions list them with the response); samplers see the five above, and the
     # application's attribution.

@@ -298,24 +298,29 @@ class budget:
         return self._reserved
 
     def status(self) -> dict[str, Any]:
+        """This budget now: spent, reserved, remaining, percent used, its window and scope."""
         settle_ended_now()
         with self._lock:
             start = self._roll(self.clock())
             spent = self._spent + self._ledger_spent
             reserved = self._reserved
+        return {**self.status_row(spent, start), "reserved_usd": reserved}
+
+    def status_row(self, spent: float, window_start: float | None) -> dict[str, Any]:
+        """The figures of a status row for ``spent`` USD in the window starting at ``window_start``:
+        what ``status()``, ``tokentrail budget status`` and ``/v1/budgets`` show, alike."""
         return {
             "name": self.name,
             "usd": self.usd,
             "spent_usd": spent,
-            "reserved_usd": reserved,
             "remaining_usd": max(0.0, self.usd - spent),
             "percent_used": spent / self.usd * 100,
             "over_budget": spent > self.usd,
             "mode": self.mode,
             "window": self.window,
             "timezone": self.timezone,
-            "window_start": start,
-            "window_end": self._window.end(start),
+            "window_start": window_start,
+            "window_end": self._window.end(window_start),
             "scope": dict(self.scope),
         }
 

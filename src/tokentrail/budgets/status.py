@@ -25,23 +25,6 @@ def budget_statuses(
         per_run = each.window == "per_run"
         # A per_run budget lives in one process; the ledger can show only all-time spend in scope.
         spent = spend(ledger, each.scope, start, now + 1)
-        found.append(
-            {
-                "name": each.name,
-                "usd": each.usd,
-                "spent_usd": spent,
-                "remaining_usd": max(0.0, each.usd - spent),
-                "percent_used": spent / each.usd * 100,
-                "over_budget": spent > each.usd,
-                "mode": each.mode,
-                "window": each.window,
-                "timezone": each.timezone,
-                "window_start": start,
-                "window_end": each._window.end(start),
-                "scope": dict(each.scope),
-                "note": "per_run: in-process only; the ledger shows all-time spend in scope"
-                if per_run
-                else "",
-            }
-        )
+        note = "per_run: in-process only; the ledger shows all-time spend in scope" if per_run else ""
+        found.append({**each.status_row(spent, start), "note": note})
     return found

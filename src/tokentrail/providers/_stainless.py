@@ -14,6 +14,7 @@ SDK call runs as if tokentrail were not there.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import weakref
@@ -67,6 +68,34 @@ class SDK:
     async_stream_types: tuple[type, ...]
     raw_response_types: tuple[type, ...]
     async_raw_response_types: tuple[type, ...]
+
+
+def installed_sdk(package: str) -> SDK | None:
+    """The classes of the installed Stainless SDK imported as ``package``, or None if it is not
+    installed. Every Stainless SDK keeps them in the same modules; only some have the legacy raw
+    response (``.with_raw_response`` before the typed one)."""
+    try:
+        sdk = importlib.import_module(package)
+        base_client = importlib.import_module(f"{package}._base_client")
+        response = importlib.import_module(f"{package}._response")
+    except ImportError:
+        return None
+    raw_types: tuple[type, ...] = (response.APIResponse,)
+    try:
+        legacy = importlib.import_module(f"{package}._legacy_response")
+    except ImportError:
+        pass
+    else:
+        raw_types += (legacy.LegacyAPIResponse,)
+    return SDK(
+        name=package,
+        sync_client=base_client.SyncAPIClient,
+        async_client=base_client.AsyncAPIClient,
+        stream_types=(sdk.Stream,),
+        async_stream_types=(sdk.AsyncStream,),
+        raw_response_types=raw_types,
+        async_raw_response_types=(response.AsyncAPIResponse,),
+    )
 
 
 class Instrumentation:

@@ -68,7 +68,7 @@ from ..usage import Usage, count
 from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._locate import Locator
 from ._read import field as _get
-from ._stainless import SDK, Instrumentation
+from ._stainless import Instrumentation, installed_sdk
 
 __all__ = ["MessageStreamState", "message_usage", "patches", "separately_billed"]
 
@@ -417,28 +417,8 @@ class AnthropicAdapter:
 
 def patches() -> Instrumentation | None:
     """The patch set for the installed ``anthropic`` SDK, or None if it is not installed."""
-    try:
-        import anthropic
-        from anthropic import _base_client, _response
-    except ImportError:
-        return None
-    raw_types: tuple[type, ...] = (_response.APIResponse,)
-    try:
-        from anthropic import _legacy_response  # type: ignore[attr-defined]
-    except ImportError:  # anthropic 2.x has no legacy raw response
-        pass
-    else:
-        raw_types += (_legacy_response.LegacyAPIResponse,)
-    sdk = SDK(
-        name="anthropic",
-        sync_client=_base_client.SyncAPIClient,
-        async_client=_base_client.AsyncAPIClient,
-        stream_types=(anthropic.Stream,),
-        async_stream_types=(anthropic.AsyncStream,),
-        raw_response_types=raw_types,
-        async_raw_response_types=(_response.AsyncAPIResponse,),
-    )
-    return Instrumentation(sdk, AnthropicAdapter())
+    sdk = installed_sdk("anthropic")
+    return None if sdk is None else Instrumentation(sdk, AnthropicAdapter())
 
 
 def _input_estimate(provider: str, model: str, body: Mapping[str, Any]) -> Any:

@@ -29,7 +29,7 @@ from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo
 from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._locate import Locator
-from ._stainless import SDK, Instrumentation
+from ._stainless import Instrumentation, installed_sdk
 from .openai import ChatCompletions, ChatStreamState, Embeddings, chat_input_messages, request_params
 
 __all__ = ["GROQ", "GroqChat", "GroqChatStreamState", "patches"]
@@ -130,25 +130,5 @@ def _input_estimate(body: Mapping[str, Any], model: str) -> tuple[int | None, fl
 
 def patches() -> Instrumentation | None:
     """The patch set for the installed ``groq`` SDK, or None if it is not installed."""
-    try:
-        import groq
-        from groq import _base_client, _response
-    except ImportError:
-        return None
-    raw_types: tuple[type, ...] = (_response.APIResponse,)
-    try:
-        from groq import _legacy_response  # type: ignore[attr-defined]
-    except ImportError:  # newer releases have no legacy raw response
-        pass
-    else:
-        raw_types += (_legacy_response.LegacyAPIResponse,)
-    sdk = SDK(
-        name="groq",
-        sync_client=_base_client.SyncAPIClient,
-        async_client=_base_client.AsyncAPIClient,
-        stream_types=(groq.Stream,),
-        async_stream_types=(groq.AsyncStream,),
-        raw_response_types=raw_types,
-        async_raw_response_types=(_response.AsyncAPIResponse,),
-    )
-    return Instrumentation(sdk, GroqAdapter())
+    sdk = installed_sdk("groq")
+    return None if sdk is None else Instrumentation(sdk, GroqAdapter())

@@ -32,7 +32,7 @@ from ..usage import Usage
 from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._locate import Located, Locator, locate, provider_for_host, server_of
 from ._read import field as _get
-from ._stainless import RAW_RESPONSE_HEADER, SDK, Instrumentation
+from ._stainless import RAW_RESPONSE_HEADER, Instrumentation, installed_sdk
 
 __all__ = ["patches", "provider_for_url"]
 
@@ -628,21 +628,8 @@ def _is_raw(options: Any) -> bool:
 
 def patches() -> Instrumentation | None:
     """The patch set for the installed ``openai`` SDK, or None if it is not installed."""
-    try:
-        import openai
-        from openai import _base_client, _legacy_response, _response
-    except ImportError:
-        return None
-    sdk = SDK(
-        name="openai",
-        sync_client=_base_client.SyncAPIClient,
-        async_client=_base_client.AsyncAPIClient,
-        stream_types=(openai.Stream,),
-        async_stream_types=(openai.AsyncStream,),
-        raw_response_types=(_legacy_response.LegacyAPIResponse, _response.APIResponse),
-        async_raw_response_types=(_response.AsyncAPIResponse,),
-    )
-    return Instrumentation(sdk, OpenAIAdapter())
+    sdk = installed_sdk("openai")
+    return None if sdk is None else Instrumentation(sdk, OpenAIAdapter())
 
 
 def _input_estimate(body: Mapping[str, Any], model: str) -> Any:
