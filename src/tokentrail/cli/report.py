@@ -1,5 +1,6 @@
-"""``tokentrail report``: totals and a nested breakdown of what the calls cost, from the ledger or
-from a Prometheus that scrapes tokentrail's metrics (``--source prometheus --url ...``)."""
+"""``tokentrail report``: totals and a nested breakdown of what the calls cost, from the ledger, from
+the spans a collector stores in ClickHouse (``--source clickhouse --url ...``) or from a Prometheus
+that scrapes tokentrail's metrics (``--source prometheus --url ...``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from ._common import (
     add_filter_arguments,
     add_output_arguments,
     filters_from,
-    ledger_path,
     open_output,
-    open_reading,
     use_colour,
 )
+from ._source import add_source_arguments, check_source_arguments, reading_source
 
 HELP = "totals and breakdowns of calls, tokens and cost"
 
@@ -32,19 +32,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_filter_arguments(parser)
     add_output_arguments(parser)
-    parser.add_argument(
-        "--source",
-        choices=("ledger", "prometheus"),
-        default="ledger",
-        help="read the local ledger (default) or a Prometheus that scrapes tokentrail's metrics",
-    )
-    parser.add_argument(
-        "--url", help="the Prometheus server for --source prometheus, e.g. http://localhost:9090"
-    )
+    add_source_arguments(parser, prometheus=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger.query import UnknownKeyError, report, validate_key
+    from ..ledger.query import UnknownKeyError, validate_key
 
     try:
         by = [validate_key(key) for key in args.by]
@@ -53,9 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if len(set(by)) != len(by):
         raise CliError("--by: each key once")
     filters = filters_from(args)
+    check_source_arguments(args)
     if args.source == "prometheus":
-        if not args.url:
-            raise CliError("--source prometheus needs --url, e.g. --url http://localhost:9090")
         from ..ledger.prometheus import PrometheusError, prometheus_report
 
         try:
@@ -63,13 +54,8 @@ def run(args: argparse.Namespace) -> int:
         except PrometheusError as exc:
             raise CliError(str(exc)) from None
     else:
-        if args.url:
-            raise CliError("--url is for --source prometheus")
-        connection = open_reading(args)
-        try:
-            result = report(connection, by, filters, source=f"ledger {ledger_path(args)}")
-        finally:
-            connection.close()
+        with reading_source(args) as source:
+            result = source.report(by, filters)
     from ._format import render_report
 
     with open_output(args, newline="" if args.format == "csv" else None) as (out, terminal):

@@ -60,8 +60,10 @@ __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_TABLE",
     "ENV_PASSWORD",
+    "ENV_USER",
     "ClickHouseError",
     "ClickHouseSource",
+    "chdb_session",
     "open_source",
 ]
 
@@ -482,7 +484,7 @@ class _HttpBackend(_Backend):
 
 
 # chdb runs one embedded server per process, on one directory: sessions are shared by path.
-_chdb_lock = threading.Lock()
+_chdb_lock = threading.RLock()
 _chdb_sessions: dict[str, Any] = {}
 
 
@@ -523,7 +525,8 @@ class _ChdbBackend(_Backend):
         import chdb
 
         try:
-            result = self._session.query(sql, "Arrow", params=dict(params))
+            with _chdb_lock:  # one embedded server: one query at a time (serve answers from threads)
+                result = self._session.query(sql, "Arrow", params=dict(params))
             table = chdb.to_arrowTable(result)
         except Exception as exc:
             text = " ".join(str(exc).split())[:300]
