@@ -165,10 +165,16 @@ class _Query:
 
 def _where(filters: Filters, query: _Query) -> str:
     clauses = [_CALL_SPANS]
+    # Each bound twice: on Timestamp itself with a microsecond to spare (what prunes partitions and
+    # granules), then exactly as the ledger compares, start seconds as a float against the bound.
     if filters.since is not None:
-        clauses.append(f"Timestamp >= fromUnixTimestamp64Nano({query.bind(_nanos(filters.since), 'Int64')})")
+        low = query.bind(_nanos(filters.since) - 1000, "Int64")
+        clauses.append(f"Timestamp >= fromUnixTimestamp64Nano({low})")
+        clauses.append(f"toUnixTimestamp64Nano(Timestamp) / 1e9 >= {query.bind(filters.since, 'Float64')}")
     if filters.until is not None:
-        clauses.append(f"Timestamp < fromUnixTimestamp64Nano({query.bind(_nanos(filters.until), 'Int64')})")
+        high = query.bind(_nanos(filters.until) + 1000, "Int64")
+        clauses.append(f"Timestamp < fromUnixTimestamp64Nano({high})")
+        clauses.append(f"toUnixTimestamp64Nano(Timestamp) / 1e9 < {query.bind(filters.until, 'Float64')}")
     for key, value in filters.equalities().items():
         clauses.append(f"{_value_sql(key)} = {query.bind(value, 'String')}")
     if filters.model is not None:
