@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,7 +46,7 @@ from tokentrail.testing import FakeLLMServer
 from tokentrail.testing.clickhouse_table import create_table, exporter_row, insert_rows
 
 PASSWORD = "s3cret-pw-never-shown"
-TABLE = "calls_from_spans"
+TABLE = "otel_traces"  # the exporter's default: the dashboard's queries name it
 DAY = 86400
 
 
@@ -441,3 +443,140 @@ def test_serve_answers_from_clickhouse(stored):
 def _get(url: str, path: str) -> dict:
     with urllib.request.urlopen(url + path, timeout=10) as response:
         return json.loads(response.read())
+
+
+# --- the Grafana dashboard over ClickHouse --------------------------------------------------------------
+
+DASHBOARD = (
+    Path(__file__).parent.parent
+    / "collector-config"
+    / "grafana"
+    / "clickhouse"
+    / "tokentrail-cost-clickhouse.json"
+)
+INTERVAL_S = 3600
+
+
+def _macro_calls(sql: str, name: str) -> list[tuple[int, int, list[str]]]:
+    """(start, end, top-level arguments) of each ``$__name(...)`` in ``sql``."""
+    found = []
+    for match in re.finditer(re.escape(f"$__{name}("), sql):
+        depth, args, start = 1, [], match.end()
+        index = start
+        while depth:
+            char = sql[index]
+            if char == "(":
+                depth += 1
+            elif char == ")":
+                depth -= 1
+            elif char == "," and depth == 1:
+                args.append(sql[start:index].strip())
+                start = index + 1
+            index += 1
+        args.append(sql[start : index - 1].strip())
+        found.append((match.start(), index, args))
+    return found
+
+
+def grafana_sql(sql: str, values: dict[str, str | None], since: float, until: float) -> str:
+    """The ClickHouse data source plugin's macros and variable formats, as it expands them.
+    A variable whose value is None is "All"."""
+    for start, end, (condition, variable) in reversed(_macro_calls(sql, "conditionalAll")):
+        chosen = values[variable.lstrip("$")]
+        sql = sql[:start] + ("1=1" if chosen is None else condition) + sql[end:]
+    for start, end, (column,) in reversed(_macro_calls(sql, "timeFilter")):
+        sql = (
+            sql[:start]
+            + f"{column} >= toDateTime64({since}, 9) AND {column} <= toDateTime64({until}, 9)"
+            + sql[end:]
+        )
+    for start, end, (column,) in reversed(_macro_calls(sql, "timeInterval")):
+        sql = sql[:start] + f"toStartOfInterval({column}, INTERVAL {INTERVAL_S} second)" + sql[end:]
+    sql = sql.replace("$__fromTime", f"toDateTime({int(since)})").replace(
+        "$__toTime", f"toDateTime({int(until)})"
+    )
+    sql = sql.replace("$__interval_s", str(INTERVAL_S))
+    for name, value in values.items():
+        if value is not None:
+            quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            sql = sql.replace("${" + name + ":singlequote}", quoted)
+            sql = re.sub(r"\$" + name + r"(?![A-Za-z0-9_])", lambda _m, v=value: v, sql)
+    assert "$" not in sql, f"unexpanded macro or variable in {sql}"
+    return sql
+
+
+def _panels() -> list[dict]:
+    return [panel for panel in json.loads(DASHBOARD.read_text())["panels"] if panel.get("type") != "row"]
+
+
+def test_dashboard_has_the_prometheus_dashboards_panels_and_more():
+    dashboard = json.loads(DASHBOARD.read_text())
+    prometheus = json.loads((DASHBOARD.parent.parent / "dashboards" / "tokentrail-cost.json").read_text())
+
+    def titles(panels: list[dict]) -> set[str]:
+        found = set()
+        for panel in panels:
+            found.add(panel["title"])
+            found |= titles(panel.get("panels", []))
+        return found
+
+    assert titles(prometheus["panels"]) - {""} <= titles(dashboard["panels"])
+    assert {"Cost per pipeline", "Cost per user"} <= titles(dashboard["panels"])
+    names = [variable["name"] for variable in dashboard["templating"]["list"]]
+    assert names[0] == "datasource" and {"service", "provider", "model", "agent", "attribution"} <= set(names)
+    for panel in _panels():
+        assert panel["datasource"] == {"type": "grafana-clickhouse-datasource", "uid": "${datasource}"}
+    assert len({panel["id"] for panel in _panels()}) == len(_panels())
+
+
+def test_every_dashboard_query_runs_on_the_exporters_table_and_returns_data(stored):
+    """With every variable at All, then at a value its own query offers: each panel has rows."""
+    session = chdb_session(str(stored["dir"]))
+    dashboard = json.loads(DASHBOARD.read_text())
+    since, until = stored["times"][0] - 3600, stored["times"][-1] + 3600
+
+    def rows(sql: str) -> list[list]:
+        return json.loads(session.query(sql, "JSONCompact").bytes() or b'{"data": []}')["data"]
+
+    values: dict[str, str | None] = {}
+    offered: dict[str, list[str]] = {}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            values[variable["name"]] = None
+            offered[variable["name"]] = [
+                row[0] for row in rows(grafana_sql(variable["query"], {}, since, until))
+            ]
+            assert offered[variable["name"]], variable["name"]
+        elif variable["type"] in ("custom", "textbox"):
+            values[variable["name"]] = variable["current"]["value"]
+    choices = [dict(values)]
+    # One value of each, from a streamed call of an agent (every panel then has data to show).
+    streamed = next(
+        span
+        for span in stored["calls"]
+        if sc.RESPONSE_TIME_TO_FIRST_CHUNK in span.attributes and sc.AGENT_NAME in span.attributes
+    )
+    picked = {
+        "service": streamed.resource.attributes["service.name"],
+        "provider": streamed.attributes[sc.PROVIDER_NAME],
+        "model": streamed.attributes[sc.REQUEST_MODEL],
+        "agent": streamed.attributes[sc.AGENT_NAME],
+    }
+    for name, value in picked.items():
+        assert value in offered[name], (name, value, offered[name])
+    choices.append({**values, **picked})
+    for index, chosen in enumerate(choices):
+        for panel in _panels():
+            for target in panel["targets"]:
+                found = rows(grafana_sql(target["rawSql"], chosen, since, until))
+                if index and panel["title"] == "Calls to unpriced models":
+                    continue  # the picked model has a price: nothing to list, rightly
+                assert found, (panel["title"], chosen)
+                first = found[0][-1]
+                assert first is not None and not (isinstance(first, float) and math.isnan(first)), panel[
+                    "title"
+                ]
+    # The stat panels agree with tokentrail's own report.
+    total = rows(grafana_sql(_panels()[0]["targets"][0]["rawSql"], values, since, until))[0][0]
+    expected = report(stored["connection"], (), Filters(), use_rollup=False).totals.cost_usd
+    assert total == pytest.approx(expected, rel=1e-9)
