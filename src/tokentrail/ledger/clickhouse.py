@@ -397,9 +397,9 @@ def _span(start_ns: int, duration_ns: int, trace_id: str, span_id: str, service:
         attributes={name: value for name, value in typed.items() if value is not None},
         start_time=start,
         end_time=start + int(duration_ns),
-        context=SimpleNamespace(
-            trace_id=int(trace_id, 16) if trace_id else 0, span_id=int(span_id, 16) if span_id else 0
-        ),
+        context=SimpleNamespace(trace_id=int(trace_id, 16), span_id=int(span_id or "0", 16))
+        if trace_id
+        else None,
         resource=SimpleNamespace(attributes={"service.name": service} if service else {}),
     )
 
