@@ -526,6 +526,11 @@ def test_dashboard_has_the_prometheus_dashboards_panels_and_more():
     assert names[0] == "datasource" and {"service", "provider", "model", "agent", "attribution"} <= set(names)
     for panel in _panels():
         assert panel["datasource"] == {"type": "grafana-clickhouse-datasource", "uid": "${datasource}"}
+        for target in panel["targets"]:
+            # The plugin's SQL query: its query types, and sqlds' formats (0 time series, 1 table).
+            assert target["editorType"] == "sql" and target["rawSql"]
+            assert (target["queryType"], target["format"]) in (("timeSeries", 0), ("table", 1))
+            assert (target["queryType"] == "timeSeries") == (panel["type"] == "timeseries"), panel["title"]
     assert len({panel["id"] for panel in _panels()}) == len(_panels())
 
 
