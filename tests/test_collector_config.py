@@ -66,6 +66,7 @@ CONTRIB_COMPONENTS = {
         "debug",
         "prometheus",
         "prometheusremotewrite",
+        "clickhouse",
     },
     "connectors": {"spanmetrics", "forward", "servicegraph", "count"},
     "extensions": {"health_check", "pprof", "zpages", "basicauth", "bearertokenauth", "headers_setter"},
@@ -161,7 +162,10 @@ def test_every_placeholder_is_an_env_variable_with_a_default():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_pipelines_are_well_formed(variant):
-    config = expand(raw(), VARIANTS[variant])
+    check_pipelines(expand(raw(), VARIANTS[variant]))
+
+
+def check_pipelines(config: dict) -> None:
     service = config["service"]
     for extension in service["extensions"]:
         assert (
@@ -573,3 +577,85 @@ async def test_otlp_through_rotel_reaches_a_receiver(tmp_path):
         "input": attributes["gen_ai.usage.input_tokens"],
         "output": attributes["gen_ai.usage.output_tokens"],
     }
+
+
+# --- the ClickHouse profile (otelcol-clickhouse.yaml over otelcol.yaml) ----------------------------------
+
+CLICKHOUSE_PROFILE = CONFIG_DIR / "otelcol-clickhouse.yaml"
+CLICKHOUSE_COMPOSE = CONFIG_DIR / "docker-compose.clickhouse.yml"
+
+
+def merged(base, overlay):
+    """The collector's merge of several --config files: maps merge key by key, the rest is replaced."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {
+            key: merged(base[key], overlay[key])
+            if key in base and key in overlay
+            else overlay.get(key, base.get(key))
+            for key in {**base, **overlay}
+        }
+    return overlay
+
+
+def test_clickhouse_profile_is_well_formed_on_top_of_every_variant():
+    overlay = yaml.safe_load(CLICKHOUSE_PROFILE.read_text())
+    for env in VARIANTS.values():
+        config = expand(merged(raw(), overlay), env)
+        check_pipelines(config)
+        pipelines = config["service"]["pipelines"]
+        assert set(expand(raw(), env)["service"]["pipelines"]) < set(pipelines)  # the others stay
+        clickhouse = pipelines["traces/clickhouse"]
+        assert clickhouse["exporters"] == ["clickhouse"]
+        # Every call of every service: nothing sampled away; content dropped as elsewhere.
+        assert not SAMPLERS & {component_type(p) for p in clickhouse["processors"]}
+        assert {"transform/drop_content", "filter/drop_content_event", "filter/genai_spans"} <= set(
+            clickhouse["processors"]
+        )
+        exporter = config["exporters"]["clickhouse"]
+        assert exporter["traces_table_name"] == "otel_traces" and exporter["create_schema"] is True
+        assert exporter["database"] == "default"  # what `tokentrail ... --source clickhouse` reads by default
+
+
+def test_clickhouse_profile_keeps_genai_client_spans_and_tokentrails_own():
+    (condition,) = yaml.safe_load(CLICKHOUSE_PROFILE.read_text())["processors"]["filter/genai_spans"][
+        "traces"
+    ]["span"]
+    # A filter drops what its condition matches: the condition is "neither of the kept kinds".
+    assert condition.startswith("not (")
+    assert (
+        f'attributes["{sc.OPERATION_NAME}"] != nil' in condition and "kind == SPAN_KIND_CLIENT" in condition
+    )
+    assert 'instrumentation_scope.name == "tokentrail"' in condition  # calls and roll-ups
+
+
+def test_clickhouse_profile_placeholders_have_defaults_and_the_compose_file_passes_them():
+    text = CLICKHOUSE_PROFILE.read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    found = re.findall(r"\$\{[^}]*\}", body)
+    assert found
+    read = set()
+    for placeholder in found:
+        match = PLACEHOLDER.fullmatch(placeholder)
+        assert match and match.group(2) is not None, f"{placeholder}: use ${{env:NAME:-default}}"
+        assert match.group(1) in text.split("processors:")[0], f"{match.group(1)} is not documented"
+        read.add(match.group(1))
+    compose = yaml.safe_load(CLICKHOUSE_COMPOSE.read_text())
+    collector = compose["services"]["otel-collector"]
+    assert set(collector["environment"]) == read
+    configs = [arg.split("=", 1)[1] for arg in collector["command"]]
+    base = yaml.safe_load((CONFIG_DIR / "docker-compose.yml").read_text())["services"]["otel-collector"]
+    mounted = {
+        volume.split(":")[1]: volume.split(":")[0] for volume in [*base["volumes"], *collector["volumes"]]
+    }
+    assert [mounted[path] for path in configs] == ["./otelcol.yaml", "./otelcol-clickhouse.yaml"]
+    clickhouse = compose["services"]["clickhouse"]
+    image, tag = clickhouse["image"].split(":")
+    assert image == "clickhouse/clickhouse-server" and tag != "latest"
+    assert "clickhouse" in collector["depends_on"]
+    grafana = compose["services"]["grafana"]
+    assert grafana["environment"]["GF_INSTALL_PLUGINS"] == "grafana-clickhouse-datasource"
+    for volume in grafana["volumes"]:
+        assert (CONFIG_DIR / volume.split(":")[0]).is_file(), volume
+    datasource = yaml.safe_load((CONFIG_DIR / "grafana" / "clickhouse" / "datasource.yml").read_text())
+    assert datasource["datasources"][0]["type"] == "grafana-clickhouse-datasource"
+    assert datasource["datasources"][0]["uid"] == "clickhouse"

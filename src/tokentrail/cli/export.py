@@ -16,15 +16,13 @@ import time
 from typing import IO
 
 from ..ledger._schema import COLUMN_NAMES
-from ..ledger.query import UnknownKeyError, export_rows
 from ._common import (
-    CliError,
     add_filter_arguments,
     add_output_arguments,
     filters_from,
     open_output,
-    open_reading,
 )
+from ._source import add_source_arguments, reading_source
 
 HELP = "export the raw rows (one per call) as CSV or JSON Lines"
 PROGRESS_FROM = 50_000  # rows: smaller exports finish before a bar would be read
@@ -34,6 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = commands.add_parser("export", help=HELP, description=HELP + ".")
     add_filter_arguments(parser)
     add_output_arguments(parser, formats=("csv", "jsonl"))
+    add_source_arguments(parser)
 
 
 class Progress:
@@ -66,12 +65,8 @@ class Progress:
 def run(args: argparse.Namespace) -> int:
 
     filters = filters_from(args)
-    connection = open_reading(args)
-    try:
-        try:
-            total, rows = export_rows(connection, filters)
-        except UnknownKeyError as exc:
-            raise CliError(str(exc)) from None
+    with reading_source(args) as source:
+        total, rows = source.export_rows(filters)
         progress = Progress(total, sys.stderr) if total >= PROGRESS_FROM and sys.stderr.isatty() else None
         labels_at = COLUMN_NAMES.index("labels")
         with open_output(args, newline="" if args.format == "csv" else None) as (out, _terminal):
@@ -91,6 +86,4 @@ def run(args: argparse.Namespace) -> int:
                         progress.advance()
         if progress is not None:
             progress.finish()
-    finally:
-        connection.close()
     return 0

@@ -1,23 +1,23 @@
-"""``tokentrail report``: totals and a nested breakdown of what the calls cost, from the ledger or
-from a Prometheus that scrapes tokentrail's metrics (``--source prometheus --url ...``)."""
+"""``tokentrail report``: totals and a nested breakdown of what the calls cost, from the ledger, from
+the spans a collector stores in ClickHouse (``--source clickhouse --url ...``) or from a Prometheus
+that scrapes tokentrail's metrics (``--source prometheus --url ...``)."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..ledger.prometheus import PrometheusError, prometheus_report
-from ..ledger.query import BY_KEYS, UnknownKeyError, report, validate_key
+from ..ledger.query import BY_KEYS, UnknownKeyError, validate_key
 from ._common import (
     CliError,
     add_filter_arguments,
     add_output_arguments,
     filters_from,
-    ledger_path,
     open_output,
-    open_reading,
     use_colour,
 )
 from ._format import render_report
+from ._source import add_source_arguments, check_source_arguments, reading_source
 
 HELP = "totals and breakdowns of calls, tokens and cost"
 
@@ -34,15 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_filter_arguments(parser)
     add_output_arguments(parser)
-    parser.add_argument(
-        "--source",
-        choices=("ledger", "prometheus"),
-        default="ledger",
-        help="read the local ledger (default) or a Prometheus that scrapes tokentrail's metrics",
-    )
-    parser.add_argument(
-        "--url", help="the Prometheus server for --source prometheus, e.g. http://localhost:9090"
-    )
+    add_source_arguments(parser, prometheus=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,22 +46,15 @@ def run(args: argparse.Namespace) -> int:
     if len(set(by)) != len(by):
         raise CliError("--by: each key once")
     filters = filters_from(args)
+    check_source_arguments(args)
     if args.source == "prometheus":
-        if not args.url:
-            raise CliError("--source prometheus needs --url, e.g. --url http://localhost:9090")
-
         try:
             result = prometheus_report(args.url, by, filters)
         except PrometheusError as exc:
             raise CliError(str(exc)) from None
     else:
-        if args.url:
-            raise CliError("--url is for --source prometheus")
-        connection = open_reading(args)
-        try:
-            result = report(connection, by, filters, source=f"ledger {ledger_path(args)}")
-        finally:
-            connection.close()
+        with reading_source(args) as source:
+            result = source.report(by, filters)
 
     with open_output(args, newline="" if args.format == "csv" else None) as (out, terminal):
         render_report(result, args.format, out, colour=use_colour(terminal))

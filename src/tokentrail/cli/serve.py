@@ -8,6 +8,7 @@ import sys
 
 from ..ledger import LedgerError, open_ledger
 from ._common import CliError, add_ledger_argument, ledger_path
+from ._source import add_source_arguments, check_source_arguments, open_call_source
 
 HELP = "serve a read-only HTTP JSON API over the ledger (OpenAPI at /openapi.json)"
 DEFAULT_PORT = 8377
@@ -25,6 +26,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--budgets", metavar="FILE", help="budgets TOML file for /v1/budgets (default: TOKENTRAIL_BUDGETS)"
     )
+    add_source_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,11 +39,19 @@ def run(args: argparse.Namespace) -> int:
             "tokentrail serve needs FastAPI and uvicorn: pip install 'tokentrail[serve]'"
         ) from None
 
-    path = ledger_path(args)
-    try:  # fail now, not on the first request
-        open_ledger(path, create=False).close()
-    except LedgerError as exc:
-        raise CliError(str(exc)) from None
+    source = None
+    if args.source == "clickhouse":
+        source = open_call_source(args)  # fails now, not on the first request
+        path = None
+        shown = source.name
+    else:
+        check_source_arguments(args)
+        path = ledger_path(args)
+        try:  # fail now, not on the first request
+            open_ledger(path, create=False).close()
+        except LedgerError as exc:
+            raise CliError(str(exc)) from None
+        shown = f"ledger {path}"
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -49,17 +59,24 @@ def run(args: argparse.Namespace) -> int:
         listener.bind((args.host, args.port))
     except OSError as exc:
         listener.close()
+        if source is not None:
+            source.close()
         raise CliError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port"
         ) from None
     host, port = listener.getsockname()[:2]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    address = f"[{host}]" if family == socket.AF_INET6 else host
     print(
-        f"tokentrail serve: http://{shown}:{port} (ledger {path}; docs at /docs, OpenAPI at /openapi.json)",
+        f"tokentrail serve: http://{address}:{port} ({shown}; docs at /docs, OpenAPI at /openapi.json)",
         flush=True,
     )
-    config = uvicorn.Config(create_app(path, args.budgets), log_level="warning", access_log=False)
+    app = create_app(path, args.budgets, source=source)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
-    server.run(sockets=[listener])
+    try:
+        server.run(sockets=[listener])
+    finally:
+        if source is not None:
+            source.close()
     sys.stdout.flush()
     return 0

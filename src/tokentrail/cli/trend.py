@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from ..ledger.query import trend
 from ._common import (
     CliError,
     add_filter_arguments,
     add_output_arguments,
     filters_from,
-    ledger_path,
     open_output,
-    open_reading,
     use_colour,
 )
 from ._format import render_trend
+from ._source import add_source_arguments, reading_source
 
 HELP = "spend per day or hour, with an inline chart"
 
@@ -29,10 +27,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     period.add_argument("--hourly", metavar="HOURS", type=int, help="the last HOURS hours, this one included")
     add_filter_arguments(parser)
     add_output_arguments(parser)
+    add_source_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-
     hourly = args.hourly is not None
     periods = args.hourly if hourly else (args.daily if args.daily is not None else 7)
     if not 1 <= periods <= 10_000:
@@ -40,11 +38,9 @@ def run(args: argparse.Namespace) -> int:
     filters = filters_from(args)
     if filters.since is not None:
         raise CliError("trend: the period is set by --daily / --hourly; --since does not apply")
-    connection = open_reading(args)
-    try:
-        points = trend(connection, periods, hourly=hourly, filters=filters)
-    finally:
-        connection.close()
+    with reading_source(args) as source:
+        points = source.trend(periods, hourly=hourly, filters=filters)
+        name = source.name
 
     with open_output(args, newline="" if args.format == "csv" else None) as (out, terminal):
         render_trend(
@@ -54,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
             period="hour" if hourly else "day",
             chart=terminal,
             colour=use_colour(terminal),
-            source=f"ledger {ledger_path(args)}",
+            source=name,
         )
     return 0

@@ -164,7 +164,9 @@ def row_from_record(record: CallRecord, service: str) -> tuple[Any, ...]:
     )
 
 
-_SPAN_USAGE = tuple(usage_field.span_attribute for usage_field in USAGE_FIELDS)  # in column order
+# (attribute, the previous release's name or None) of each count, in column order: a span written by
+# the previous release (an older process, a store) reads the same.
+_SPAN_USAGE = tuple((field.span_attribute, field.previous_attribute) for field in USAGE_FIELDS)
 
 
 def is_call_span(span: Any) -> bool:
@@ -200,7 +202,7 @@ def row_from_span(span: Any, pricer: Any = None) -> tuple[Any, ...]:
     if get(sc.USAGE_MISSING) or sc.USAGE_INPUT_TOKENS not in attributes:
         tokens: tuple[Any, ...] = _NO_USAGE
     else:
-        tokens = tuple(int(get(name, 0)) for name in _SPAN_USAGE)
+        tokens = tuple(int(get(name, get(previous, 0) if previous else 0)) for name, previous in _SPAN_USAGE)
     cost = get(sc.COST_AMOUNT)
     if cost is not None:
         card = None

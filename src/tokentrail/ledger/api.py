@@ -25,8 +25,10 @@ from .._version import __version__
 from ..budgets import budget_statuses
 from ..config import ConfigError
 from ._schema import SCHEMA_VERSION, LedgerError, open_ledger
+from .clickhouse import ClickHouseError
 from .query import _LABEL as LABEL_KEY
 from .query import BY_KEYS, Filters, Group, Report, Totals, UnknownKeyError, report, trend
+from .source import CallSource
 from .spend import spend
 
 __all__ = ["create_app"]
@@ -194,12 +196,15 @@ def _report_body(result: Report) -> dict[str, Any]:
     }
 
 
-def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
-    """The API over the ledger at ``path`` (opened read-only on every request).
+def create_app(
+    path: str | Path | None, budgets: str | Path | None = None, *, source: CallSource | None = None
+) -> FastAPI:
+    """The API over the ledger at ``path`` (opened read-only on every request), or over ``source``
+    (a fleet's ClickHouse table: same endpoints and answers; ``/v1/budgets`` reads the ledger only).
 
     ``budgets`` is a budgets TOML file (default ``TOKENTRAIL_BUDGETS``) for ``/v1/budgets``."""
     budgets_file = budgets or os.environ.get("TOKENTRAIL_BUDGETS")
-    ledger = Path(path).expanduser()
+    ledger = Path(path or "").expanduser()
     app = FastAPI(
         title="tokentrail ledger API",
         version=__version__,
@@ -228,6 +233,26 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
             raise unreadable(exc) from None
         finally:
             connection.close()
+
+    def ask_report(by: list[str], filters: Filters) -> Report:
+        if source is None:
+            with reading() as connection:
+                return report(connection, by, filters)
+        try:
+            return source.report(by, filters)
+        except UnknownKeyError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except ClickHouseError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+
+    def ask_trend(days: int, filters: Filters) -> list[tuple[str, Totals]]:
+        if source is None:
+            with reading() as connection:
+                return trend(connection, days, filters=filters)
+        try:
+            return source.trend(days, filters=filters)
+        except ClickHouseError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
 
     def since(days: int | None) -> float | None:
         return None if days is None else time.time() - days * 86400
@@ -264,8 +289,7 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
             if value is not None
         }
         filters = Filters(since(days), None, pipeline, model, provider, where)
-        with reading() as connection:
-            return _report_body(report(connection, by, filters))
+        return _report_body(ask_report(by, filters))
 
     @app.get(
         "/v1/pipelines/{pipeline}/usage",
@@ -274,8 +298,7 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         summary="Usage and cost of one pipeline",
     )
     def pipeline_usage(pipeline: str, days: Days = None, by: By = []) -> dict[str, Any]:  # noqa: B006
-        with reading() as connection:
-            return _report_body(report(connection, by, Filters(since(days), pipeline=pipeline)))
+        return _report_body(ask_report(by, Filters(since(days), pipeline=pipeline)))
 
     @app.get(
         "/v1/agents/{agent}/usage",
@@ -288,8 +311,7 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         days: Annotated[int, Query(ge=1, le=36500)] = 7,
         by: By = [],  # noqa: B006
     ) -> dict[str, Any]:
-        with reading() as connection:
-            return _report_body(report(connection, by, Filters(since(days), where={"agent": agent})))
+        return _report_body(ask_report(by, Filters(since(days), where={"agent": agent})))
 
     @app.get(
         "/v1/roles/{role}/usage",
@@ -302,8 +324,7 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         days: Annotated[int, Query(ge=1, le=36500)] = 7,
         by: By = [],  # noqa: B006
     ) -> dict[str, Any]:
-        with reading() as connection:
-            return _report_body(report(connection, by, Filters(since(days), where={"role": role})))
+        return _report_body(ask_report(by, Filters(since(days), where={"role": role})))
 
     @app.get(
         "/v1/trend", response_model=Trend, responses=answers, summary="Spend per local day, today included"
@@ -318,8 +339,7 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         where = {key: value for key, value in (("agent", agent), ("role", role)) if value is not None}
         filters = Filters(None, None, pipeline, model, provider, where)
-        with reading() as connection:
-            points = trend(connection, days, filters=filters)
+        points = ask_trend(days, filters)
         return {
             "days": days,
             "filters": filters.describe(),
@@ -345,8 +365,7 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
             ),
         ],
     ) -> dict[str, Any]:
-        with reading() as connection:
-            totals = report(connection, (), Filters(pipeline=pipeline)).totals
+        totals = ask_report([], Filters(pipeline=pipeline)).totals
         spent = totals.cost_usd
         return {
             "pipeline": pipeline,
@@ -365,6 +384,11 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         summary="The configured budgets: spend, remaining and percent used in their window",
     )
     def configured_budgets() -> list[dict[str, Any]]:
+
+        if source is not None:
+            raise HTTPException(
+                status_code=404, detail=f"configured budgets are read from the ledger, not from {source.name}"
+            )
         if not budgets_file:
             raise HTTPException(
                 status_code=404,
@@ -384,11 +408,17 @@ def create_app(path: str | Path, budgets: str | Path | None = None) -> FastAPI:
         summary="The API is up and can read the ledger",
     )
     def health() -> dict[str, Any]:
-        with reading() as connection:  # opening is not enough: a file without the tables opens too
-            connection.execute("SELECT 1 FROM calls LIMIT 1").fetchall()
+        if source is not None:
+            try:
+                source.check()
+            except ClickHouseError as exc:
+                raise HTTPException(status_code=503, detail=str(exc)) from None
+        else:
+            with reading() as connection:  # opening is not enough: a file without the tables opens too
+                connection.execute("SELECT 1 FROM calls LIMIT 1").fetchall()
         return {
             "status": "ok",
-            "ledger": str(ledger),
+            "ledger": source.name if source is not None else str(ledger),
             "schema_version": SCHEMA_VERSION,
             "tokentrail": __version__,
         }
