@@ -1,19 +1,26 @@
-"""``tokentrail serve``: the ledger's read-only HTTP JSON API (needs ``tokentrail[serve]``)."""
+"""``tokentrail serve``: the cost dashboard at ``/`` and the ledger's read-only HTTP JSON API
+(needs ``tokentrail[serve]``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
+import webbrowser
 
 from ._common import CliError, add_ledger_argument, ledger_path
 
-HELP = "serve a read-only HTTP JSON API over the ledger (OpenAPI at /openapi.json)"
+HELP = "serve the cost dashboard and a read-only HTTP JSON API over the ledger (OpenAPI at /openapi.json)"
 DEFAULT_PORT = 8377
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("serve", help=HELP, description=HELP + ".")
+    add_serve_arguments(parser)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add_ledger_argument(parser)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
@@ -24,19 +31,40 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--budgets", metavar="FILE", help="budgets TOML file for /v1/budgets (default: TOKENTRAIL_BUDGETS)"
     )
+    parser.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        help="link from a call to its trace: a URL with {trace_id} (default: TOKENTRAIL_TRACE_URL, "
+        "else Jaeger's http://localhost:16686/trace/{trace_id})",
+    )
+    parser.add_argument(
+        "--refresh", type=float, default=5.0, metavar="SECONDS", help="dashboard refresh interval (default 5)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    return serve(args, open_browser=False)
+
+
+def serve(args: argparse.Namespace, *, open_browser: bool) -> int:
+    """Bind, print the address (and open it in a browser), then serve until interrupted."""
     try:
         import uvicorn
 
-        from ..ledger.api import create_app
+        from ..dashboard.app import ENV_TRACE_URL, check_trace_url, create_dashboard_app
     except ImportError:
         raise CliError(
             "tokentrail serve needs FastAPI and uvicorn: pip install 'tokentrail[serve]'"
         ) from None
     from ..ledger import LedgerError, open_ledger
 
+    try:
+        trace_url = check_trace_url(args.trace_url or os.environ.get(ENV_TRACE_URL) or None)
+    except ValueError as exc:
+        option = "--trace-url" if args.trace_url else ENV_TRACE_URL
+        raise CliError(f"{option}: {exc}") from None
+    if not 0.5 <= args.refresh <= 3600:
+        raise CliError(f"--refresh {args.refresh:g}: use a number of seconds from 0.5 to 3600")
     path = ledger_path(args)
     try:  # fail now, not on the first request
         open_ledger(path, create=False).close()
@@ -54,12 +82,16 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
+    url = f"http://{shown}:{port}"
     print(
-        f"tokentrail serve: http://{shown}:{port} (ledger {path}; docs at /docs, OpenAPI at /openapi.json)",
+        f"tokentrail serve: {url} (ledger {path}; dashboard at /, docs at /docs, OpenAPI at /openapi.json)",
         flush=True,
     )
-    config = uvicorn.Config(create_app(path, args.budgets), log_level="warning", access_log=False)
+    app = create_dashboard_app(path, args.budgets, trace_url=trace_url, refresh_s=args.refresh)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
+    if open_browser:
+        webbrowser.open(url + "/")
     server.run(sockets=[listener])
     sys.stdout.flush()
     return 0
