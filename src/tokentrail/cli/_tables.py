@@ -44,7 +44,7 @@ def render_rows(
     cells = [[_text(value) for value in row] for row in rows]
     if fmt == "markdown":
         for line in heading:
-            out.write(f"{line.replace('|', '\\|')}\n\n")
+            out.write(line.replace("|", "\\|") + "\n\n")
         out.write("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n")
         for row in cells:
             out.write("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |\n")

@@ -116,11 +116,15 @@ def _bars(
         )
     parts.append("</svg>")
     legend = "".join(
-        f'<li><span class="swatch" style="background:{colour}"></span>{escape(name)}</li>'
+        f'<li><svg class="swatch" viewBox="0 0 10 10"><rect width="10" height="10" fill="{colour}"/></svg>'
+        f"{escape(name)}</li>"
         for name, colour, _ in layers
     )
     if line:
-        legend += f'<li><span class="swatch line"></span>{escape(line_label)}</li>'
+        legend += (
+            '<li><svg class="swatch" viewBox="0 0 10 10"><line class="previous" x1="0" y1="5" x2="10" y2="5"/>'
+            f"</svg>{escape(line_label)}</li>"
+        )
     return "".join(parts) + f'<ul class="legend" aria-hidden="true">{legend}</ul>'
 
 
@@ -385,6 +389,7 @@ def render_main(data: Mapping[str, Any], view: View, *, whatif: str = "") -> str
         + "</div>"
         + _top(data)
         + _models(data)
+        + _whatif(view, whatif)
         + '<section class="panel" id="panel-advice" aria-labelledby="h-advice"><h2 id="h-advice">Savings advice</h2>'
         '<div id="advice" aria-live="polite"><p class="note">computing…</p></div></section>'
         + f'<script type="application/json" id="dashboard-data">{_json(data)}</script>'
@@ -421,7 +426,7 @@ def render_error(message: str, view: View) -> str:
     """The page when a filter cannot be used: the message names the setting to fix."""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tokentrail · cost dashboard</title>'
-        '<link rel="stylesheet" href="/static/dashboard.css"></head><body>'
+        '<link rel="stylesheet" href="/static/dashboard.css"><link rel="icon" href="data:,"></head><body>'
         f"<header><h1>tokentrail <span>cost dashboard</span></h1>{_filters(view)}</header>"
         f'<main id="main"><p role="alert" class="error">{escape(message)}</p></main></body></html>'
     )
