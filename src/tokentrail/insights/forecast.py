@@ -51,9 +51,10 @@ HALF_LIFE_DAYS = 7.0
 TREND_DAYS = 28
 Z80 = 1.2816
 METHOD = (
-    "recent-weighted daily rate (weights halve every 7 days; a linear trend from 14 days of history), "
-    "spike days clipped at median + 4 MAD, hour-of-week shape (hour-of-day under 14 days); "
-    "80% interval from the daily spread"
+    "recent-weighted daily rate (weights halve every 7 days; a linear trend from 14 days of history) "
+    "of days adjusted for their share of the week, spike days clipped at median + 4 MAD and their excess "
+    "spread back as an allowance; hour-of-week shape (hour-of-day under 14 days); 80% interval from the "
+    "daily spread and the rate's own uncertainty"
 )
 
 
@@ -73,6 +74,10 @@ class SpendModel:
     confidence: str
     """``high`` (28+ days), ``medium`` (1-28 days) or ``low`` (under a day: the rate so far)."""
     spent_so_far_usd: float
+    level_sd_usd: float = 0.0
+    """How uncertain the daily rate itself is."""
+    slope_sd_usd: float = 0.0
+    """How uncertain the trend is (0 without a trend)."""
 
     def hourly_usd(self, at: float) -> float:
         """The expected spend of the hour starting at ``at``."""
@@ -208,12 +213,31 @@ def fit_hours(hours: Mapping[float, float], now: float, *, first_call: float | N
         age = (current_hour - start - 1) // 86400 if start < current_hour else -1
         if 0 <= age < whole_days:
             days[int(age)] += cost
-    clipped = _clip_spikes(days)
-    level, slope, sd = _weighted_line(clipped[:TREND_DAYS], with_trend=whole_days >= 14)
-    # The partial current hour is counted at its rate so far; the line is anchored at the current hour.
     shape = _shape(hours, current_hour, weekly=whole_days >= 14) if whole_days >= 2 else None
+    recent = days[:TREND_DAYS]
+    # Each day over its share of the week (a Sunday is not a slump), then spikes clipped; what the
+    # clipping took off, spread over every day, comes back as an allowance for the next spike.
+    factors = [_day_factor(shape, current_hour - (k + 1) * 86400) for k in range(len(recent))]
+    adjusted = [day / factor if factor > 0 else day for day, factor in zip(recent, factors, strict=True)]
+    clipped = _clip_spikes(adjusted)
+    allowance = (sum(adjusted) - sum(clipped)) / len(adjusted)
+    level, slope, sd, level_sd, slope_sd = _weighted_line(clipped, adjusted, with_trend=whole_days >= 14)
     confidence = "high" if whole_days >= 28 else "medium"
-    return SpendModel(now, max(level, 0.0), slope, sd, shape, span_days, confidence, total)
+    return SpendModel(
+        now, max(level + allowance, 0.0), slope, sd, shape, span_days, confidence, total, level_sd, slope_sd
+    )
+
+
+def _day_factor(shape: Mapping[tuple[int, int], float] | None, start: float) -> float:
+    """The mean shape factor of the 24 hours from ``start``: that day's share of a mean day."""
+    if not shape:
+        return 1.0
+    total = 0.0
+    for hour in range(24):
+        moment = datetime.fromtimestamp(start + hour * 3600)
+        factor = shape.get((moment.weekday(), moment.hour))
+        total += shape.get((-1, moment.hour), 1.0) if factor is None else factor
+    return total / 24
 
 
 def _clip_spikes(days: list[float]) -> list[float]:
@@ -225,17 +249,20 @@ def _clip_spikes(days: list[float]) -> list[float]:
     return [min(d, ceiling) for d in days]
 
 
-def _weighted_line(days: list[float], *, with_trend: bool) -> tuple[float, float, float]:
-    """(level at now, slope per day, residual sd) of a recent-weighted line through ``days``
-    (index = days back; day k is centred k + 0.5 days before now)."""
+def _weighted_line(
+    days: list[float], raw: list[float], *, with_trend: bool
+) -> tuple[float, float, float, float, float]:
+    """(level at now, slope per day, daily sd, sd of the level, sd of the slope) of a recent-weighted line through
+    ``days`` (index = days back; day k is centred k + 0.5 days before now); the spread is that of
+    the ``raw`` (unclipped) days around it."""
     weights = [0.5 ** (k / HALF_LIFE_DAYS) for k in range(len(days))]
     xs = [-(k + 0.5) for k in range(len(days))]
     weight_sum = sum(weights)
     mean_x = sum(w * x for w, x in zip(weights, xs, strict=True)) / weight_sum
     mean_y = sum(w * y for w, y in zip(weights, days, strict=True)) / weight_sum
     slope = 0.0
+    spread = sum(w * (x - mean_x) ** 2 for w, x in zip(weights, xs, strict=True))
     if with_trend:
-        spread = sum(w * (x - mean_x) ** 2 for w, x in zip(weights, xs, strict=True))
         if spread > 0:
             slope = (
                 sum(w * (x - mean_x) * (y - mean_y) for w, x, y in zip(weights, xs, days, strict=True))
@@ -243,10 +270,13 @@ def _weighted_line(days: list[float], *, with_trend: bool) -> tuple[float, float
             )
     level = mean_y - slope * mean_x
     if len(days) < 2:
-        return level, slope, abs(level) * 0.5
-    residuals = [y - (level + slope * x) for x, y in zip(xs, days, strict=True)]
+        return level, slope, abs(level) * 0.5, abs(level) * 0.5, 0.0
+    residuals = [y - (level + slope * x) for x, y in zip(xs, raw, strict=True)]
     variance = sum(w * r * r for w, r in zip(weights, residuals, strict=True)) / weight_sum
-    return level, slope, math.sqrt(variance)
+    # The level is a weighted mean: its error shrinks with the effective number of days.
+    effective_days = weight_sum**2 / sum(w * w for w in weights)
+    slope_sd = math.sqrt(variance / spread) if with_trend and spread > 0 else 0.0
+    return level, slope, math.sqrt(variance), math.sqrt(variance / effective_days), slope_sd
 
 
 def _shape(
@@ -292,7 +322,13 @@ def project(
     if model.confidence == "low":
         low, high = spent, spent + 3 * remainder
     else:
-        spread = Z80 * model.daily_sd_usd * math.sqrt(days_left)
+        # Days vary around the rate (sd * sqrt(n)); the rate itself is uncertain (n * its sd), and
+        # so is the trend, whose error grows with the square of the time ahead (n^2 / 2 * its sd).
+        spread = Z80 * math.sqrt(
+            days_left * model.daily_sd_usd**2
+            + (days_left * model.level_sd_usd) ** 2
+            + (days_left**2 / 2 * model.slope_sd_usd) ** 2
+        )
         low, high = spent + max(0.0, remainder - spread), spent + remainder + spread
     found = Projection(period, start, end, spent, spent + remainder, low, high, model.confidence, limit)
     if limit is not None:
