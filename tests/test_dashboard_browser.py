@@ -105,7 +105,9 @@ def bounds() -> tuple[str, str]:
 
 
 def report(path: Path, since: str, until: str, *args: str) -> dict:
-    return json.loads(cli("report", "--ledger", str(path), "--format", "json", "--since", since, "--until", until, *args))
+    return json.loads(
+        cli("report", "--ledger", str(path), "--format", "json", "--since", since, "--until", until, *args)
+    )
 
 
 def table(page, selector: str) -> list[list[str]]:
@@ -138,14 +140,26 @@ def test_every_panel_equals_the_report(served, browser):
         day = by_day.get(row[0])
         total = day["cost_usd"] if day else 0.0
         assert row[1].split(" + ")[0] == usd(total), row
-        models = {("(none)" if g["value"] is None else g["value"]): g["cost_usd"] for g in (day or {}).get("breakdown", [])}
+        models = {
+            ("(none)" if g["value"] is None else g["value"]): g["cost_usd"]
+            for g in (day or {}).get("breakdown", [])
+        }
         for name, cell in zip(names, row[3:], strict=True):
             assert cell == usd(models.get(name, 0.0)), (row[0], name)
 
     # Tokens by kind, per day: the report's counts split into the five kinds.
     for row in table(page, "#tokens-table"):
         day = by_day.get(row[0])
-        t = day or {key: 0 for key in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")}
+        t = day or {
+            key: 0
+            for key in (
+                "input_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "output_tokens",
+                "reasoning_tokens",
+            )
+        }
         kinds = [
             t["input_tokens"] - t["cache_read_tokens"] - t["cache_write_tokens"],
             t["cache_read_tokens"],
@@ -179,7 +193,8 @@ def test_every_panel_equals_the_report(served, browser):
         groups = report(path, since, until, "--by", key)["breakdown"][:10]
         shown = [(row[0], row[1], row[2].split(" + ")[0]) for row in table(page, selector)]
         assert shown == [
-            ("(none)" if g["value"] is None else g["value"], f"{g['calls']:,}", usd(g["cost_usd"])) for g in groups
+            ("(none)" if g["value"] is None else g["value"], f"{g['calls']:,}", usd(g["cost_usd"]))
+            for g in groups
         ]
 
     # The most expensive call links to its trace with its own trace id.
@@ -190,7 +205,12 @@ def test_every_panel_equals_the_report(served, browser):
     assert link == TRACE_URL.replace("{trace_id}", dearest["trace_id"])
 
     # Budgets: spent equals `tokentrail budget status`.
-    statuses = {b["name"]: b for b in json.loads(cli("budget", "status", "--budgets", str(budgets), "--ledger", str(path), "--format", "json"))}
+    statuses = {
+        b["name"]: b
+        for b in json.loads(
+            cli("budget", "status", "--budgets", str(budgets), "--ledger", str(path), "--format", "json")
+        )
+    }
     for row in table(page, "#budgets-table"):
         assert row[3] == usd(statuses[row[0]]["spent_usd"])
         assert row[4].startswith(f"{statuses[row[0]]['percent_used']:.1f}%")

@@ -86,7 +86,9 @@ def test_forecast_command(tmp_path):
     fill(path, random_records(600, seed=8, days=30))
     budgets = tmp_path / "budgets.toml"
     budgets.write_text('[[budget]]\nname = "weekly"\nusd = 1000.0\nwindow = "7d"\n')
-    done = cli("forecast", "--ledger", str(path), "--budgets", str(budgets), "--budget", "weekly", "--format", "json")
+    done = cli(
+        "forecast", "--ledger", str(path), "--budgets", str(budgets), "--budget", "weekly", "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["confidence"] == "high" and data["method"].startswith("recent-weighted")

@@ -84,14 +84,14 @@ def run(args: argparse.Namespace) -> int:
     data = {"filters": filters.describe(), **found.as_dict()}
     mix = found.mix
     rows = [["actual", "-", found.actual_usd, 0.0, 1.0]]
-    rows += [
-        [f"{c.provider}:{c.model}", c.priced_model, c.cost_of_priced_calls_usd, c.cost_of_priced_calls_usd - found.actual_usd,
-         c.cost_of_priced_calls_usd / found.actual_usd if found.actual_usd else None]
-        for c in found.candidates
-    ]  # fmt: skip
+    for c in found.candidates:
+        cost = c.cost_of_priced_calls_usd
+        ratio = cost / found.actual_usd if found.actual_usd else None
+        rows.append([f"{c.provider}:{c.model}", c.priced_model, cost, cost - found.actual_usd, ratio])
     heading = [
         f"tokentrail whatif · ledger {ledger_path(args)}",
-        f"{mix.calls:,} calls with usage: uncached input {mix.uncached_input:,}, cache read {mix.cache_read:,}, "
+        f"{mix.calls:,} calls with usage: uncached input {mix.uncached_input:,}, cache read "
+        f"{mix.cache_read:,}, "
         f"cache write {mix.cache_write:,}, output {mix.output:,}, reasoning {mix.reasoning:,}",
     ]
     notes = list(CAVEATS)

@@ -16,7 +16,8 @@ _ADVICE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "uncached_inputs": (("model", "model"), ("pipeline", "pipeline"), ("agent", "agent"), ("calls", "calls"),
                         ("prefix_tokens", "cacheable prefix")),
     "unread_cache_writes": (("model", "model"), ("writes", "writes"), ("tokens", "tokens")),
-    "batch": (("pipeline", "pipeline"), ("calls", "calls"), ("cost_usd", "cost"), ("batch_usd", "at batch prices")),
+    "batch": (("pipeline", "pipeline"), ("calls", "calls"), ("cost_usd", "cost"),
+              ("batch_usd", "at batch prices")),
     "reasoning": (("model", "model"), ("reasoning_tokens", "reasoning tokens"), ("reasoning_share", "share")),
     "cheaper_model": (("model", "model"), ("cheaper_model", "cheaper model"), ("calls", "calls"),
                       ("cost_usd", "cost"), ("cheaper_usd", "at its prices")),
@@ -49,7 +50,8 @@ def render_advice(items: Sequence[Mapping[str, Any]]) -> str:
             for item in advice["items"][:10]
         )
         table = (
-            f'<table><caption>{escape(advice["title"])}</caption><thead><tr>{head}<th scope="col">at stake</th>'
+            f'<table><caption>{escape(advice["title"])}</caption><thead><tr>{head}<th scope="col">at '
+            "stake</th>"
             f"</tr></thead><tbody>{rows}</tbody></table>"
             if advice["items"]
             else '<p class="note">nothing found</p>'
@@ -78,14 +80,16 @@ def render_whatif(found: Mapping[str, Any]) -> str:
     rows = "".join(
         f'<tr><th scope="row">{escape(c["provider"])}:{escape(c["model"])}</th>'
         f"<td>{escape(c['priced_model'] or '-')}</td>"
-        f'<td class="num" data-usd="{c["cost_of_priced_calls_usd"]!r}">{usd(c["cost_of_priced_calls_usd"])}</td>'
+        f'<td class="num" data-usd="{c["cost_of_priced_calls_usd"]!r}">'
+        f"{usd(c['cost_of_priced_calls_usd'])}</td>"
         f'<td class="num">{usd(c["difference_usd"])}</td>'
-        f'<td class="num">{"-" if c["ratio"] is None else format(c["ratio"], ".3f") + "×"}</td></tr>'
+        f'<td class="num">{"-" if c["ratio"] is None else format(c["ratio"], ".3f") + "x"}</td></tr>'
         for c in found["candidates"]
     )
     caveats = "".join(f"<li>{escape(text)}</li>" for text in found["caveats"])
     unpriced = (
-        f' <span class="unpriced">{found["unpriced_calls"]:,} calls had no known price: left out of the comparison'
+        f' <span class="unpriced">{found["unpriced_calls"]:,} calls had no known price: left out of the '
+        "comparison"
         "</span>"
         if found["unpriced_calls"]
         else ""
@@ -96,6 +100,7 @@ def render_whatif(found: Mapping[str, Any]) -> str:
         '<th scope="col">candidate</th><th scope="col">priced as</th><th scope="col">cost</th>'
         '<th scope="col">vs actual</th><th scope="col">ratio</th></tr></thead><tbody>'
         f'<tr><th scope="row">actual</th><td>-</td><td class="num" data-usd="{found["actual_usd"]!r}">'
-        f'{usd(found["actual_usd"])}</td><td class="num">-</td><td class="num">1.000×</td></tr>{rows}</tbody></table>'
+        f'{usd(found["actual_usd"])}</td><td class="num">-</td><td class="num">1.000x</td></tr>'
+        f"{rows}</tbody></table>"
         f'<ul class="note">{caveats}</ul>'
     )

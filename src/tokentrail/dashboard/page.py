@@ -105,7 +105,8 @@ def _bars(
             anchor = "start" if i == 0 else "end"
             x = left + (i * step if i == 0 else (i + 1) * step)
             parts.append(
-                f'<text class="tick" x="{x:.2f}" y="{height - 6}" text-anchor="{anchor}">{escape(labels[i])}</text>'
+                f'<text class="tick" x="{x:.2f}" y="{height - 6}" text-anchor="{anchor}">'
+                f"{escape(labels[i])}</text>"
             )
     if line:
         points = " ".join(
@@ -122,7 +123,8 @@ def _bars(
     )
     if line:
         legend += (
-            '<li><svg class="swatch" viewBox="0 0 10 10"><line class="previous" x1="0" y1="5" x2="10" y2="5"/>'
+            '<li><svg class="swatch" viewBox="0 0 10 10"><line class="previous" x1="0" y1="5" x2="10" '
+            'y2="5"/>'
             f"</svg>{escape(line_label)}</li>"
         )
     return "".join(parts) + f'<ul class="legend" aria-hidden="true">{legend}</ul>'
@@ -159,25 +161,30 @@ def _spend(data: Mapping[str, Any]) -> str:
             f'<td class="num" data-usd="{s["cost_usd"][i]!r}">{usd(s["cost_usd"][i])}</td>' for s in series
         )
         rows.append(
-            f'<tr><th scope="row">{escape(label)}</th>{_cost_cell(spend["cost_usd"][i], spend["unpriced_calls"][i])}'
-            f'<td class="num" data-usd="{spend["previous_cost_usd"][i]!r}">{usd(spend["previous_cost_usd"][i])}</td>'
+            f'<tr><th scope="row">{escape(label)}</th>'
+            f"{_cost_cell(spend['cost_usd'][i], spend['unpriced_calls'][i])}"
+            f'<td class="num" data-usd="{spend["previous_cost_usd"][i]!r}">'
+            f"{usd(spend['previous_cost_usd'][i])}</td>"
             f"{cells}</tr>"
         )
     total = data["totals"]
     change = total["cost_usd"] - spend["previous_total_usd"]
     summary = (
-        f'<p class="big"><span id="total-cost" data-usd="{total["cost_usd"]!r}">{usd(total["cost_usd"])}</span> '
+        f'<p class="big"><span id="total-cost" data-usd="{total["cost_usd"]!r}">'
+        f"{usd(total['cost_usd'])}</span> "
         f'over <span id="total-calls">{total["calls"]:,}</span> calls'
         + (
             f' <span class="unpriced" id="total-unpriced">+ {total["unpriced_calls"]:,} unpriced calls</span>'
             if total["unpriced_calls"]
             else ""
         )
-        + f'<br><small>previous period <span data-usd="{spend["previous_total_usd"]!r}">{usd(spend["previous_total_usd"])}</span>'
+        + f'<br><small>previous period <span data-usd="{spend["previous_total_usd"]!r}">'
+        f"{usd(spend['previous_total_usd'])}</span>"
         f" ({'+' if change >= 0 else '-'}{usd(abs(change))})</small></p>"
     )
     table = (
-        f'<div class="scroll"><table id="spend-table"><caption>Spend per {data["period"]} by {escape(data["stack_by"])}'
+        f'<div class="scroll"><table id="spend-table"><caption>Spend per {data["period"]} by '
+        f"{escape(data['stack_by'])}"
         f'</caption><thead><tr><th scope="col">{data["period"]}</th><th scope="col">total</th>'
         f'<th scope="col">previous period</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
     )
@@ -197,7 +204,8 @@ def _tokens(data: Mapping[str, Any]) -> str:
     )
     table = (
         f'<div class="scroll"><table id="tokens-table"><caption>Tokens per {data["period"]} by kind</caption>'
-        f'<thead><tr><th scope="col">{data["period"]}</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+        f'<thead><tr><th scope="col">{data["period"]}</th>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        "</div>"
     )
     return _panel("tokens", "Tokens by kind", chart + table)
 
@@ -218,7 +226,8 @@ def _cache(data: Mapping[str, Any]) -> str:
         for name, value, ident in rows
     )
     note = (
-        "<p class=note>A write counts as read when a later call of the same provider and model read the cache "
+        "<p class=note>A write counts as read when a later call of the same provider and model read the "
+        "cache "
         "within the entry's lifetime (5 minutes, 1 hour for 1-hour writes).</p>"
     )
     return _panel(
@@ -235,12 +244,15 @@ def _budgets(data: Mapping[str, Any]) -> str:
         forecast = item.get("forecast") or {}
         percent = min(item["percent_used"], 100.0)
         bar = (
-            f'<svg class="meter" viewBox="0 0 100 8" role="img" aria-label="{item["percent_used"]:.1f}% used" '
+            f'<svg class="meter" viewBox="0 0 100 8" role="img" aria-label="{item["percent_used"]:.1f}% '
+            'used" '
             f'preserveAspectRatio="none"><rect width="100" height="8" class="meter-bg"/>'
-            f'<rect width="{percent:.2f}" height="8" fill="{"#e15759" if item["over_budget"] else "#59a14f"}"/></svg>'
+            f'<rect width="{percent:.2f}" height="8" '
+            f'fill="{"#e15759" if item["over_budget"] else "#59a14f"}"/></svg>'
         )
         projected = (
-            f"{usd(forecast['projected_usd'])} <small>({usd(forecast['low_usd'])}–{usd(forecast['high_usd'])}, "
+            f"{usd(forecast['projected_usd'])} <small>"
+            f"({usd(forecast['low_usd'])} to {usd(forecast['high_usd'])}, "
             f"{escape(forecast['confidence'])})</small>"
             if forecast
             else "-"
@@ -248,14 +260,17 @@ def _budgets(data: Mapping[str, Any]) -> str:
         breach = escape(forecast.get("exhausted_at") or "not in this window") if forecast else "-"
         rows.append(
             f'<tr><th scope="row">{escape(item["name"])}</th><td>{escape(item["window"])}</td>'
-            f'<td class="num">{usd(item["usd"])}</td><td class="num" data-usd="{item["spent_usd"]!r}">{usd(item["spent_usd"])}</td>'
+            f'<td class="num">{usd(item["usd"])}</td><td class="num" data-usd="{item["spent_usd"]!r}">'
+            f"{usd(item['spent_usd'])}</td>"
             f'<td class="num">{item["percent_used"]:.1f}% {bar}</td>'
             f'<td class="num">{usd(item["burn_rate_usd_per_day"])}/day</td><td class="num">{projected}</td>'
             f"<td>{breach}</td><td>not recorded</td></tr>"
         )
     table = (
-        '<div class="scroll"><table id="budgets-table"><caption>Budgets in their current window</caption><thead><tr>'
-        '<th scope="col">budget</th><th scope="col">window</th><th scope="col">limit</th><th scope="col">spent</th>'
+        '<div class="scroll"><table id="budgets-table"><caption>Budgets in their current window</caption>'
+        "<thead><tr>"
+        '<th scope="col">budget</th><th scope="col">window</th><th scope="col">limit</th><th scope="col">'
+        "spent</th>"
         '<th scope="col">used</th><th scope="col">burn rate</th><th scope="col">projected at window end</th>'
         '<th scope="col">breach</th><th scope="col">calls refused</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
@@ -269,7 +284,8 @@ def _top(data: Mapping[str, Any]) -> str:
     for call in top["calls"]:
         when = escape(_local(call["start_time"]))
         link = (
-            f'<a href="{escape(call["trace_url"])}" rel="noreferrer" target="_blank">{escape(call["trace_id"][:16])}…</a>'
+            f'<a href="{escape(call["trace_url"])}" rel="noreferrer" target="_blank">'
+            f"{escape(call['trace_id'][:16])}…</a>"
             if call["trace_url"]
             else "-"
         )
@@ -277,12 +293,15 @@ def _top(data: Mapping[str, Any]) -> str:
             f"<tr><td>{when}</td><td>{_name(call['model'])}</td><td>{_name(call['pipeline'])}</td>"
             f'<td>{_name(call["agent"])}</td><td class="num">{_count(call["input_tokens"])}</td>'
             f'<td class="num">{_count(call["output_tokens"])}</td>'
-            f'<td class="num" data-usd="{call["cost_usd"]!r}">{usd(call["cost_usd"])}</td><td>{link}</td></tr>'
+            f'<td class="num" data-usd="{call["cost_usd"]!r}">{usd(call["cost_usd"])}</td><td>{link}</td>'
+            "</tr>"
         )
     calls_table = (
         '<div class="scroll"><table id="top-calls"><caption>Most expensive calls</caption><thead><tr>'
-        '<th scope="col">when</th><th scope="col">model</th><th scope="col">pipeline</th><th scope="col">agent</th>'
-        '<th scope="col">input</th><th scope="col">output</th><th scope="col">cost</th><th scope="col">trace</th>'
+        '<th scope="col">when</th><th scope="col">model</th><th scope="col">pipeline</th><th scope="col">'
+        "agent</th>"
+        '<th scope="col">input</th><th scope="col">output</th><th scope="col">cost</th><th scope="col">'
+        "trace</th>"
         f"</tr></thead><tbody>{''.join(calls)}</tbody></table></div>"
     )
 
@@ -293,7 +312,8 @@ def _top(data: Mapping[str, Any]) -> str:
             for g in top[ident]
         )
         return (
-            f'<table id="top-{ident}"><caption>Most expensive {ident}</caption><thead><tr><th scope="col">{key}</th>'
+            f'<table id="top-{ident}"><caption>Most expensive {ident}</caption><thead><tr><th scope="col">'
+            f"{key}</th>"
             f'<th scope="col">calls</th><th scope="col">cost</th></tr></thead><tbody>{rows}</tbody></table>'
         )
 
@@ -315,7 +335,8 @@ def _models(data: Mapping[str, Any]) -> str:
         for m in data["models"]
     )
     table = (
-        '<div class="scroll"><table id="models-table"><caption>Models</caption><thead><tr><th scope="col">model</th>'
+        '<div class="scroll"><table id="models-table"><caption>Models</caption><thead><tr><th scope="col">'
+        "model</th>"
         '<th scope="col">calls</th><th scope="col">cost</th><th scope="col">cost / call</th>'
         '<th scope="col">tokens / call</th><th scope="col">p50 latency</th><th scope="col">p95 latency</th>'
         '<th scope="col">first chunk p50</th><th scope="col">error rate</th></tr></thead>'
@@ -325,7 +346,8 @@ def _models(data: Mapping[str, Any]) -> str:
     note = (
         f'<p class="note" id="catalogue">Prices: {escape(unpriced["catalogue"])}. '
         + (
-            f'<span class="unpriced">{unpriced["calls"]:,} calls have no known price and are not counted as $0.</span>'
+            f'<span class="unpriced">{unpriced["calls"]:,} calls have no known price and are not counted '
+            "as $0.</span>"
             if unpriced["calls"]
             else "Every call with usage is priced."
         )
@@ -335,7 +357,10 @@ def _models(data: Mapping[str, Any]) -> str:
 
 
 def _panel(ident: str, title: str, body: str) -> str:
-    return f'<section class="panel" id="panel-{ident}" aria-labelledby="h-{ident}"><h2 id="h-{ident}">{title}</h2>{body}</section>'
+    return (
+        f'<section class="panel" id="panel-{ident}" aria-labelledby="h-{ident}">'
+        f'<h2 id="h-{ident}">{title}</h2>{body}</section>'
+    )
 
 
 def _filters(view: View) -> str:
@@ -372,7 +397,8 @@ def _whatif(view: View, whatif: str) -> str:
         f'{hidden}<label>candidates (PROVIDER:MODEL, comma-separated)<input name="whatif" size="48" '
         f'value="{escape(whatif)}" placeholder="openai:gpt-4o-mini, anthropic:claude-haiku-4-5"></label>'
         '<button type="submit">Reprice</button></form>'
-        f'<div id="whatif-result" aria-live="polite">{"<p class=note>computing…</p>" if whatif else ""}</div>',
+        '<div id="whatif-result" aria-live="polite">'
+        f"{'<p class=note>computing…</p>' if whatif else ''}</div>",
     )
 
 
@@ -390,7 +416,8 @@ def render_main(data: Mapping[str, Any], view: View, *, whatif: str = "") -> str
         + _top(data)
         + _models(data)
         + _whatif(view, whatif)
-        + '<section class="panel" id="panel-advice" aria-labelledby="h-advice"><h2 id="h-advice">Savings advice</h2>'
+        + '<section class="panel" id="panel-advice" aria-labelledby="h-advice"><h2 id="h-advice">Savings '
+        "advice</h2>"
         '<div id="advice" aria-live="polite"><p class="note">computing…</p></div></section>'
         + f'<script type="application/json" id="dashboard-data">{_json(data)}</script>'
     )
@@ -416,7 +443,8 @@ def render_page(data: Mapping[str, Any], view: View, *, refresh_s: float, whatif
         '</head><body><a class="skip" href="#main">Skip to the figures</a>'
         "<header><h1>tokentrail <span>cost dashboard</span></h1>"
         f"{_filters(view)}</header>"
-        f'<main id="main" data-query="{escape(query)}" data-refresh-ms="{int(refresh_s * 1000)}" tabindex="-1">'
+        f'<main id="main" data-query="{escape(query)}" data-refresh-ms="{int(refresh_s * 1000)}" '
+        'tabindex="-1">'
         f"{render_main(data, view, whatif=whatif)}</main>"
         '<script src="/static/dashboard.js" defer></script></body></html>'
     )
@@ -425,7 +453,8 @@ def render_page(data: Mapping[str, Any], view: View, *, refresh_s: float, whatif
 def render_error(message: str, view: View) -> str:
     """The page when a filter cannot be used: the message names the setting to fix."""
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tokentrail · cost dashboard</title>'
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tokentrail · cost '
+        "dashboard</title>"
         '<link rel="stylesheet" href="/static/dashboard.css"><link rel="icon" href="data:,"></head><body>'
         f"<header><h1>tokentrail <span>cost dashboard</span></h1>{_filters(view)}</header>"
         f'<main id="main"><p role="alert" class="error">{escape(message)}</p></main></body></html>'

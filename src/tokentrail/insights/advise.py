@@ -29,7 +29,7 @@ from ..ledger.details import cache_writes
 from ..ledger.query import Filters
 from ..pricing import Pricer
 from .overview import write_premium_usd
-from .whatif import Call, usage_rows
+from .whatif import Call, own_card, usage_rows
 
 __all__ = ["Advice", "advise", "cheaper_relatives"]
 
@@ -85,9 +85,8 @@ class _Group:
     members: list[Call] = field(default_factory=list)
 
 
-def _price(pricer: Pricer, call: Call, model: str | None = None, context: Any = None) -> float | None:
-    name = model or call.model
-    card = pricer.card(call.provider, name, call.at, context) if name else None
+def _price(pricer: Pricer, call: Call, context: Any = None) -> float | None:
+    card = own_card(pricer, call, context)
     return None if card is None else card.price(call.usage)[2]
 
 
@@ -108,7 +107,7 @@ def _uncached(calls: list[Call], pricer: Pricer) -> Advice:
             continue
         stake = 0.0
         for call in sorted(group.members, key=lambda c: c.at)[1:]:
-            card = pricer.card(call.provider, call.model or "", call.at) if call.model else None
+            card = own_card(pricer, call)
             if card is None or card.rate_per_million("cache_read_tokens", call.usage.input_tokens) is None:
                 continue
             cached = replace(call.usage, cache_read_tokens=group.smallest)
@@ -122,9 +121,12 @@ def _uncached(calls: list[Call], pricer: Pricer) -> Advice:
         "uncached_inputs",
         "Large repeated inputs never cached",
         sum(item["usd_at_stake"] for item in items),
-        f"Calls with {CACHEABLE_TOKENS:,}+ input tokens, at least {MIN_REPEATS} per provider, model, pipeline and "
-        "agent, that never read or wrote the prompt cache. At stake: each group's smallest input read from the "
-        "cache on every call but the first (check that the prompts share that prefix: put the fixed part first).",
+        f"Calls with {CACHEABLE_TOKENS:,}+ input tokens, at least {MIN_REPEATS} per provider, model, "
+        "pipeline and "
+        "agent, that never read or wrote the prompt cache. At stake: each group's smallest input read from "
+        "the "
+        "cache on every call but the first (check that the prompts share that prefix: put the fixed part "
+        "first).",
         items,
     )
 
@@ -152,8 +154,10 @@ def _unread(connection: sqlite3.Connection, filters: Filters, pricer: Pricer) ->
         "unread_cache_writes",
         "Cache writes never read",
         sum(item["usd_at_stake"] for item in items),
-        "Prompt-cache writes that no later call of the same provider and model read within the entry's lifetime. "
-        "At stake: what they cost above the same tokens as plain input. Cache only prompts that repeat within "
+        "Prompt-cache writes that no later call of the same provider and model read within the entry's "
+        "lifetime. "
+        "At stake: what they cost above the same tokens as plain input. Cache only prompts that repeat "
+        "within "
         "minutes, or drop the cache breakpoint.",
         items,
     )
@@ -162,7 +166,7 @@ def _unread(connection: sqlite3.Connection, filters: Filters, pricer: Pricer) ->
 def _batch(calls: list[Call], pricer: Pricer) -> Advice:
     groups: dict[str | None, _Group] = {}
     for call in calls:
-        if call.stream or call.cost_usd is None or call.model is None:  # type: ignore[attr-defined]
+        if call.stream or call.cost_usd is None:  # type: ignore[attr-defined]
             continue
         normal = _price(pricer, call)
         batch = _price(pricer, call, context=BATCH)
@@ -187,7 +191,8 @@ def _batch(calls: list[Call], pricer: Pricer) -> Advice:
         "batch",
         "Pipelines that could use batch prices",
         sum(item["usd_at_stake"] for item in items),
-        "Calls that were not streamed, priced at their model's batch prices (results within hours, not seconds): "
+        "Calls that were not streamed, priced at their model's batch prices (results within hours, not "
+        "seconds): "
         "worth it for pipelines nobody waits on.",
         items,
     )
@@ -202,7 +207,7 @@ def _reasoning(calls: list[Call], pricer: Pricer) -> Advice:
         group.tokens += call.usage.output_tokens
         group.extra += call.usage.reasoning_tokens
         if call.usage.reasoning_tokens:
-            card = pricer.card(call.provider, call.model, call.at) if call.model else None
+            card = own_card(pricer, call)
             if card is not None:
                 without = replace(
                     call.usage,
@@ -227,7 +232,8 @@ def _reasoning(calls: list[Call], pricer: Pricer) -> Advice:
         "reasoning",
         "Reasoning share by model",
         sum(item["usd_at_stake"] for item in items),
-        "Output tokens spent on reasoning and what they cost. A lower reasoning effort (or a budget for thinking "
+        "Output tokens spent on reasoning and what they cost. A lower reasoning effort (or a budget for "
+        "thinking "
         "tokens) cuts it where the answers do not need it.",
         items,
     )
@@ -241,7 +247,7 @@ def _cheaper(calls: list[Call], pricer: Pricer) -> Advice:
     items = []
     for (provider, model), members in by_model.items():
         first = members[0]
-        own = pricer.card(provider, model, first.at)
+        own = own_card(pricer, first)
         best: dict[str, Any] | None = None
         for relative in cheaper_relatives(model):
             card = pricer.card(provider, relative, first.at)
@@ -269,7 +275,8 @@ def _cheaper(calls: list[Call], pricer: Pricer) -> Advice:
         "cheaper_model",
         "A cheaper model of the same family",
         sum(item["usd_at_stake"] for item in items),
-        "The same calls (same token counts, same times) at a smaller model of the same family. Its tokenizer, "
+        "The same calls (same token counts, same times) at a smaller model of the same family. Its "
+        "tokenizer, "
         "verbosity and quality differ: try it on a sample first (tokentrail whatif prices any candidate).",
         items,
     )
@@ -295,6 +302,7 @@ def _calls(connection: sqlite3.Connection, filters: Filters) -> Iterator[_Call]:
             call.model,
             call.usage,
             call.cost_usd,
+            call.names,
             bool(row[stream]),
             row[pipeline],
             row[agent],

@@ -252,9 +252,9 @@ def _clip_spikes(days: list[float]) -> list[float]:
 def _weighted_line(
     days: list[float], raw: list[float], *, with_trend: bool
 ) -> tuple[float, float, float, float, float]:
-    """(level at now, slope per day, daily sd, sd of the level, sd of the slope) of a recent-weighted line through
-    ``days`` (index = days back; day k is centred k + 0.5 days before now); the spread is that of
-    the ``raw`` (unclipped) days around it."""
+    """(level at now, slope per day, daily sd, sd of the level, sd of the slope) of a
+    recent-weighted line through ``days`` (index = days back; day k is centred k + 0.5 days before
+    now); the spread is that of the ``raw`` (unclipped) days around it."""
     weights = [0.5 ** (k / HALF_LIFE_DAYS) for k in range(len(days))]
     xs = [-(k + 0.5) for k in range(len(days))]
     weight_sum = sum(weights)
@@ -262,12 +262,10 @@ def _weighted_line(
     mean_y = sum(w * y for w, y in zip(weights, days, strict=True)) / weight_sum
     slope = 0.0
     spread = sum(w * (x - mean_x) ** 2 for w, x in zip(weights, xs, strict=True))
-    if with_trend:
-        if spread > 0:
-            slope = (
-                sum(w * (x - mean_x) * (y - mean_y) for w, x, y in zip(weights, xs, days, strict=True))
-                / spread
-            )
+    if with_trend and spread > 0:
+        slope = (
+            sum(w * (x - mean_x) * (y - mean_y) for w, x, y in zip(weights, xs, days, strict=True)) / spread
+        )
     level = mean_y - slope * mean_x
     if len(days) < 2:
         return level, slope, abs(level) * 0.5, abs(level) * 0.5, 0.0

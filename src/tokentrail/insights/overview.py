@@ -152,7 +152,10 @@ def _usage_of(row: dict[str, Any]) -> Usage:
 
 def write_premium_usd(pricer: Pricer, row: dict[str, Any]) -> float | None:
     """What a call's cache write cost above the same tokens as plain input (None: unpriced)."""
-    card = pricer.card(row["provider"], row["model"] or "", row["start_time"]) if row["model"] else None
+    card = None
+    for name in (row["price_model"], row["model"], row["request_model"]):
+        if name and card is None:
+            card = pricer.card(row["provider"], name, row["start_time"])
     if card is None:
         return None
     usage = _usage_of(row)

@@ -9,13 +9,13 @@ The comparison is with what the same calls cost (the calls that had a known cost
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..ledger._schema import COLUMN_NAMES
 from ..ledger.query import Filters, export_rows
-from ..pricing import Pricer
+from ..pricing import PriceCard, Pricer
 from ..usage import Usage
 
 __all__ = [
@@ -50,7 +50,16 @@ USAGE_COLUMNS = (
     "web_searches",
 )
 _INDEX = {
-    name: COLUMN_NAMES.index(name) for name in (*USAGE_COLUMNS, "start_time", "cost_usd", "provider", "model")
+    name: COLUMN_NAMES.index(name)
+    for name in (
+        *USAGE_COLUMNS,
+        "start_time",
+        "cost_usd",
+        "provider",
+        "model",
+        "price_model",
+        "request_model",
+    )
 }
 
 
@@ -67,6 +76,19 @@ class Call:
     model: str | None
     usage: Usage
     cost_usd: float | None
+    names: tuple[str | None, ...] = ()
+    """The model ids its own prices are found by: the catalogue model that priced it, the response
+    model, the request model."""
+
+
+def own_card(pricer: Pricer, call: Call, context: Mapping[str, str] | None = None) -> PriceCard | None:
+    """The price card of the model the call ran on, at its time (None: unpriced)."""
+    for name in call.names or (call.model,):
+        if name:
+            card = pricer.card(call.provider, name, call.at, context)
+            if card is not None:
+                return card
+    return None
 
 
 def usage_rows(connection: sqlite3.Connection, filters: Filters) -> Iterator[tuple[Call, tuple[Any, ...]]]:
@@ -77,13 +99,11 @@ def usage_rows(connection: sqlite3.Connection, filters: Filters) -> Iterator[tup
         if row[_INDEX["input_tokens"]] is None:
             continue
         usage = Usage(**{name: row[_INDEX[name]] or 0 for name in USAGE_COLUMNS})
-        call = Call(
-            row[_INDEX["start_time"]],
-            row[_INDEX["provider"]],
-            row[_INDEX["model"]],
-            usage,
-            row[_INDEX["cost_usd"]],
+        names = (row[_INDEX["price_model"]], row[_INDEX["model"]], row[_INDEX["request_model"]])
+        at, provider, model, cost = (
+            row[_INDEX[name]] for name in ("start_time", "provider", "model", "cost_usd")
         )
+        call = Call(at, provider, model, usage, cost, names)
         yield call, row
 
 

@@ -101,6 +101,8 @@ CACHE_COLUMNS = (
     "start_time",
     "provider",
     "model",
+    "price_model",
+    "request_model",
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
