@@ -5,6 +5,7 @@ real ``tokentrail serve`` over a generated ledger. Every panel's figures are hel
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -110,6 +111,12 @@ def report(path: Path, since: str, until: str, *args: str) -> dict:
     )
 
 
+def nearest_rank(ordered: list[float], fraction: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+
+
 def table(page, selector: str) -> list[list[str]]:
     return page.eval_on_selector_all(
         f"{selector} tbody tr", "rows => rows.map(r => Array.from(r.children).map(c => c.textContent.trim()))"
@@ -125,7 +132,9 @@ def test_every_panel_equals_the_report(served, browser):
     page, requests, _ = browser
     since, until = bounds()
     page.goto(f"{url}/?{urllib.parse.urlencode({'since': since, 'until': until})}")
-    page.wait_for_selector("#advice article")  # the advice arrived after the first paint
+    # The per-call figures and the advice arrive after the first paint.
+    page.wait_for_selector("#top-calls")
+    page.wait_for_selector("#advice article")
     expected = report(path, since, until)["totals"]
 
     # Spend: the total, per day, and per day and model (the stacked series).
@@ -203,6 +212,33 @@ def test_every_panel_equals_the_report(served, browser):
     dearest = max(priced, key=lambda r: (r["cost_usd"], r["start_time"]))
     link = page.get_attribute("#top-calls tbody tr:first-child a", "href")
     assert link == TRACE_URL.replace("{trace_id}", dearest["trace_id"])
+
+    # Latency per model: nearest-rank percentiles of the raw rows, computed here.
+    in_range = [r for r in raw_rows(path) if low <= r["start_time"] < high]
+    for row in table(page, "#latency-table"):
+        durations = sorted(r["duration_s"] for r in in_range if (r["model"] or "(none)") == row[0])
+        firsts = sorted(
+            r["ttfc_s"] for r in in_range if (r["model"] or "(none)") == row[0] and r["ttfc_s"] is not None
+        )
+        expected_cells = [nearest_rank(durations, 0.5), nearest_rank(durations, 0.95)]
+        expected_cells += [nearest_rank(firsts, 0.5), nearest_rank(firsts, 0.95)]
+        assert row[1:] == ["-" if v is None else f"{v:.3f} s" for v in expected_cells], row
+
+    # Cache writes never read: no later call of that provider and model read the cache in 5 minutes.
+    ordered = sorted(raw_rows(path), key=lambda r: r["start_time"])
+    writes = [r for r in in_range if r["cache_write_tokens"]]
+    unread = [
+        w
+        for w in writes
+        if not any(
+            r["provider"] == w["provider"] and r["model"] == w["model"] and r["cache_read_tokens"]
+            and w["start_time"] < r["start_time"] <= w["start_time"] + 300
+            for r in ordered
+        )
+    ]  # fmt: skip
+    assert page.text_content("#cache-unread") == f"{len(unread):,}"
+    assert page.text_content("#cache-read-again") == f"{len(writes) - len(unread):,}"
+    assert page.text_content("#cache-unread-tokens") == f"{sum(w['cache_write_tokens'] for w in unread):,}"
 
     # Budgets: spent equals `tokentrail budget status`.
     statuses = {

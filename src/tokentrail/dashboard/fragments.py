@@ -1,5 +1,6 @@
-"""The parts of the dashboard loaded after the first paint: savings advice and what-if repricing
-(both price every selected call, which takes longer than the rollup's figures)."""
+"""The parts of the dashboard loaded after the first paint: the per-call figures (the most
+expensive calls, latency per model, cache writes never read), savings advice and what-if
+repricing. Each reads every call in the range, which takes longer than the rollup's figures."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .page import NONE, usd
+from .page import NONE, count, local_time, usd
 
-__all__ = ["render_advice", "render_whatif"]
+__all__ = ["render_advice", "render_details", "render_whatif"]
 
 # Columns each kind of advice lists (key, heading), besides the dollars at stake.
 _ADVICE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -104,3 +105,66 @@ def render_whatif(found: Mapping[str, Any]) -> str:
         f"{rows}</tbody></table>"
         f'<ul class="note">{caveats}</ul>'
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def _name(value: str | None) -> str:
+    return escape(NONE if value is None else value)
+
+
+def render_details(details: Mapping[str, Any]) -> dict[str, str]:
+    """The per-call figures as HTML for their three places on the page (element id -> HTML)."""
+    calls = []
+    for call in details["top_calls"]:
+        link = (
+            f'<a href="{escape(call["trace_url"])}" rel="noreferrer" target="_blank">'
+            f"{escape(call['trace_id'][:16])}…</a>"
+            if call["trace_url"]
+            else "-"
+        )
+        calls.append(
+            f"<tr><td>{escape(local_time(call['start_time']))}</td><td>{_name(call['model'])}</td>"
+            f"<td>{_name(call['pipeline'])}</td><td>{_name(call['agent'])}</td>"
+            f'<td class="num">{count(call["input_tokens"])}</td><td class="num">'
+            f"{count(call['output_tokens'])}</td>"
+            f'<td class="num" data-usd="{call["cost_usd"]!r}">{usd(call["cost_usd"])}</td><td>{link}</td>'
+            "</tr>"
+        )
+    heads = ("when", "model", "pipeline", "agent", "input", "output", "cost", "trace")
+    top = (
+        '<div class="scroll"><table id="top-calls"><caption>Most expensive calls</caption><thead><tr>'
+        + "".join(f'<th scope="col">{head}</th>' for head in heads)
+        + f"</tr></thead><tbody>{''.join(calls)}</tbody></table></div>"
+    )
+    latency_rows = "".join(
+        f'<tr><th scope="row">{_name(row["model"])}</th><td class="num">{_seconds(row["p50_s"])}</td>'
+        f'<td class="num">{_seconds(row["p95_s"])}</td><td class="num">{_seconds(row["ttfc_p50_s"])}</td>'
+        f'<td class="num">{_seconds(row["ttfc_p95_s"])}</td></tr>'
+        for row in details["latency"]
+    )
+    latency = (
+        '<table id="latency-table"><caption>Latency per model (nearest-rank percentiles)</caption><thead><tr>'
+        '<th scope="col">model</th><th scope="col">p50</th><th scope="col">p95</th>'
+        '<th scope="col">first chunk p50</th><th scope="col">first chunk p95</th></tr></thead>'
+        f"<tbody>{latency_rows}</tbody></table>"
+    )
+    writes = details["cache_writes"]
+    rows = (
+        ("cache writes read again (calls)", count(writes["writes_read"]), "cache-read-again"),
+        ("cache writes never read again (calls)", count(writes["writes_never_read"]), "cache-unread"),
+        ("… their tokens", count(writes["writes_never_read_tokens"]), "cache-unread-tokens"),
+        ("… paid above plain input", usd(writes["writes_never_read_usd"]), "cache-unread-usd"),
+    )
+    cache = (
+        "<table><caption>Cache writes</caption><tbody>"
+        + "".join(
+            f'<tr><th scope="row">{name}</th><td class="num" id="{ident}">{value}</td></tr>'
+            for name, value, ident in rows
+        )
+        + "</tbody></table><p class=note>A write counts as read when a later call of the same provider and "
+        "model read the cache within the entry's lifetime (5 minutes, 1 hour for 1-hour writes).</p>"
+    )
+    return {"details": top, "latency": latency, "cache-writes": cache}

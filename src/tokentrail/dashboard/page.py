@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 from ..insights.overview import FILTER_KEYS, STACK_KEYS, View
 
-__all__ = ["render_main", "render_page", "usd"]
+__all__ = ["NONE", "count", "local_time", "render_error", "render_main", "render_page", "usd"]
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 OTHER_COLOUR = "#8c8c8c"
@@ -39,12 +39,8 @@ def usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.6f}"
 
 
-def _count(value: float | None) -> str:
+def count(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} s"
 
 
 def _percent(value: float | None) -> str:
@@ -214,24 +210,19 @@ def _cache(data: Mapping[str, Any]) -> str:
     cache = data["cache"]
     rows = [
         ("hit ratio (cache reads / input tokens)", _percent(cache["hit_ratio"]), "cache-hit-ratio"),
-        ("cache read tokens", _count(cache["cache_read_tokens"]), "cache-read"),
-        ("cache write tokens", _count(cache["cache_write_tokens"]), "cache-write"),
+        ("cache read tokens", count(cache["cache_read_tokens"]), "cache-read"),
+        ("cache write tokens", count(cache["cache_write_tokens"]), "cache-write"),
         ("saved by cache reads", usd(cache["savings_usd"]), "cache-saved"),
-        ("cache writes never read again (calls)", _count(cache["writes_never_read"]), "cache-unread"),
-        ("… their tokens", _count(cache["writes_never_read_tokens"]), "cache-unread-tokens"),
-        ("… paid above plain input", usd(cache["writes_never_read_usd"]), "cache-unread-usd"),
     ]
     body = "".join(
         f'<tr><th scope="row">{name}</th><td class="num" id="{ident}">{value}</td></tr>'
         for name, value, ident in rows
     )
-    note = (
-        "<p class=note>A write counts as read when a later call of the same provider and model read the "
-        "cache "
-        "within the entry's lifetime (5 minutes, 1 hour for 1-hour writes).</p>"
-    )
+    unread = '<div id="cache-writes" aria-live="polite"><p class="note">cache writes: loading…</p></div>'
     return _panel(
-        "cache", "Prompt cache", f"<table><caption>Prompt cache</caption><tbody>{body}</tbody></table>{note}"
+        "cache",
+        "Prompt cache",
+        f"<table><caption>Prompt cache</caption><tbody>{body}</tbody></table>{unread}",
     )
 
 
@@ -280,30 +271,6 @@ def _budgets(data: Mapping[str, Any]) -> str:
 
 def _top(data: Mapping[str, Any]) -> str:
     top = data["top"]
-    calls = []
-    for call in top["calls"]:
-        when = escape(_local(call["start_time"]))
-        link = (
-            f'<a href="{escape(call["trace_url"])}" rel="noreferrer" target="_blank">'
-            f"{escape(call['trace_id'][:16])}…</a>"
-            if call["trace_url"]
-            else "-"
-        )
-        calls.append(
-            f"<tr><td>{when}</td><td>{_name(call['model'])}</td><td>{_name(call['pipeline'])}</td>"
-            f'<td>{_name(call["agent"])}</td><td class="num">{_count(call["input_tokens"])}</td>'
-            f'<td class="num">{_count(call["output_tokens"])}</td>'
-            f'<td class="num" data-usd="{call["cost_usd"]!r}">{usd(call["cost_usd"])}</td><td>{link}</td>'
-            "</tr>"
-        )
-    calls_table = (
-        '<div class="scroll"><table id="top-calls"><caption>Most expensive calls</caption><thead><tr>'
-        '<th scope="col">when</th><th scope="col">model</th><th scope="col">pipeline</th><th scope="col">'
-        "agent</th>"
-        '<th scope="col">input</th><th scope="col">output</th><th scope="col">cost</th><th scope="col">'
-        "trace</th>"
-        f"</tr></thead><tbody>{''.join(calls)}</tbody></table></div>"
-    )
 
     def groups(ident: str, key: str) -> str:
         rows = "".join(
@@ -320,7 +287,8 @@ def _top(data: Mapping[str, Any]) -> str:
     return _panel(
         "top",
         "Most expensive",
-        calls_table + f'<div class="pair">{groups("pipelines", "pipeline")}{groups("agents", "agent")}</div>',
+        '<div id="details" aria-live="polite"><p class="note">most expensive calls: loading…</p></div>'
+        f'<div class="pair">{groups("pipelines", "pipeline")}{groups("agents", "agent")}</div>',
     )
 
 
@@ -329,8 +297,7 @@ def _models(data: Mapping[str, Any]) -> str:
         f'<tr><th scope="row">{_name(m["model"])}</th><td class="num">{m["calls"]:,}</td>'
         f"{_cost_cell(m['cost_usd'], m['unpriced_calls'])}"
         f'<td class="num">{usd(m["avg_cost_per_call_usd"]) if m["priced_calls"] else "unpriced"}</td>'
-        f'<td class="num">{_count(m["avg_tokens_per_call"])}</td><td class="num">{_seconds(m["p50_s"])}</td>'
-        f'<td class="num">{_seconds(m["p95_s"])}</td><td class="num">{_seconds(m["ttfc_p50_s"])}</td>'
+        f'<td class="num">{count(m["avg_tokens_per_call"])}</td>'
         f'<td class="num">{_percent(m["error_rate"])}</td></tr>'
         for m in data["models"]
     )
@@ -338,8 +305,7 @@ def _models(data: Mapping[str, Any]) -> str:
         '<div class="scroll"><table id="models-table"><caption>Models</caption><thead><tr><th scope="col">'
         "model</th>"
         '<th scope="col">calls</th><th scope="col">cost</th><th scope="col">cost / call</th>'
-        '<th scope="col">tokens / call</th><th scope="col">p50 latency</th><th scope="col">p95 latency</th>'
-        '<th scope="col">first chunk p50</th><th scope="col">error rate</th></tr></thead>'
+        '<th scope="col">tokens / call</th><th scope="col">error rate</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
     )
     unpriced = data["unpriced"]
@@ -353,7 +319,8 @@ def _models(data: Mapping[str, Any]) -> str:
         )
         + "</p>"
     )
-    return _panel("models", "Models", table + note)
+    latency = '<div id="latency" aria-live="polite"><p class="note">latency per model: loading…</p></div>'
+    return _panel("models", "Models", table + latency + note)
 
 
 def _panel(ident: str, title: str, body: str) -> str:
@@ -423,7 +390,7 @@ def render_main(data: Mapping[str, Any], view: View, *, whatif: str = "") -> str
     )
 
 
-def _local(epoch: float) -> str:
+def local_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
 
 

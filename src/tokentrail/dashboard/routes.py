@@ -21,10 +21,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..insights.advise import advise
 from ..insights.forecast import projections
-from ..insights.overview import DEFAULT_SINCE, DEFAULT_TRACE_URL, STACK_KEYS, View, overview
+from ..insights.overview import DEFAULT_SINCE, DEFAULT_TRACE_URL, STACK_KEYS, View, call_details, overview
 from ..insights.whatif import CandidateUnpriced, calls_with_usage, reprice
 from ..pricing import Pricer
-from .fragments import render_advice, render_whatif
+from .fragments import render_advice, render_details, render_whatif
 from .page import render_error, render_main, render_page
 
 __all__ = ["add_dashboard", "parse_candidates"]
@@ -88,11 +88,15 @@ def add_dashboard(
                     view,
                     ledger=ledger,
                     budgets_file=budgets_file,
-                    trace_url=template,
                     pricer=pricer,
                 )
             except ValueError as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from None
+
+    def details_of(view: View) -> dict[str, Any]:
+        bounded(view)
+        with reading() as connection:
+            return call_details(connection, view, trace_url=template, pricer=pricer)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
@@ -129,6 +133,23 @@ def add_dashboard(
     ) -> HTMLResponse:
         view = view_of(since, until, provider, model, agent, pipeline, user, stack)
         return HTMLResponse(render_main(figures(view), view, whatif=whatif), headers=HEADERS)
+
+    @app.get("/dashboard/details", response_class=HTMLResponse, include_in_schema=False)
+    def details_fragment(
+        since: str = DEFAULT_SINCE,
+        until: str = "",
+        provider: str = "",
+        model: str = "",
+        agent: str = "",
+        pipeline: str = "",
+        user: str = "",
+        stack: str = "model",
+        whatif: str = "",
+    ) -> HTMLResponse:
+        view = view_of(since, until, provider, model, agent, pipeline, user, stack)
+        parts = render_details(details_of(view))
+        body = "".join(f'<div data-slot="{slot}">{html}</div>' for slot, html in parts.items())
+        return HTMLResponse(body, headers=HEADERS)
 
     @app.get("/dashboard/advice", response_class=HTMLResponse, include_in_schema=False)
     def advice_fragment(
@@ -212,8 +233,9 @@ def add_dashboard(
         user: str = "",
         stack: Stack = "model",
     ) -> dict[str, Any]:
-        """What the page at ``/`` shows: spend and tokens over time, cache, budgets with forecasts,
-        the most expensive calls, pipelines and agents, the model table. Empty filters: any."""
+        """What the page at ``/`` shows first: spend and tokens over time, the cache, budgets with
+        forecasts, the most expensive pipelines and agents, the model table. Empty filters: any.
+        The per-call figures are at ``/v1/dashboard/calls``."""
         return figures(view_of(since, until, provider, model, agent, pipeline, user, stack))
 
     @app.get(

@@ -22,7 +22,15 @@ from ..timespec import parse_when
 from ..usage import Usage
 from .forecast import fit, project
 
-__all__ = ["DEFAULT_SINCE", "DEFAULT_TRACE_URL", "FILTER_KEYS", "STACK_KEYS", "View", "overview"]
+__all__ = [
+    "DEFAULT_SINCE",
+    "DEFAULT_TRACE_URL",
+    "FILTER_KEYS",
+    "STACK_KEYS",
+    "View",
+    "call_details",
+    "overview",
+]
 
 STACK_KEYS = ("model", "provider", "agent", "pipeline")
 FILTER_KEYS = ("provider", "model", "agent", "pipeline", "user")
@@ -181,17 +189,20 @@ def _fields(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _cache(
-    connection: sqlite3.Connection, totals: Totals, filters: Filters, pricer: Pricer
-) -> dict[str, Any]:
-    unread, read = cache_writes(connection, filters)
-    premiums = [write_premium_usd(pricer, row) for row in unread]
+def _cache(totals: Totals) -> dict[str, Any]:
     return {
         "hit_ratio": totals.cache_read_tokens / totals.input_tokens if totals.input_tokens else None,
         "input_tokens": totals.input_tokens,
         "cache_read_tokens": totals.cache_read_tokens,
         "cache_write_tokens": totals.cache_write_tokens,
         "savings_usd": totals.cache_savings_usd,
+    }
+
+
+def _unread_writes(connection: sqlite3.Connection, filters: Filters, pricer: Pricer) -> dict[str, Any]:
+    unread, read = cache_writes(connection, filters)
+    premiums = [write_premium_usd(pricer, row) for row in unread]
+    return {
         "writes_read": len(read),
         "writes_never_read": len(unread),
         "writes_never_read_tokens": sum(row["cache_write_tokens"] for row in unread),
@@ -247,42 +258,32 @@ def overview(
     *,
     ledger: Path,
     budgets_file: str | Path | None = None,
-    trace_url: str = DEFAULT_TRACE_URL,
     pricer: Pricer | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Every panel's figures for ``view``; raises ValueError for a bad view setting."""
+    """The figures the rollup answers (the page's first load): spend and tokens over time, the
+    cache, budgets with forecasts, the most expensive pipelines and agents, the model table.
+    Raises ValueError for a bad view setting."""
     now = time.time() if now is None else now
     pricer = pricer or Pricer()
     since, until = view.bounds(now)
     filters = view.filters(since, until)
     by_model = report(connection, ["model"], filters)
     totals = by_model.totals
-    latency = latency_by_model(connection, filters)
-    models = []
-    for group in by_model.groups:
-        t = group.totals
-        timing = latency.get(group.value)
-        models.append(
-            {
-                "model": group.value,
-                "calls": t.calls,
-                "priced_calls": t.priced_calls,
-                "unpriced_calls": t.unpriced_calls,
-                "cost_usd": t.cost_usd,
-                "avg_cost_per_call_usd": t.avg_cost_per_call,
-                "avg_tokens_per_call": t.avg_tokens_per_call,
-                "p50_s": timing.p50_s if timing else None,
-                "p95_s": timing.p95_s if timing else None,
-                "ttfc_p50_s": timing.ttfc_p50_s if timing else None,
-                "ttfc_p95_s": timing.ttfc_p95_s if timing else None,
-                "errors": t.errors,
-                "error_rate": t.errors / t.calls if t.calls else None,
-            }
-        )
-    calls = top_calls(connection, filters, TOP_N)
-    for call in calls:
-        call["trace_url"] = trace_url.replace("{trace_id}", call["trace_id"]) if call["trace_id"] else None
+    models = [
+        {
+            "model": group.value,
+            "calls": group.totals.calls,
+            "priced_calls": group.totals.priced_calls,
+            "unpriced_calls": group.totals.unpriced_calls,
+            "cost_usd": group.totals.cost_usd,
+            "avg_cost_per_call_usd": group.totals.avg_cost_per_call,
+            "avg_tokens_per_call": group.totals.avg_tokens_per_call,
+            "errors": group.totals.errors,
+            "error_rate": group.totals.errors / group.totals.calls if group.totals.calls else None,
+        }
+        for group in by_model.groups
+    ]
     return {
         "view": {**view.query(), "since_epoch": since, "until_epoch": until},
         "since": _iso(since),
@@ -291,15 +292,50 @@ def overview(
         "catalogue": pricer.catalogue_version,
         "totals": totals.as_dict(),
         **_series(connection, view, since, until),
-        "cache": _cache(connection, totals, filters, pricer),
+        "cache": _cache(totals),
         "budgets": budget_panel(connection, budgets_file, ledger, now),
         "top": {
-            "calls": calls,
             "pipelines": _top(report(connection, ["pipeline"], filters).groups),
             "agents": _top(report(connection, ["agent"], filters).groups),
         },
         "models": models,
         "unpriced": {"calls": totals.unpriced_calls, "catalogue": pricer.catalogue_version},
+    }
+
+
+def call_details(
+    connection: sqlite3.Connection,
+    view: View,
+    *,
+    trace_url: str = DEFAULT_TRACE_URL,
+    pricer: Pricer | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The figures only single calls answer (loaded after the first paint, as they read every
+    call in the range): the most expensive calls with trace links, latency and time to first chunk
+    per model, and the cache writes never read again."""
+    now = time.time() if now is None else now
+    pricer = pricer or Pricer()
+    since, until = view.bounds(now)
+    filters = view.filters(since, until)
+    calls = top_calls(connection, filters, TOP_N)
+    for call in calls:
+        call["trace_url"] = trace_url.replace("{trace_id}", call["trace_id"]) if call["trace_id"] else None
+    latency = latency_by_model(connection, filters)
+    return {
+        "view": {**view.query(), "since_epoch": since, "until_epoch": until},
+        "top_calls": calls,
+        "latency": [
+            {
+                "model": model,
+                "p50_s": timing.p50_s,
+                "p95_s": timing.p95_s,
+                "ttfc_p50_s": timing.ttfc_p50_s,
+                "ttfc_p95_s": timing.ttfc_p95_s,
+            }
+            for model, timing in sorted(latency.items(), key=lambda item: item[0] or "")
+        ],
+        "cache_writes": _unread_writes(connection, filters, pricer),
     }
 
 

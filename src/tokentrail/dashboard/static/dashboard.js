@@ -8,6 +8,7 @@
   const query = main.dataset.query || "";
   const refreshMs = Number(main.dataset.refreshMs || 5000);
   let advice = null;
+  let details = null;
 
   // Empty fields stay out of the URL: the default view is the shortest address.
   form.addEventListener("submit", () => {
@@ -40,6 +41,26 @@
     showAdvice();
   }
 
+  // The per-call figures come as one fragment with a part for each of their places on the page.
+  function showDetails() {
+    if (details === null) return;
+    for (const part of details.content.querySelectorAll("[data-slot]")) {
+      const slot = document.getElementById(part.dataset.slot);
+      if (slot) slot.innerHTML = part.innerHTML;
+    }
+  }
+
+  async function loadDetails() {
+    try {
+      const template = document.createElement("template");
+      template.innerHTML = await fragment("/dashboard/details");
+      details = template;
+      showDetails();
+    } catch (error) {
+      // Keep the last figures; the next tick tries again.
+    }
+  }
+
   async function loadWhatif() {
     const slot = document.getElementById("whatif-result");
     if (!slot || !new URLSearchParams(query).get("whatif")) return;
@@ -57,6 +78,7 @@
       const whatif = document.getElementById("whatif-result");
       const kept = whatif ? whatif.innerHTML : null;
       main.innerHTML = html;
+      showDetails();
       showAdvice();
       const slot = document.getElementById("whatif-result");
       if (slot && kept !== null) slot.innerHTML = kept;
@@ -66,8 +88,10 @@
     }
   }
 
+  loadDetails();
   loadAdvice();
   loadWhatif();
   setInterval(refresh, refreshMs);
+  setInterval(loadDetails, Math.max(refreshMs, 15000));
   setInterval(loadAdvice, 60000);
 })();
