@@ -24,12 +24,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..ledger._schema import COLUMN_NAMES
 from ..ledger.details import cache_writes
 from ..ledger.query import Filters
 from ..pricing import Pricer
 from .overview import write_premium_usd
-from .whatif import Call, own_card, usage_rows
+from .whatif import CALL_COLUMNS, Call, own_card, usage_rows
 
 __all__ = ["Advice", "advise", "cheaper_relatives"]
 
@@ -294,7 +293,7 @@ class _Call(Call):
 
 
 def _calls(connection: sqlite3.Connection, filters: Filters) -> Iterator[_Call]:
-    stream, pipeline, agent = (COLUMN_NAMES.index(name) for name in ("stream", "pipeline", "agent"))
+    stream, pipeline, agent = (CALL_COLUMNS.index(name) for name in ("stream", "pipeline", "agent"))
     for call, row in usage_rows(connection, filters):
         yield _Call(
             call.at,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..ledger._schema import COLUMN_NAMES
-from ..ledger.query import Filters, export_rows
+from ..ledger.details import select_calls
+from ..ledger.query import Filters
 from ..pricing import PriceCard, Pricer
 from ..usage import Usage
 
 __all__ = [
+    "CALL_COLUMNS",
     "CAVEATS",
     "Candidate",
     "CandidateUnpriced",
@@ -49,18 +50,21 @@ USAGE_COLUMNS = (
     "input_image_tokens",
     "web_searches",
 )
-_INDEX = {
-    name: COLUMN_NAMES.index(name)
-    for name in (
-        *USAGE_COLUMNS,
-        "start_time",
-        "cost_usd",
-        "provider",
-        "model",
-        "price_model",
-        "request_model",
-    )
-}
+# What repricing reads of each call, in this order (the advice reads the rest).
+CALL_COLUMNS = (
+    "start_time",
+    "provider",
+    "model",
+    "cost_usd",
+    "price_model",
+    "request_model",
+    "stream",
+    "pipeline",
+    "agent",
+    *USAGE_COLUMNS,
+)
+_USAGE_AT = len(CALL_COLUMNS) - len(USAGE_COLUMNS)
+assert tuple(f.name for f in fields(Usage))[: len(USAGE_COLUMNS)] == USAGE_COLUMNS  # Usage(*row) takes them
 
 
 class CandidateUnpriced(ValueError):
@@ -92,19 +96,11 @@ def own_card(pricer: Pricer, call: Call, context: Mapping[str, str] | None = Non
 
 
 def usage_rows(connection: sqlite3.Connection, filters: Filters) -> Iterator[tuple[Call, tuple[Any, ...]]]:
-    """(call, its ledger row in COLUMN_NAMES order) for the calls matching ``filters`` that
-    reported usage, in time order."""
-    _, rows = export_rows(connection, filters)
-    for row in rows:
-        if row[_INDEX["input_tokens"]] is None:
-            continue
-        usage = Usage(**{name: row[_INDEX[name]] or 0 for name in USAGE_COLUMNS})
-        names = (row[_INDEX["price_model"]], row[_INDEX["model"]], row[_INDEX["request_model"]])
-        at, provider, model, cost = (
-            row[_INDEX[name]] for name in ("start_time", "provider", "model", "cost_usd")
-        )
-        call = Call(at, provider, model, usage, cost, names)
-        yield call, row
+    """(call, its row of :data:`CALL_COLUMNS`) for the calls matching ``filters`` that reported
+    usage, in time order."""
+    for row in select_calls(connection, filters, CALL_COLUMNS, with_usage=True):
+        usage = Usage(*(value or 0 for value in row[_USAGE_AT:]))
+        yield Call(row[0], row[1], row[2], usage, row[3], (row[4], row[2], row[5])), row
 
 
 def calls_with_usage(connection: sqlite3.Connection, filters: Filters) -> Iterator[Call]:

@@ -10,13 +10,21 @@ from __future__ import annotations
 import math
 import sqlite3
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .query import Filters, _where, validate_key
 
-__all__ = ["CACHE_TTL_S", "ModelLatency", "cache_writes", "latency_by_model", "percentile", "top_calls"]
+__all__ = [
+    "CACHE_TTL_S",
+    "ModelLatency",
+    "cache_writes",
+    "latency_by_model",
+    "percentile",
+    "select_calls",
+    "top_calls",
+]
 
 CACHE_TTL_S = 300.0
 """How long a prompt-cache entry lives unless written with a one-hour TTL (Anthropic's default;
@@ -56,6 +64,20 @@ def top_calls(connection: sqlite3.Connection, filters: Filters, limit: int) -> l
         [*params, limit],
     ).fetchall()
     return [dict(zip(TOP_CALL_COLUMNS, row, strict=True)) for row in rows]
+
+
+def select_calls(
+    connection: sqlite3.Connection, filters: Filters, columns: Sequence[str], *, with_usage: bool = False
+) -> Iterator[tuple[Any, ...]]:
+    """``columns`` of the calls matching ``filters`` (only those that reported usage, if
+    ``with_usage``), in time order: a scan of the range that reads only what is asked."""
+    where, params = _where(_checked(filters), rollup=False, low=filters.since, high=filters.until)
+    if with_usage:
+        where = (where + " AND" if where else " WHERE") + " input_tokens IS NOT NULL"
+    selected = ", ".join(f'"{name}"' for name in columns)
+    cursor = connection.execute(f"SELECT {selected} FROM calls{where} ORDER BY start_time, id", params)
+    while chunk := cursor.fetchmany(10_000):
+        yield from chunk
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float | None:
