@@ -147,9 +147,8 @@ def main() -> int:
         path = Path(folder) / "ledger.sqlite"
         start = time.perf_counter()
         fill(path, args.calls, args.days)
-        print(
-            f"ledger: {args.calls:,} calls over {args.days:g} days, filled in {time.perf_counter() - start:.0f} s"
-        )
+        took = time.perf_counter() - start
+        print(f"ledger: {args.calls:,} calls over {args.days:g} days, filled in {took:.0f} s", flush=True)
         server = subprocess.Popen(
             [sys.executable, "-m", "tokentrail.cli", "serve", "--ledger", str(path), "--port", "0"],
             stdout=subprocess.PIPE,
