@@ -46,7 +46,7 @@ def render_advice(items: Sequence[Mapping[str, Any]]) -> str:
         rows = "".join(
             "<tr>"
             + "".join(_cell(key, item.get(key)) for key, _ in columns)
-            + _cell("usd", item["usd_at_stake"])
+            + _cell("usd_at_stake", item["usd_at_stake"])
             + "</tr>"
             for item in advice["items"][:10]
         )

@@ -50,6 +50,7 @@ HISTORY_DAYS = 56
 HALF_LIFE_DAYS = 7.0
 TREND_DAYS = 28
 Z80 = 1.2816
+SHRINK_WEEKS = 4
 METHOD = (
     "recent-weighted daily rate (weights halve every 7 days; a linear trend from 14 days of history) "
     "of days adjusted for their share of the week, spike days clipped at median + 4 MAD and their excess "
@@ -280,6 +281,9 @@ def _weighted_line(
 def _shape(
     hours: Mapping[float, float], current_hour: float, *, weekly: bool
 ) -> dict[tuple[int, int], float]:
+    """Each slot's mean spend over the mean hourly spend. An hour of the week has a few samples
+    only: it is pulled towards its weekday's factor times its hour's factor (which have 24 and 7
+    times as many) with the weight of SHRINK_WEEKS weeks, so one noisy Tuesday 3pm is not a rule."""
     sums: dict[tuple[int, int], float] = {}
     counts: dict[tuple[int, int], int] = {}
     first = min(hours)
@@ -290,11 +294,28 @@ def _shape(
         sums[slot] = sums.get(slot, 0.0) + hours.get(at, 0.0)
         counts[slot] = counts.get(slot, 0) + 1
         at += 3600
-    means = {slot: sums[slot] / counts[slot] for slot in sums}
-    overall = sum(means.values()) / len(means) if means else 0.0
+    total_count = sum(counts.values())
+    overall = sum(sums.values()) / total_count if total_count else 0.0
     if overall <= 0:
         return {}
-    return {slot: mean / overall for slot, mean in means.items()}
+    if not weekly:
+        return {slot: sums[slot] / counts[slot] / overall for slot in sums}
+
+    def factor(index: int) -> dict[int, float]:
+        part_sums: dict[int, float] = {}
+        part_counts: dict[int, int] = {}
+        for slot, value in sums.items():
+            part_sums[slot[index]] = part_sums.get(slot[index], 0.0) + value
+            part_counts[slot[index]] = part_counts.get(slot[index], 0) + counts[slot]
+        return {key: part_sums[key] / part_counts[key] / overall for key in part_sums}
+
+    by_day, by_hour = factor(0), factor(1)
+    found = {}
+    for slot, value in sums.items():
+        n = counts[slot]
+        prior = by_day[slot[0]] * by_hour[slot[1]]
+        found[slot] = (value / overall + SHRINK_WEEKS * prior) / (n + SHRINK_WEEKS)
+    return found
 
 
 def period_bounds(now: float) -> dict[str, tuple[float, float]]:
