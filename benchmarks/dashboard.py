@@ -142,13 +142,19 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="keep the ledger here (reused if it exists) instead of a temporary one",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "ledger.sqlite"
-        start = time.perf_counter()
-        fill(path, args.calls, args.days)
-        took = time.perf_counter() - start
-        print(f"ledger: {args.calls:,} calls over {args.days:g} days, filled in {took:.0f} s", flush=True)
+        path = Path(args.ledger) if args.ledger else Path(folder) / "ledger.sqlite"
+        if not path.exists():
+            start = time.perf_counter()
+            fill(path, args.calls, args.days)
+            took = time.perf_counter() - start
+            print(f"ledger: {args.calls:,} calls over {args.days:g} days, filled in {took:.0f} s", flush=True)
         server = subprocess.Popen(
             [sys.executable, "-m", "tokentrail.cli", "serve", "--ledger", str(path), "--port", "0"],
             stdout=subprocess.PIPE,

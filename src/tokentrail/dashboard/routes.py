@@ -239,6 +239,25 @@ def add_dashboard(
         return figures(view_of(since, until, provider, model, agent, pipeline, user, stack))
 
     @app.get(
+        "/v1/dashboard/calls",
+        responses=answers,
+        summary="The dashboard's per-call figures: the most expensive calls, latency, unread cache writes",
+    )
+    def dashboard_calls_json(
+        since: Since = DEFAULT_SINCE,
+        until: Until = "",
+        provider: str = "",
+        model: str = "",
+        agent: str = "",
+        pipeline: str = "",
+        user: str = "",
+    ) -> dict[str, Any]:
+        """What the page loads after its first paint: the most expensive calls (with links to their
+        traces), nearest-rank p50 / p95 latency and time to first chunk per model, and the
+        prompt-cache writes no later call read."""
+        return details_of(view_of(since, until, provider, model, agent, pipeline, user, "model"))
+
+    @app.get(
         "/v1/forecast", responses=answers, summary="Projected spend to the end of the day, week and month"
     )
     def forecast_json(
