@@ -9,10 +9,16 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-__all__ = ["FORMS", "parse_when"]
+__all__ = ["FORMS", "PATTERN", "parse_when"]
 
 FORMS = "a date (2026-11-01), a date and time (2026-11-01T14:30), or a span back from now (30m, 24h, 7d, 2w)"
 
+# The forms as a regular expression (an HTTP API documents and holds its parameters to it; a string
+# can match it and still not be a date, e.g. 2026-02-30, which parse_when then refuses).
+PATTERN = re.compile(
+    r"^(\d+(\.\d+)?(s|m|min|h|d|w)|now|today|yesterday|"
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)$"
+)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -23,7 +23,9 @@ from ..insights.advise import advise
 from ..insights.forecast import projections
 from ..insights.overview import DEFAULT_SINCE, DEFAULT_TRACE_URL, STACK_KEYS, View, call_details, overview
 from ..insights.whatif import CandidateUnpriced, calls_with_usage, reprice
+from ..ledger.api import INVALID, UNAVAILABLE
 from ..pricing import Pricer
+from ..timespec import PATTERN
 from .fragments import render_advice, render_details, render_whatif
 from .page import render_error, render_main, render_page
 
@@ -38,10 +40,25 @@ POLICY = (
 HEADERS = {"Content-Security-Policy": POLICY, "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 Since = Annotated[
-    str, Query(description=f"from: 30m, 24h, 7d, a date or a date and time (default {DEFAULT_SINCE})")
+    str,
+    Query(
+        description=f"from: 30m, 24h, 7d, a date or a date and time (default, or empty: {DEFAULT_SINCE})",
+        json_schema_extra={"anyOf": [{"pattern": PATTERN.pattern}, {"maxLength": 0}]},
+    ),
 ]
-Until = Annotated[str, Query(description="up to (exclusive); same forms as since (default: now)")]
-Stack = Annotated[str, Query(description=f"spend stacked by: {', '.join(STACK_KEYS)}")]
+Until = Annotated[
+    str,
+    Query(
+        description="up to (exclusive); same forms as since (default, or empty: now)",
+        json_schema_extra={"anyOf": [{"pattern": PATTERN.pattern}, {"maxLength": 0}]},
+    ),
+]
+Stack = Annotated[
+    str,
+    Query(
+        description=f"spend stacked by: {', '.join(STACK_KEYS)}", json_schema_extra={"enum": list(STACK_KEYS)}
+    ),
+]
 Candidates = Annotated[
     list[str],
     Query(description="a candidate model as PROVIDER:MODEL (e.g. openai:gpt-4o-mini); repeatable"),
@@ -217,10 +234,7 @@ def add_dashboard(
                 raise HTTPException(status_code=422, detail=str(exc)) from None
         return found.as_dict()
 
-    answers: dict[int | str, dict[str, Any]] = {
-        422: {"description": "a query parameter to fix (the detail says which)"},
-        503: {"description": "the ledger is missing or unreadable (the detail says why)"},
-    }
+    answers = {**INVALID, **UNAVAILABLE}
 
     @app.get("/v1/dashboard", responses=answers, summary="Every dashboard panel's figures for one view")
     def dashboard_json(

@@ -18,7 +18,7 @@ from ..budgets import budget_statuses
 from ..ledger.details import cache_writes, latency_by_model, top_calls
 from ..ledger.query import Filters, Totals, report
 from ..pricing import Pricer
-from ..timespec import parse_when
+from ..timespec import FORMS, PATTERN, parse_when
 from ..usage import Usage
 from .forecast import fit, project
 
@@ -57,14 +57,8 @@ class View:
 
     def bounds(self, now: float) -> tuple[float, float]:
         """(since, until) in epoch seconds; raises ValueError naming the bad setting."""
-        try:
-            since = parse_when(self.since or DEFAULT_SINCE, now)
-        except ValueError as exc:
-            raise ValueError(f"since: {exc}") from None
-        try:
-            until = parse_when(self.until, now) if self.until else now
-        except ValueError as exc:
-            raise ValueError(f"until: {exc}") from None
+        since = _when("since", self.since or DEFAULT_SINCE, now)
+        until = _when("until", self.until, now) if self.until else now
         if since >= until:
             raise ValueError(f"since {self.since!r} is not before until {self.until or 'now'!r}")
         if self.stack not in STACK_KEYS:
@@ -83,6 +77,16 @@ class View:
             for key in ("since", "until", *FILTER_KEYS, "stack")
             if getattr(self, key) != getattr(default, key)
         }
+
+
+def _when(setting: str, text: str, now: float) -> float:
+    # Only the documented forms (PATTERN): a URL is not a terminal, where " 7D" would be forgiven.
+    try:
+        if not PATTERN.fullmatch(text):
+            raise ValueError(f"{text!r} is not a time: use {FORMS}")
+        return parse_when(text, now)
+    except ValueError as exc:
+        raise ValueError(f"{setting}: {exc}") from None
 
 
 def _labels(since: float, until: float, hourly: bool) -> list[str]:
