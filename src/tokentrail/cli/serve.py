@@ -80,6 +80,7 @@ def serve(args: argparse.Namespace, *, open_browser: bool) -> int:
         raise CliError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port"
         ) from None
+    listener.listen(128)  # connections wait from now on, even one from a browser opened before serving
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{port}"
