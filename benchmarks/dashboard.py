@@ -126,7 +126,7 @@ def browser_loads(url: str, rounds: int) -> tuple[list[float], list[float]]:
         # per-call figures it loads after the first paint.
         page.route("**/dashboard/advice*", lambda route: route.abort())
         for _ in range(rounds):
-            page.goto(url, wait_until="load")
+            page.goto(url, wait_until="load", timeout=600_000)
             timing = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
             entry = json.loads(timing)
             found.append((entry["loadEventEnd"] - entry["startTime"]) / 1000)
@@ -176,6 +176,8 @@ def main() -> int:
             for name, route in (("page", "/"), ("json", "/v1/dashboard"), ("calls", "/v1/dashboard/calls")):
                 figures[f"{name}_first_s"] = fetch(url + route)
                 figures[f"{name}_median_s"] = statistics.median(fetch(url + route) for _ in range(5))
+                first, median = figures[f"{name}_first_s"], figures[f"{name}_median_s"]
+                print(f"{name}: first {first:.3f} s, median {median:.3f} s", flush=True)
             loads, details = browser_loads(url + "/", 6)
             figures["browser_load_first_s"] = loads[0]
             figures["browser_load_median_s"] = statistics.median(loads[1:])

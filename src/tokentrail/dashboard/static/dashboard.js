@@ -88,10 +88,20 @@
     }
   }
 
+  // Each loop waits for its answer before it schedules the next: a slow server (a large ledger, a
+  // busy machine) gets one request of each kind at a time, never a queue of them.
+  function every(ms, task) {
+    const loop = async () => {
+      await task();
+      setTimeout(loop, ms);
+    };
+    setTimeout(loop, ms);
+  }
+
   loadDetails();
   loadAdvice();
   loadWhatif();
-  setInterval(refresh, refreshMs);
-  setInterval(loadDetails, Math.max(refreshMs, 15000));
-  setInterval(loadAdvice, 60000);
+  every(refreshMs, refresh);
+  every(Math.max(refreshMs, 15000), loadDetails);
+  every(60000, loadAdvice);
 })();
