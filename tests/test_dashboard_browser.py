@@ -251,6 +251,19 @@ def test_every_panel_equals_the_report(served, browser):
         assert row[3] == usd(statuses[row[0]]["spent_usd"])
         assert row[4].startswith(f"{statuses[row[0]]['percent_used']:.1f}%")
 
+    # Advice: each kind's dollars at stake equal `tokentrail advise` for the same range.
+    advised = json.loads(
+        cli("advise", "--ledger", str(path), "--since", since, "--until", until, "--format", "json")
+    )
+    shown_advice = page.eval_on_selector_all(
+        "#advice article", "items => items.map(a => [a.dataset.kind, a.querySelector('h3 span').textContent])"
+    )
+    assert shown_advice == [[a["kind"], usd(a["usd_at_stake"])] for a in advised["advice"]]
+    stakes = page.eval_on_selector_all(
+        "#advice tbody tr td:last-child", "cells => cells.map(c => c.textContent)"
+    )
+    assert stakes and all(cell.startswith("$") for cell in stakes)
+
     # Every chart has a table a screen reader can read, and the page's JSON is the API's.
     charts = page.eval_on_selector_all("svg.chart", "svgs => svgs.map(s => s.getAttribute('role'))")
     assert charts == ["img", "img"]

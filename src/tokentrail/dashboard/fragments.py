@@ -28,7 +28,7 @@ _ADVICE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return f"<td>{NONE}</td>"
-    if key.endswith("_usd"):
+    if key.endswith("_usd") or key == "usd_at_stake":
         return f'<td class="num">{usd(value)}</td>'
     if key.endswith("_share"):
         return f'<td class="num">{value * 100:.1f}%</td>'
