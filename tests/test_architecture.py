@@ -114,8 +114,8 @@ def test_import_linter_layers_hold() -> None:
 
 
 # Modules that need an optional extra: imported where they are used, so that tokentrail works
-# without the extra (``tokentrail serve`` needs fastapi).
-OPTIONAL_EXTRA_MODULES = {"tokentrail.ledger.api"}
+# without the extra (``tokentrail serve`` and its dashboard need fastapi).
+OPTIONAL_EXTRA_MODULES = {"tokentrail.ledger.api", "tokentrail.dashboard.app"}
 
 
 def test_no_function_local_import_of_a_tokentrail_module() -> None:

@@ -33,10 +33,9 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import tokentrail
-from tokentrail import registry
 from conftest import Recorded, http_module
 from openai_wire import MODEL, FakeOpenAI
-from tokentrail import _safety
+from tokentrail import _safety, registry
 from tokentrail import semconv as sc
 from tokentrail.context import current_attribution
 from tokentrail.providers import langchain as lc
@@ -604,7 +603,9 @@ def test_opentelemetry_instrument_runs_a_langgraph_app(tmp_path: Path):
         "OTEL_SERVICE_NAME": "langgraph-test",
         # Only the instrumentors this app needs (the others import their heavy SDKs for nothing).
         "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(
-            f"tokentrail_{entry.name}" for entry in registry.PROVIDERS if entry.name not in ("openai", "langchain")
+            f"tokentrail_{entry.name}"
+            for entry in registry.PROVIDERS
+            if entry.name not in ("openai", "langchain")
         ),
         "TOKENTRAIL_WARM_PRICES": "0",
     }

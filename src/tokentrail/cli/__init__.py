@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..testing.fake_server import main as fake_main
-from . import budget, estimate, export, report, serve, trend
+from . import advise, budget, dashboard, estimate, export, forecast, report, serve, trend, whatif
 from ._common import CliError
 from .prices import run as run_prices
 
@@ -33,9 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     prices.add_argument("--check", metavar="FILE", help="validate a price override file and exit")
 
     # The ledger's commands: each module adds its parser and runs it.
+
     ledger_commands = {
         module.__name__.rsplit(".", 1)[1]: module
-        for module in (report, trend, export, serve, budget, estimate)
+        for module in (report, trend, export, serve, dashboard, budget, estimate, forecast, whatif, advise)
     }
     for module in ledger_commands.values():
         module.add_parser(commands)

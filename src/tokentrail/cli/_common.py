@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sqlite3
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from ..config import ENV_LEDGER, ConfigError, ledger_location
 from ..ledger import LedgerError, open_ledger
 from ..ledger.query import Filters, UnknownKeyError, validate_key
+from ..timespec import parse_when
 
 __all__ = [
     "CliError",
@@ -35,33 +34,13 @@ class CliError(Exception):
     """A problem the user can fix: printed as one ``error:`` line, exit status 1."""
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
-_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_time(text: str, option: str, now: float | None = None) -> float:
     """Epoch seconds from ``7d`` / ``24h`` / ``30m`` (that long ago), ``today``, ``yesterday``,
     ``now``, a date (local midnight) or an ISO 8601 date and time (local unless it has an offset)."""
-    current = datetime.now() if now is None else datetime.fromtimestamp(now)
-    value = text.strip().lower()
-    relative = _RELATIVE.match(value)
-    if relative:
-        return current.timestamp() - float(relative.group(1)) * _UNITS[relative.group(2)]
-    midnight = current.replace(hour=0, minute=0, second=0, microsecond=0)
-    if value == "now":
-        return current.timestamp()
-    if value == "today":
-        return midnight.timestamp()
-    if value == "yesterday":
-        return (midnight - timedelta(days=1)).timestamp()
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CliError(
-            f"{option} {text!r} is not a time: use a date (2026-11-01), a date and time "
-            "(2026-11-01T14:30), or a span back from now (30m, 24h, 7d, 2w)"
-        ) from None
-    return moment.timestamp()  # naive: local time
+        return parse_when(text, now)
+    except ValueError as exc:
+        raise CliError(f"{option} {exc}") from None
 
 
 def add_ledger_argument(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +31,7 @@ from .query import BY_KEYS, Filters, Group, Report, Totals, UnknownKeyError, rep
 from .source import CallSource
 from .spend import spend
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "ledger_reader"]
 
 
 class Usage(BaseModel):
@@ -196,6 +196,34 @@ def _report_body(result: Report) -> dict[str, Any]:
     }
 
 
+def _unreadable(ledger: Path, exc: sqlite3.DatabaseError) -> HTTPException:
+    return HTTPException(
+        status_code=503, detail=f"cannot read the ledger at {ledger}: {exc} (is it a tokentrail ledger?)"
+    )
+
+
+def ledger_reader(ledger: Path) -> Callable[[], AbstractContextManager[sqlite3.Connection]]:
+    """Opens the ledger read-only for one request: a missing or unreadable ledger is a 503, an
+    unknown filter key a 422."""
+
+    @contextmanager
+    def reading() -> Iterator[sqlite3.Connection]:
+        try:
+            connection = open_ledger(ledger, create=False, readonly=True)
+        except LedgerError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+        try:
+            yield connection
+        except UnknownKeyError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except sqlite3.DatabaseError as exc:  # opened, but not a ledger tokentrail can read
+            raise _unreadable(ledger, exc) from None
+        finally:
+            connection.close()
+
+    return reading
+
+
 def create_app(
     path: str | Path | None, budgets: str | Path | None = None, *, source: CallSource | None = None
 ) -> FastAPI:
@@ -215,24 +243,9 @@ def create_app(
     )
 
     def unreadable(exc: sqlite3.DatabaseError) -> HTTPException:
-        return HTTPException(
-            status_code=503, detail=f"cannot read the ledger at {ledger}: {exc} (is it a tokentrail ledger?)"
-        )
+        return _unreadable(ledger, exc)
 
-    @contextmanager
-    def reading() -> Iterator[sqlite3.Connection]:
-        try:
-            connection = open_ledger(ledger, create=False, readonly=True)
-        except LedgerError as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from None
-        try:
-            yield connection
-        except UnknownKeyError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
-        except sqlite3.DatabaseError as exc:  # opened, but not a ledger tokentrail can read
-            raise unreadable(exc) from None
-        finally:
-            connection.close()
+    reading = ledger_reader(ledger)
 
     def ask_report(by: list[str], filters: Filters) -> Report:
         if source is None:
