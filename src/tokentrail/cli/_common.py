@@ -16,6 +16,7 @@ from typing import IO, Any
 from ..config import ENV_LEDGER, ConfigError, ledger_location
 from ..ledger import LedgerError, open_ledger
 from ..ledger.query import Filters, UnknownKeyError, validate_key
+from ..pricing import Pricer, canonical_provider
 
 __all__ = [
     "CliError",
@@ -26,6 +27,7 @@ __all__ = [
     "open_output",
     "open_reading",
     "parse_time",
+    "resolve_provider",
 ]
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -158,3 +160,19 @@ def open_output(args: argparse.Namespace, *, newline: str | None = None) -> Iter
 
 def use_colour(terminal: bool) -> bool:
     return terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def resolve_provider(given: str | None, model: str, pricer: Pricer) -> str:
+    """``--provider`` as a ``gen_ai.provider.name`` (aliases such as ``gemini`` accepted); when it
+    was omitted, the one provider whose prices list ``model``, else a :class:`CliError`."""
+    if given:
+        return canonical_provider(given)
+    found = pricer.providers_for(model)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CliError(
+            f"cannot tell the provider of {model!r}: the price catalogue does not list it; "
+            "pass --provider (openai, anthropic, gemini, ...)"
+        )
+    raise CliError(f"{model!r} is priced by several providers ({', '.join(found)}): pass --provider")

@@ -1,0 +1,207 @@
+"""How every ``tokentrail`` command behaves as a Unix command: quiet on a closed pipe, ``python -m
+tokentrail``, the developer's command last in the help, the provider inferred from the price
+catalogue and the same provider aliases everywhere, and costs to the same precision in ``trend``
+and ``report``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger_data import fill, random_records
+from tokentrail.cli import EXIT_BROKEN_PIPE, main
+from tokentrail.pricing import PROVIDER_ALIASES
+
+# Commands that run a server until stopped: their only output is one status line, and a broken
+# pipe there goes through the same dispatcher as every other command.
+SERVERS = {"serve", "fake-server"}
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli-behaviour") / "ledger.sqlite"
+    fill(path, random_records(2500, seed=11, days=5))
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cli-files")
+    messages = folder / "messages.json"
+    messages.write_text(json.dumps([{"role": "user", "content": "hello there"}]))
+    budgets = folder / "budgets.toml"
+    budgets.write_text('[[budget]]\nname = "daily"\nusd = 10\nwindow = "day"\n')
+    return {"messages": messages, "budgets": budgets}
+
+
+def command_names() -> list[str]:
+    """The subcommands, in the order ``tokentrail --help`` lists them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tokentrail", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    names = re.findall(r"^    (\S+)", done.stdout, flags=re.MULTILINE)
+    assert names, done.stdout
+    return names
+
+
+def argv_for(command: str, ledger: Path, files: dict[str, Path]) -> list[str]:
+    """A successful run of ``command`` that writes to standard output."""
+    return {
+        "prices": ["prices", "gpt-4o-mini"],
+        "report": ["report", "--ledger", str(ledger), "--by", "agent"],
+        "trend": ["trend", "--ledger", str(ledger)],
+        "export": ["export", "--ledger", str(ledger)],
+        "budget": ["budget", "status", "--budgets", str(files["budgets"]), "--ledger", str(ledger)],
+        "estimate": ["estimate", "--model", "gpt-4o-mini", "--messages", str(files["messages"])],
+    }[command]
+
+
+class ClosedPipe:
+    """Standard output whose reader has gone: every write fails as it does on a closed pipe."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_every_command_is_covered():
+    names = command_names()
+    assert set(names) - SERVERS, names
+    for name in set(names) - SERVERS:
+        argv_for(name, Path("x"), {"messages": Path("m"), "budgets": Path("b")})  # no KeyError
+
+
+@pytest.mark.parametrize("command", sorted(set(command_names()) - SERVERS))
+def test_a_closed_pipe_ends_every_command_quietly(command, ledger, files, monkeypatch, capsys):
+    monkeypatch.setenv("TOKENTRAIL_LEDGER", "off")
+    pipe = ClosedPipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    code = main(argv_for(command, ledger, files))
+    assert pipe.writes >= 1, f"{command} wrote nothing: the test did not exercise it"
+    assert code == EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["export", "report", "trend"])
+def test_head_closes_the_pipe_without_a_traceback(command, ledger, tmp_path):
+    """The real thing: ``python -m tokentrail export ... | head -1`` in a shell."""
+    argv = {
+        "export": ["export"],
+        "report": ["report", "--by", "day", "--by", "hour", "--by", "agent", "--by", "model", "--format=csv"],
+        "trend": ["trend", "--hourly", "10000"],
+    }[command]
+    pipeline = f"set -o pipefail; {sys.executable} -m tokentrail {' '.join(argv)} --ledger {ledger} | head -1"
+    done = subprocess.run(
+        ["bash", "-c", pipeline],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TOKENTRAIL_LEDGER": "off"},
+    )
+    assert done.stderr == ""
+    assert len(done.stdout.splitlines()) == 1
+    # The output is larger than a pipe's buffer, so the writer did meet the closed pipe.
+    full = subprocess.run(
+        [sys.executable, "-m", "tokentrail", *argv, "--ledger", str(ledger)],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "TOKENTRAIL_LEDGER": "off"},
+    )
+    assert full.returncode == 0 and len(full.stdout) > 1 << 16
+    assert done.returncode == EXIT_BROKEN_PIPE
+
+
+def test_python_dash_m_tokentrail():
+    done = subprocess.run(
+        [sys.executable, "-m", "tokentrail", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    import tokentrail
+
+    assert done.stdout.strip() == f"tokentrail {tokentrail.__version__}"
+
+
+def test_the_developer_command_comes_last():
+    names = command_names()
+    assert names[-1] == "fake-server" and names.count("fake-server") == 1
+    assert {"prices", "report", "trend", "export", "estimate"} <= set(names[:-1])
+
+
+# --- the provider: inferred from the catalogue, aliases alike ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model, provider",
+    [("claude-sonnet-4-5", "anthropic"), ("gpt-4o-mini", "openai"), ("gemini-2.5-flash", "gcp.gemini")],
+)
+def test_the_provider_is_inferred_from_the_catalogue(model, provider, files, capsys):
+    assert main(["prices", model]) == 0
+    assert capsys.readouterr().out.startswith(f"{model} ({provider}) priced as {model}")
+    argv = ["estimate", "--model", model, "--messages", str(files["messages"]), "--format", "json"]
+    assert main(argv) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["provider"] == provider and found["worst_case_usd"] > 0
+    # A Claude model is not counted as an unknown OpenAI one: anthropic's approximation.
+    assert ("exact" in found["note"]) == (provider == "openai")
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("acme-private-finetune-7", "the price catalogue does not list it; pass --provider"),
+        ("text-embedding-3-small", "priced by several providers (azure.ai.openai, openai): pass --provider"),
+    ],
+)
+def test_an_unknown_or_ambiguous_model_asks_for_the_provider(model, message, files, capsys):
+    for argv in (["prices", model], ["estimate", "--model", model, "--messages", str(files["messages"])]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("error: ")
+
+
+@pytest.mark.parametrize("alias", sorted(PROVIDER_ALIASES))
+def test_every_alias_means_the_same_in_every_command(alias, files, capsys, monkeypatch):
+    """prices and estimate resolve an alias alike; an override file gives every provider a price."""
+    target = PROVIDER_ALIASES[alias]
+    overrides = files["messages"].parent / f"{alias}.toml"
+    overrides.write_text(
+        f'[[models]]\nprovider = "{target}"\nmodel = "m-{alias}"\ninput_mtok = 1.0\noutput_mtok = 2.0\n'
+    )
+    assert main(["prices", f"m-{alias}", "--provider", alias, "--prices", str(overrides)]) == 0
+    assert capsys.readouterr().out.startswith(f"m-{alias} ({target}) priced as")
+    argv = ["estimate", "--model", f"m-{alias}", "--provider", alias, "--messages", str(files["messages"])]
+    assert main([*argv, "--format", "json"]) == 0
+    # estimate counts Azure OpenAI as OpenAI (same tokenizer); every other alias names its target.
+    wanted = "openai" if target == "azure.ai.openai" else target
+    assert json.loads(capsys.readouterr().out)["provider"] == wanted
+
+
+# --- trend and report agree to the last digit ------------------------------------------------------------
+
+
+def test_trend_and_report_show_costs_to_the_same_precision(ledger, capsys):
+    assert main(["report", "--ledger", str(ledger)]) == 0
+    report_cost = re.search(r"^  cost\s+(\$[0-9,.]+)$", capsys.readouterr().out, flags=re.MULTILINE)
+    assert main(["trend", "--ledger", str(ledger), "--daily", "10"]) == 0
+    trend_out = capsys.readouterr().out
+    trend_total = re.search(r"^  total\s+(\$[0-9,.]+)$", trend_out, flags=re.MULTILINE)
+    assert report_cost and trend_total, trend_out
+    assert trend_total.group(1) == report_cost.group(1)
+    decimals = {len(cost.split(".")[1]) for cost in re.findall(r"\$[0-9,]+\.[0-9]+", trend_out)}
+    assert decimals == {len(report_cost.group(1).split(".")[1])}
