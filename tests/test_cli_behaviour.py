@@ -37,7 +37,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     messages.write_text(json.dumps([{"role": "user", "content": "hello there"}]))
     budgets = folder / "budgets.toml"
     budgets.write_text('[[budget]]\nname = "daily"\nusd = 10\nwindow = "day"\n')
-    return {"messages": messages, "budgets": budgets}
+    return {"messages": messages, "budgets": budgets, "stack": folder / "stack"}
 
 
 def command_names() -> list[str]:
@@ -60,6 +60,7 @@ def argv_for(command: str, ledger: Path, files: dict[str, Path]) -> list[str]:
         "export": ["export", "--ledger", str(ledger)],
         "budget": ["budget", "status", "--budgets", str(files["budgets"]), "--ledger", str(ledger)],
         "estimate": ["estimate", "--model", "gpt-4o-mini", "--messages", str(files["messages"])],
+        "stack": ["stack", "init", str(files["stack"]), "--force"],
     }[command]
 
 
@@ -84,7 +85,7 @@ def test_every_command_is_covered():
     names = command_names()
     assert set(names) - SERVERS, names
     for name in set(names) - SERVERS:
-        argv_for(name, Path("x"), {"messages": Path("m"), "budgets": Path("b")})  # no KeyError
+        argv_for(name, Path("x"), {"messages": Path("m"), "budgets": Path("b"), "stack": Path("s")})
 
 
 @pytest.mark.parametrize("command", sorted(set(command_names()) - SERVERS))
@@ -205,3 +206,8 @@ def test_trend_and_report_show_costs_to_the_same_precision(ledger, capsys):
     assert trend_total.group(1) == report_cost.group(1)
     decimals = {len(cost.split(".")[1]) for cost in re.findall(r"\$[0-9,]+\.[0-9]+", trend_out)}
     assert decimals == {len(report_cost.group(1).split(".")[1])}
+
+
+def test_stack_without_an_action_says_how(capsys):
+    assert main(["stack"]) == 1
+    assert capsys.readouterr().err == "error: use: tokentrail stack init DIR [--force]\n"

@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from prometheus_support import next_round, running_prometheus, running_workload, wait_for
-from promql_support import dashboard_queries, tokentrail_series_names, unscoped
+from promql_support import (
+    SCOPE,
+    dashboard_queries,
+    semconv_metric_names,
+    tokentrail_instruments,
+    tokentrail_series_names,
+    unscoped,
+)
 
 ROOT = Path(__file__).parent.parent
 DASHBOARDS = ROOT / "collector-config" / "grafana" / "dashboards"
@@ -100,6 +107,15 @@ def test_dashboard_structure():
     assert "type: jaeger" in datasources and "exemplarTraceIdDestinations" in datasources
     assert "datasourceUid: jaeger" in datasources
     assert "path: /var/lib/grafana/dashboards" in (PROVISIONING / "dashboards" / "tokentrail.yml").read_text()
+
+
+def test_the_series_names_come_from_tokentrail_s_own_instruments():
+    """The names the queries are held to: every instrument instrument() creates (ledger on, so its
+    drop counter too), each named in tokentrail.semconv, under the scope the matcher selects."""
+    instruments = tokentrail_instruments()
+    assert {i["name"] for i in instruments} <= semconv_metric_names()
+    assert {i["scope"] for i in instruments} == {SCOPE}
+    assert len(tokentrail_series_names()) > len(instruments)  # histograms: _bucket, _sum, _count
 
 
 @pytest.mark.parametrize("path", sorted(DASHBOARDS.glob("*.json")), ids=lambda p: p.name)

@@ -8,6 +8,7 @@ of the installed wheel shares it)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -19,12 +20,17 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from prometheus_support import prometheus_bin_dir
+from promql_support import dashboard_queries, rule_expressions, unscoped
+
 ROOT = Path(__file__).parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+STACK_SOURCE = ROOT / "collector-config"
 # What a venv holds before anything is installed into it.
 VENV_SEED = {"pip", "setuptools", "wheel"}
 
@@ -119,6 +125,12 @@ def test_the_wheel_holds_the_package_and_its_typing_marker(wheel_venv):
     names = zipfile.ZipFile(wheel).namelist()
     assert "tokentrail/py.typed" in names and "tokentrail/__main__.py" in names
     assert not [n for n in names if n.startswith(("tests/", "collector-config/"))]
+    # The whole collector-config/ is package data, byte for byte.
+    archive = zipfile.ZipFile(wheel)
+    for path in STACK_SOURCE.rglob("*"):
+        if path.is_file():
+            packaged = f"tokentrail/_stack/{path.relative_to(STACK_SOURCE).as_posix()}"
+            assert archive.read(packaged) == path.read_bytes(), packaged
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
     assert "Classifier: Typing :: Typed" in text and "Project-URL: Repository, https://" in text
@@ -171,3 +183,64 @@ def test_the_installed_wheel_imports_and_instruments(wheel_venv, tmp_path):
     assert script_version.stdout.strip() == f"tokentrail {PROJECT['version']}"
     module_help = _run([str(python), "-m", "tokentrail", "--help"], env=env, cwd=tmp_path)
     assert module_help.stdout.startswith("usage: tokentrail")
+
+
+# --- tokentrail stack init, from the installed wheel -------------------------------------------------------
+
+
+def test_stack_init_writes_the_whole_stack_from_the_installed_wheel(wheel_venv, tmp_path):
+    _, python = wheel_venv
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TOKENTRAIL_LEDGER": "off"}
+    target = tmp_path / "stack"
+    done = _run([str(python.parent / "tokentrail"), "stack", "init", str(target)], env=env, cwd=tmp_path)
+    expected = sorted(p.relative_to(STACK_SOURCE) for p in STACK_SOURCE.rglob("*") if p.is_file())
+    written = sorted(p.relative_to(target) for p in target.rglob("*") if p.is_file())
+    assert written == expected, done.stdout
+    for relative in expected:
+        assert (target / relative).read_bytes() == (STACK_SOURCE / relative).read_bytes(), relative
+    # What the stack needs is there: collector, compose, Prometheus config and rules, Grafana.
+    kinds = {"otelcol.yaml", "docker-compose.yml", "prometheus.yml", "alerts.yml"}
+    assert kinds <= {p.name for p in written}
+    assert {"provisioning", "dashboards"} <= {p.parts[1] for p in written if p.parts[0] == "grafana"}
+    # Everything the compose file mounts exists in the written directory.
+    compose = yaml.safe_load((target / "docker-compose.yml").read_text())
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            assert (target / volume.split(":", 1)[0]).exists(), volume
+
+    # A second init would overwrite the user's edits: refused in one line, unless --force.
+    again = subprocess.run(
+        [str(python.parent / "tokentrail"), "stack", "init", str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert again.returncode == 1 and again.stderr.count("\n") == 1 and "--force" in again.stderr
+    (target / "alerts.yml").write_text("edited")
+    _run([str(python), "-m", "tokentrail", "stack", "init", str(target), "--force"], env=env, cwd=tmp_path)
+    assert (target / "alerts.yml").read_bytes() == (STACK_SOURCE / "alerts.yml").read_bytes()
+
+
+def test_promtool_accepts_the_written_stack_and_its_queries_are_tokentrail_s(wheel_venv, tmp_path):
+    _, python = wheel_venv
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TOKENTRAIL_LEDGER": "off"}
+    target = tmp_path / "stack"
+    _run([str(python.parent / "tokentrail"), "stack", "init", str(target)], env=env, cwd=tmp_path)
+    promtool = str(prometheus_bin_dir() / "promtool")
+    config = yaml.safe_load((target / "prometheus.yml").read_text())
+    for argv in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", *config["rule_files"]],
+        ["test", "rules", "alerts.test.yml"],
+    ):
+        done = subprocess.run([promtool, *argv], cwd=target, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"promtool {' '.join(argv)}: {done.stdout}{done.stderr}"
+    # Every dashboard query names only series tokentrail emits, in tokentrail's scope.
+    dashboards = sorted((target / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards
+    for dashboard in dashboards:
+        for where, expr in dashboard_queries(json.loads(dashboard.read_text())):
+            assert not unscoped(expr), f"{dashboard.name}, {where}: {unscoped(expr)}"
+    rules = [yaml.safe_load((target / name).read_text()) for name in config["rule_files"]]
+    assert all(rule_expressions(r) for r in rules)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..testing.fake_server import main as fake_main
-from . import budget, estimate, export, report, serve, trend
+from . import budget, estimate, export, report, serve, stack, trend
 from ._common import CliError
 from .prices import run as run_prices
 
@@ -63,7 +63,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     # The ledger's commands: each module adds its parser and runs it.
     ledger_commands = {
         module.__name__.rsplit(".", 1)[1]: module
-        for module in (report, trend, export, serve, budget, estimate)
+        for module in (report, trend, export, serve, budget, estimate, stack)
     }
     for module in ledger_commands.values():
         module.add_parser(commands)
