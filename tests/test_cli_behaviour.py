@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from ledger_data import fill, random_records
+from prometheus_support import running_prometheus, wait_for
+from promql_support import tokentrail_instruments
 from tokentrail.cli import EXIT_BROKEN_PIPE, main
+from tokentrail.ledger.prometheus import SCOPE_NAME
 from tokentrail.pricing import PROVIDER_ALIASES
 
 # Commands that run a server until stopped: their only output is one status line, and a broken
@@ -211,3 +214,62 @@ def test_trend_and_report_show_costs_to_the_same_precision(ledger, capsys):
 def test_stack_without_an_action_says_how(capsys):
     assert main(["stack"]) == 1
     assert capsys.readouterr().err == "error: use: tokentrail stack init DIR [--force]\n"
+
+
+# --- report --source prometheus beside another instrumentation ---------------------------------------------
+
+
+# What Prometheus scrapes from an application instrumented twice: tokentrail's series (3 calls, $0.5)
+# and another GenAI instrumentation's same-named ones under its own scope (5 calls, $2).
+def exposition(scope: str) -> str:
+    model = 'gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o"'
+    both = (
+        (f'otel_scope_name="{scope}",{model}', 3, 0.5),
+        (f'otel_scope_name="other.genai",{model}', 5, 2.0),
+    )
+    lines = []
+    for family, cost_is_sum in (
+        ("gen_ai_client_operation_duration_seconds", False),
+        ("gen_ai_client_operation_cost_USD", True),
+    ):
+        lines.append(f"# TYPE {family} histogram")
+        for labels, calls, cost in both:
+            lines.append(f'{family}_bucket{{{labels},le="+Inf"}} {calls}')
+            lines.append(f"{family}_sum{{{labels}}} {cost if cost_is_sum else 1.5}")
+            lines.append(f"{family}_count{{{labels}}} {calls}")
+    return "\n".join(lines) + "\n"
+
+
+def test_report_from_prometheus_counts_only_tokentrail_s_scope(tmp_path, capsys):
+    import http.server
+    import threading
+
+    assert {i["scope"] for i in tokentrail_instruments()} == {SCOPE_NAME}
+    body = exposition(SCOPE_NAME)
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            payload = body.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/plain; version=0.0.4")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = f"127.0.0.1:{server.server_address[1]}"
+        with running_prometheus(tmp_path, [target]) as prom:
+            wait_for(lambda: prom.query("gen_ai_client_operation_cost_USD_sum"), "the first scrape")
+            both = sum(float(r["value"][1]) for r in prom.query("gen_ai_client_operation_cost_USD_sum"))
+            assert both == 2.5  # both scopes are in Prometheus
+            assert main(["report", "--source", "prometheus", "--url", prom.url, "--format", "json"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals["calls"] == 3 and totals["cost_usd"] == 0.5

@@ -68,9 +68,10 @@ def test_project_urls_and_readme_links_work_on_pypi():
     assert not relative, f"use absolute URLs ({repository}/blob/main/PATH): {relative}"
     # Links into the repository name files that exist.
     for link in links:
-        if link.startswith(f"{repository}/blob/main/"):
-            path = link.removeprefix(f"{repository}/blob/main/").split("#")[0]
-            assert (ROOT / path).exists(), f"{link}: no {path} in the repository"
+        for prefix in (f"{repository}/blob/main/", f"{repository}/tree/main/"):
+            if link.startswith(prefix):
+                path = link.removeprefix(prefix).split("#")[0]
+                assert (ROOT / path).exists(), f"{link}: no {path} in the repository"
 
 
 def test_grpc_is_an_extra_and_the_test_extra_can_run_the_grpc_tests():
