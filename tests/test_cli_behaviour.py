@@ -196,6 +196,21 @@ def test_every_alias_means_the_same_in_every_command(alias, files, capsys, monke
     assert json.loads(capsys.readouterr().out)["provider"] == wanted
 
 
+@pytest.mark.parametrize("alias", sorted(PROVIDER_ALIASES))
+def test_the_ledger_commands_filter_by_an_alias_as_by_its_name(alias, ledger, capsys):
+    """report, trend and export take --provider gemini as they take --provider gcp.gemini."""
+    for command in (["report", "--format", "json"], ["trend", "--format", "json"], ["export"]):
+        outputs = []
+        for provider in (alias, PROVIDER_ALIASES[alias]):
+            assert main([*command, "--ledger", str(ledger), "--provider", provider]) == 0
+            # The same rows and figures; only the report's "now" moves between the two runs.
+            outputs.append(re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+\+00:00", "NOW", capsys.readouterr().out))
+        assert outputs[0] == outputs[1], command
+        assert len(outputs[0]) > 100
+    assert main(["report", "--ledger", str(ledger), "--provider", alias, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["filters"]["provider"] == PROVIDER_ALIASES[alias]
+
+
 # --- trend and report agree to the last digit ------------------------------------------------------------
 
 

@@ -82,7 +82,9 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", metavar="WHEN", help="up to this time (exclusive); same forms as --since")
     parser.add_argument("--pipeline", metavar="ID", help="only calls of this pipeline")
     parser.add_argument("--model", help="only calls of this model (response or request model)")
-    parser.add_argument("--provider", help="only calls of this provider (gen_ai.provider.name)")
+    parser.add_argument(
+        "--provider", help="only calls of this provider (gen_ai.provider.name, or an alias such as gemini)"
+    )
     parser.add_argument(
         "--where",
         metavar="KEY=VALUE",
@@ -116,7 +118,8 @@ def filters_from(args: argparse.Namespace) -> Any:
     until = parse_time(args.until, "--until") if args.until else None
     if since is not None and until is not None and since >= until:
         raise CliError(f"--since {args.since} is not before --until {args.until}")
-    return Filters(since, until, args.pipeline, args.model, args.provider, where)
+    provider = canonical_provider(args.provider) if args.provider else None  # aliases, as everywhere
+    return Filters(since, until, args.pipeline, args.model, provider, where)
 
 
 def ledger_path(args: argparse.Namespace) -> Path:
