@@ -189,6 +189,9 @@ def test_every_alias_means_the_same_in_every_command(alias, files, capsys, monke
     )
     assert main(["prices", f"m-{alias}", "--provider", alias, "--prices", str(overrides)]) == 0
     assert capsys.readouterr().out.startswith(f"m-{alias} ({target}) priced as")
+    # Without --provider, the override file's provider is the one that prices the model.
+    assert main(["prices", f"m-{alias}", "--prices", str(overrides)]) == 0
+    assert capsys.readouterr().out.startswith(f"m-{alias} ({target}) priced as")
     argv = ["estimate", "--model", f"m-{alias}", "--provider", alias, "--messages", str(files["messages"])]
     assert main([*argv, "--format", "json"]) == 0
     # estimate counts Azure OpenAI as OpenAI (same tokenizer); every other alias names its target.
