@@ -129,7 +129,14 @@ def running_prometheus(
     )
     try:
         prometheus = Prometheus(f"http://127.0.0.1:{port}")
-        wait_for(lambda: prometheus.query("up"), "Prometheus to start")
+        # /-/ready answers 503 while the TSDB loads (an HTTPError, an OSError: wait_for retries it),
+        # where a query would fail the test on a loaded machine.
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=5) as response:
+                return response.status == 200
+
+        wait_for(ready, "Prometheus to start")
         yield prometheus
     finally:
         process.terminate()

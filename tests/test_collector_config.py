@@ -34,6 +34,7 @@ import yaml
 
 import tokentrail
 from prometheus_support import free_port, prometheus_bin_dir, wait_for
+from promql_support import SCOPE, SCOPE_LABEL, rule_expressions, selectors, tokentrail_series_names
 from tokentrail import semconv as sc
 from tokentrail.testing import FakeLLMServer
 
@@ -43,7 +44,7 @@ OTELCOL = CONFIG_DIR / "otelcol.yaml"
 
 # The pinned distribution, and the components of otelcol-contrib 0.144.0 this project relies on or
 # documents (names as in the distribution's manifest; otlp_grpc/otlp_http are the 0.144 names of
-# otlp/otlphttp, which stay as aliases).
+# the otlp/otlphttp exporters, which stay only as deprecated aliases: DEPRECATED below).
 CONTRIB_VERSION = "0.144.0"
 CONTRIB_COMPONENTS = {
     "receivers": {"otlp", "prometheus", "hostmetrics", "filelog"},
@@ -59,8 +60,6 @@ CONTRIB_COMPONENTS = {
         "redaction",
     },
     "exporters": {
-        "otlp",
-        "otlphttp",
         "otlp_grpc",
         "otlp_http",
         "debug",
@@ -78,6 +77,8 @@ CONNECTOR_SIGNALS = {
     "servicegraph": ("traces", "metrics"),
 }
 SAMPLERS = {"tail_sampling", "probabilistic_sampler"}
+# Component names the pinned collector accepts only as deprecated aliases (it logs a warning).
+DEPRECATED = {"exporters": {"otlp": "otlp_grpc", "otlphttp": "otlp_http"}}
 
 # The environment of every documented variant (otelcol.yaml's header).
 VARIANTS = {
@@ -86,23 +87,33 @@ VARIANTS = {
         "TRACES_OTLP_ENDPOINT": "tempo:4317",
         "TOKENTRAIL_METRICS_EXPORTER": "prometheusremotewrite",
         "PROMETHEUS_REMOTE_WRITE_URL": "http://mimir:9009/api/v1/push",
+        "PROMETHEUS_REMOTE_WRITE_AUTHORIZATION": "Basic mimir",
     },
     "Honeycomb": {
-        "TRACES_OTLP_ENDPOINT": "api.honeycomb.io:443",
-        "TRACES_OTLP_INSECURE": "false",
+        "TOKENTRAIL_TRACES_EXPORTER": "otlp_grpc/honeycomb",
         "HONEYCOMB_API_KEY": "hc-key",
-        "TOKENTRAIL_METRICS_EXPORTER": "otlphttp/metrics",
-        "METRICS_OTLP_HTTP_ENDPOINT": "https://api.honeycomb.io",
+        "TOKENTRAIL_METRICS_EXPORTER": "otlp_grpc/honeycomb",
     },
-    "Grafana Cloud / Datadog over OTLP/HTTP": {
-        "TOKENTRAIL_TRACES_EXPORTER": "otlphttp/traces",
+    "Grafana Cloud over OTLP/HTTP": {
+        "TOKENTRAIL_TRACES_EXPORTER": "otlp_http/traces",
         "TRACES_OTLP_HTTP_ENDPOINT": "https://otlp-gateway-prod-eu-west-2.grafana.net/otlp",
         "OTLP_AUTHORIZATION": "Basic abc",
-        "DD_API_KEY": "dd-key",
-        "TOKENTRAIL_METRICS_EXPORTER": "otlphttp/metrics",
+        "TOKENTRAIL_METRICS_EXPORTER": "otlp_http/metrics",
         "METRICS_OTLP_HTTP_ENDPOINT": "https://otlp-gateway-prod-eu-west-2.grafana.net/otlp",
         "TOKENTRAIL_DROP_CONTENT": "false",
     },
+    "Datadog over OTLP/HTTP": {
+        "TOKENTRAIL_TRACES_EXPORTER": "otlp_http/datadog",
+        "TOKENTRAIL_METRICS_EXPORTER": "otlp_http/datadog",
+        "DD_API_KEY": "dd-key",
+    },
+}
+# The credentials of the documented backends, each its vendor's.
+SECRETS = {
+    "OTLP_AUTHORIZATION": "otlp",
+    "PROMETHEUS_REMOTE_WRITE_AUTHORIZATION": "remote-write",
+    "HONEYCOMB_API_KEY": "honeycomb",
+    "DD_API_KEY": "datadog",
 }
 
 PLACEHOLDER = re.compile(r"\$\{env:([A-Z0-9_]+)(?::-([^}]*))?\}")
@@ -336,8 +347,63 @@ def test_metrics_leave_by_prometheus_scrape_or_remote_write():
     remote = expand(raw(), {"TOKENTRAIL_METRICS_EXPORTER": "prometheusremotewrite"})
     assert remote["service"]["pipelines"]["metrics"]["exporters"] == ["prometheusremotewrite"]
     assert remote["exporters"]["prometheusremotewrite"]["endpoint"].endswith("/api/v1/write")
-    assert config["exporters"]["otlp/traces"]["endpoint"] == "jaeger:4317"
-    assert config["exporters"]["otlp/traces"]["tls"]["insecure"] is True
+    assert config["exporters"]["otlp_grpc/traces"]["endpoint"] == "jaeger:4317"
+    assert config["exporters"]["otlp_grpc/traces"]["tls"]["insecure"] is True
+
+
+def test_each_exporter_sends_only_its_own_backends_credentials():
+    """Every secret set at once, each to a distinct value: no exporter carries two vendors' keys."""
+    sentinels = {name: f"secret-of-{name}" for name in SECRETS}
+    config = expand(raw(), sentinels)
+    carriers: dict[str, set[str]] = {name: set() for name in SECRETS}
+    for exporter, settings in config["exporters"].items():
+        headers = " ".join(str(value) for value in (settings.get("headers") or {}).values())
+        found = {name for name, value in sentinels.items() if value in headers}
+        assert len({SECRETS[name] for name in found}) <= 1, f"{exporter} sends {sorted(found)}"
+        for name in found:
+            carriers[name].add(exporter)
+    assert all(carriers.values()), f"a documented credential reaches no exporter: {carriers}"
+    # Each vendor's own exporter carries its key, and only that vendor's exporter does.
+    assert carriers["HONEYCOMB_API_KEY"] == {"otlp_grpc/honeycomb"}
+    assert carriers["DD_API_KEY"] == {"otlp_http/datadog"}
+    assert carriers["PROMETHEUS_REMOTE_WRITE_AUTHORIZATION"] == {"prometheusremotewrite"}
+
+
+def test_exporters_have_their_current_names():
+    for kind, aliases in DEPRECATED.items():
+        for variant, env in VARIANTS.items():
+            config = expand(raw(), env)
+            used = [component_type(c) for c in config[kind]]
+            used += [
+                component_type(c)
+                for pipeline in config["service"]["pipelines"].values()
+                for c in pipeline.get(kind, [])
+            ]
+            stale = sorted({c for c in used if c in aliases})
+            assert not stale, f"{variant}: {stale} are deprecated, use {[aliases[c] for c in stale]}"
+    compose = (CONFIG_DIR / "docker-compose.yml").read_text()
+    assert not re.search(r"\botlp(http)?/", compose)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_metric_series_carry_no_per_process_labels(variant):
+    """The exporters that copy resource attributes onto series get them after the per-process ones
+    (service.instance.id first: the series' instance) are deleted."""
+    config = expand(raw(), VARIANTS[variant])
+    per_process = {"service.instance.id", "process.pid"}
+    for name, pipeline in config["service"]["pipelines"].items():
+        if not name.startswith("metrics"):
+            continue
+        deleted: set[str] = set()
+        for processor in pipeline.get("processors", []):
+            if component_type(processor) == "resource":
+                actions = config["processors"][processor]["attributes"]
+                deleted |= {a["key"] for a in actions if a["action"] == "delete"}
+        assert per_process <= deleted, f"{name}: {sorted(per_process - deleted)} reach the series"
+    copying = [
+        e for e, settings in config["exporters"].items() if "resource_to_telemetry_conversion" in settings
+    ]
+    assert copying  # the prometheus exporters do copy resource attributes (service_name)
 
 
 def test_compose_file_starts_the_stack():
@@ -392,6 +458,29 @@ def test_promtool_test_rules_covers_every_alert():
         for check in case.get("alert_rule_test", []):
             (firing if check["exp_alerts"] else quiet).add(check["alertname"])
     assert alerts == firing == quiet
+
+
+def test_every_rule_counts_only_tokentrail_s_own_series():
+    """Beside another GenAI instrumentation (same gen_ai_* metric names, another scope), a rule
+    without the scope matcher would count both: every selector of a tokentrail metric has it. The
+    other selectors name this file's own recording rules or the collector's own metrics."""
+    rules = yaml.safe_load((CONFIG_DIR / "alerts.yml").read_text())
+    recorded = {rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule}
+    scoped = 0
+    for name, expr in rule_expressions(rules):
+        for selector in selectors(expr):
+            if selector.name in tokentrail_series_names():
+                assert selector.matchers.get(SCOPE_LABEL) == ("=", SCOPE), f"{name}: {selector.name}"
+                scoped += 1
+            elif selector.name is not None:
+                assert selector.name in recorded, f"{name}: {selector.name} is not a tokentrail series"
+            else:
+                operator, pattern = selector.matchers["__name__"]
+                assert operator == "=~" and pattern.startswith("otelcol_"), f"{name}: {selector}"
+    assert scoped >= 6
+    # The unit tests feed tokentrail's series with its scope, and others' beside them (alerts.test.yml).
+    tests = (CONFIG_DIR / "alerts.test.yml").read_text()
+    assert f'{SCOPE_LABEL}="{SCOPE}"' in tests and re.search(rf'{SCOPE_LABEL}="(?!{SCOPE}")', tests)
 
 
 # --- OTLP through a real collector hop ---------------------------------------------------------------------

@@ -22,9 +22,18 @@ from pathlib import Path
 import pytest
 
 from prometheus_support import next_round, running_prometheus, running_workload, wait_for
+from promql_support import (
+    SCOPE,
+    dashboard_queries,
+    semconv_metric_names,
+    tokentrail_instruments,
+    tokentrail_series_names,
+    unscoped,
+)
 
 ROOT = Path(__file__).parent.parent
-DASHBOARD = ROOT / "collector-config" / "grafana" / "dashboards" / "tokentrail-cost.json"
+DASHBOARDS = ROOT / "collector-config" / "grafana" / "dashboards"
+DASHBOARD = DASHBOARDS / "tokentrail-cost.json"
 PROVISIONING = ROOT / "collector-config" / "grafana" / "provisioning"
 SERVICE = "tokentrail-demo"
 
@@ -98,6 +107,28 @@ def test_dashboard_structure():
     assert "type: jaeger" in datasources and "exemplarTraceIdDestinations" in datasources
     assert "datasourceUid: jaeger" in datasources
     assert "path: /var/lib/grafana/dashboards" in (PROVISIONING / "dashboards" / "tokentrail.yml").read_text()
+
+
+def test_the_series_names_come_from_tokentrail_s_own_instruments():
+    """The names the queries are held to: every instrument instrument() creates (ledger on, so its
+    drop counter too), each named in tokentrail.semconv, under the scope the matcher selects."""
+    instruments = tokentrail_instruments()
+    assert {i["name"] for i in instruments} <= semconv_metric_names()
+    assert {i["scope"] for i in instruments} == {SCOPE}
+    assert len(tokentrail_series_names()) > len(instruments)  # histograms: _bucket, _sum, _count
+
+
+@pytest.mark.parametrize("path", sorted(DASHBOARDS.glob("*.json")), ids=lambda p: p.name)
+def test_every_query_names_only_tokentrail_series_of_tokentrail_s_scope(path):
+    """Every panel and variable query of every shipped dashboard reads only series tokentrail
+    emits (derived from semconv and the Prometheus naming rules), each with the
+    otel_scope_name="tokentrail" matcher: beside another GenAI instrumentation, which emits the same
+    gen_ai_* metrics under its own scope, nothing is counted twice."""
+    queries = dashboard_queries(json.loads(path.read_text()))
+    assert queries
+    for where, expr in queries:
+        assert not unscoped(expr), f"{path.name}, {where}: {unscoped(expr)} in {expr}"
+    assert tokentrail_series_names()
 
 
 # --- every panel against real data -------------------------------------------------------------------------

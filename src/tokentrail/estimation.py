@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _safety, runtime
+from .pricing import canonical_provider
 from .usage import Usage
 
 __all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "Estimate", "count_openai_chat", "estimate", "input_tokens"]
@@ -288,16 +289,11 @@ class Estimate:
         }
 
 
-_PROVIDERS = {
-    "openai": "openai",
-    "azure.ai.openai": "openai",
-    "anthropic": "anthropic",
-    "gemini": "gcp.gemini",
-    "google": "gcp.gemini",
-    "gcp.gemini": "gcp.gemini",
-    "gcp.vertex_ai": "gcp.vertex_ai",
-    "vertex_ai": "gcp.vertex_ai",
-}
+def _provider(name: str) -> str:
+    """The provider an estimate counts and prices for: aliases as every command takes them
+    (:data:`~tokentrail.pricing.PROVIDER_ALIASES`), Azure OpenAI as OpenAI."""
+    canonical = canonical_provider(name)
+    return "openai" if canonical == "azure.ai.openai" else canonical
 
 
 def input_tokens(
@@ -305,7 +301,7 @@ def input_tokens(
 ) -> tuple[int | None, bool, float, str]:
     """(input tokens or None, exact, margin, note). Never raises."""
     try:
-        family = _PROVIDERS.get(provider, provider)
+        family = _provider(provider)
         if family == "openai":
             if not isinstance(messages, Sequence) or isinstance(messages, str | bytes):
                 return None, False, 0.0, "messages must be a list of chat messages"
@@ -354,9 +350,7 @@ def estimate(
                 note += f"; no price known for {model!r}"
         except Exception as exc:
             _safety.internal_error("estimate.price", exc)
-    return Estimate(
-        _PROVIDERS.get(provider, provider), model, tokens, exact, margin, cap, worst, expected, note
-    )
+    return Estimate(_provider(provider), model, tokens, exact, margin, cap, worst, expected, note)
 
 
 def price_tokens(
@@ -366,7 +360,7 @@ def price_tokens(
     (the active instrumentation's prices, overrides included, unless ``pricer`` is given)."""
     cost = (pricer or runtime.pricer()).price(
         Usage(input_tokens=input_count, output_tokens=output_count),
-        _PROVIDERS.get(provider, provider),
+        _provider(provider),
         (model,),
         time.time(),
     )

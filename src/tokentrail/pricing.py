@@ -29,10 +29,12 @@ from typing import Any
 from .usage import USAGE_FIELDS, Usage
 
 __all__ = [
+    "PROVIDER_ALIASES",
     "Cost",
     "PriceCard",
     "PriceOverrideError",
     "Pricer",
+    "canonical_provider",
     "genai_provider_id",
     "load_overrides",
 ]
@@ -67,6 +69,24 @@ _GENAI_PROVIDER_IDS: dict[str, str] = {
 # (e.g. reasoning is output unless a model prices reasoning separately).
 _USAGE_KEYS: tuple[tuple[str, str], ...] = tuple((f.name, f.price_key) for f in USAGE_FIELDS)
 _GENAI_KEY_TO_FIELD = {genai: ours for ours, genai in _USAGE_KEYS}
+
+
+# Short names a user may type for a gen_ai.provider.name: every command and estimate() take them.
+PROVIDER_ALIASES: dict[str, str] = {
+    "gemini": "gcp.gemini",
+    "google": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertex": "gcp.vertex_ai",
+    "azure": "azure.ai.openai",
+    "bedrock": "aws.bedrock",
+    "mistral": "mistral_ai",
+    "xai": "x_ai",
+}
+
+
+def canonical_provider(name: str) -> str:
+    """The ``gen_ai.provider.name`` for a provider name or one of :data:`PROVIDER_ALIASES`."""
+    return PROVIDER_ALIASES.get(name.strip().lower(), name.strip())
 
 
 def genai_provider_id(provider: str) -> str | None:
@@ -411,6 +431,39 @@ class Pricer:
                 return False
             self._warned.add(key)
             return True
+
+    def providers_for(self, model: str) -> tuple[str, ...]:
+        """The ``gen_ai.provider.name`` values that price ``model``, most likely first, for a
+        caller that was not told the provider: one name when the answer is unambiguous.
+
+        Overrides naming a provider come first. Then the catalogue: the provider whose model
+        pattern genai-prices itself matches the id against (``claude-*`` is Anthropic's), else
+        every provider whose model list holds it. Each catalogue provider is named by the first
+        ``gen_ai.provider.name`` mapped to it."""
+        lowered = model.strip().lower()
+        from_overrides = tuple(
+            dict.fromkeys(
+                entry.provider
+                for entry in self._overrides
+                if entry.provider is not None
+                and (
+                    entry.model == lowered or (entry.prefix is not None and lowered.startswith(entry.prefix))
+                )
+            )
+        )
+        if from_overrides:
+            return from_overrides
+        from genai_prices import data_snapshot
+
+        names: dict[str, str] = {}
+        for name, genai_id in _GENAI_PROVIDER_IDS.items():
+            names.setdefault(genai_id, name)
+        snapshot = data_snapshot.get_snapshot()
+        ours = [provider for provider in snapshot.providers if provider.id in names]
+        found = [p for p in ours if p.model_match is not None and p.model_match.is_match(lowered)]
+        if not found:
+            found = [p for p in ours if any(m.id == lowered or m.is_match(lowered) for m in p.models)]
+        return tuple(dict.fromkeys(names[provider.id] for provider in found))
 
 
 # ---------------------------------------------------------------------------------------------

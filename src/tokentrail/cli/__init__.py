@@ -1,34 +1,62 @@
 """The ``tokentrail`` command line.
 
 Subcommands are small modules of their own; this one only dispatches. Errors the user can fix
-end with one line saying what to do and a non-zero exit, never a traceback.
+end with one line saying what to do and a non-zero exit, never a traceback. A reader that stops
+reading early (``tokentrail export | head``) ends any command quietly, as other Unix tools do.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from .._version import __version__
 from ..testing.fake_server import main as fake_main
-from . import advise, budget, dashboard, estimate, export, forecast, report, serve, trend, whatif
+from . import advise, budget, dashboard, estimate, export, forecast, report, serve, stack, trend, whatif
 from ._common import CliError
 from .prices import run as run_prices
 
+# The exit status of a command whose reader went away: a shell's status for a process killed by
+# SIGPIPE (128 + 13), what `yes | head -1` reports under `set -o pipefail`.
+EXIT_BROKEN_PIPE = 141
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's flush at exit does not fail again
+    on the closed pipe (and print "Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a non-file object (tests, IDEs)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="tokentrail", description="Know what every LLM call costs.")
     parser.add_argument("--version", action="version", version=f"tokentrail {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    fake = commands.add_parser("fake-server", help="run the fake LLM provider server (for tests and demos)")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8765)
-
     prices = commands.add_parser("prices", help="show the price card tokentrail uses for a model")
     prices.add_argument("model", nargs="?", help="model id, e.g. gpt-4o-mini")
-    prices.add_argument("--provider", default="openai", help="gen_ai.provider.name (default: openai)")
+    prices.add_argument(
+        "--provider",
+        help="gen_ai.provider.name or an alias (gemini, google, ...); default: the provider whose "
+        "price catalogue lists the model, when only one does",
+    )
     prices.add_argument("--prices", metavar="FILE", help="price override file to apply (TOML or YAML)")
     prices.add_argument("--check", metavar="FILE", help="validate a price override file and exit")
 
@@ -36,10 +64,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ledger_commands = {
         module.__name__.rsplit(".", 1)[1]: module
-        for module in (report, trend, export, serve, dashboard, budget, estimate, forecast, whatif, advise)
+        for module in (
+            report,
+            trend,
+            export,
+            serve,
+            dashboard,
+            budget,
+            estimate,
+            forecast,
+            whatif,
+            advise,
+            stack,
+        )
     }
     for module in ledger_commands.values():
         module.add_parser(commands)
+
+    # For developers: last in the help, after every command a user needs.
+    fake = commands.add_parser(
+        "fake-server", help="(dev) run the fake LLM provider server, for tests and demos"
+    )
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8765)
 
     args = parser.parse_args(argv)
     if args.command == "fake-server":

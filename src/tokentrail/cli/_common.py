@@ -14,6 +14,7 @@ from typing import IO, Any
 from ..config import ENV_LEDGER, ConfigError, ledger_location
 from ..ledger import LedgerError, open_ledger
 from ..ledger.query import Filters, UnknownKeyError, validate_key
+from ..pricing import Pricer, canonical_provider
 from ..timespec import parse_when
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "open_output",
     "open_reading",
     "parse_time",
+    "resolve_provider",
 ]
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -59,7 +61,9 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", metavar="WHEN", help="up to this time (exclusive); same forms as --since")
     parser.add_argument("--pipeline", metavar="ID", help="only calls of this pipeline")
     parser.add_argument("--model", help="only calls of this model (response or request model)")
-    parser.add_argument("--provider", help="only calls of this provider (gen_ai.provider.name)")
+    parser.add_argument(
+        "--provider", help="only calls of this provider (gen_ai.provider.name, or an alias such as gemini)"
+    )
     parser.add_argument(
         "--where",
         metavar="KEY=VALUE",
@@ -93,7 +97,8 @@ def filters_from(args: argparse.Namespace) -> Any:
     until = parse_time(args.until, "--until") if args.until else None
     if since is not None and until is not None and since >= until:
         raise CliError(f"--since {args.since} is not before --until {args.until}")
-    return Filters(since, until, args.pipeline, args.model, args.provider, where)
+    provider = canonical_provider(args.provider) if args.provider else None  # aliases, as everywhere
+    return Filters(since, until, args.pipeline, args.model, provider, where)
 
 
 def ledger_path(args: argparse.Namespace) -> Path:
@@ -137,3 +142,19 @@ def open_output(args: argparse.Namespace, *, newline: str | None = None) -> Iter
 
 def use_colour(terminal: bool) -> bool:
     return terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def resolve_provider(given: str | None, model: str, pricer: Pricer) -> str:
+    """``--provider`` as a ``gen_ai.provider.name`` (aliases such as ``gemini`` accepted); when it
+    was omitted, the one provider whose prices list ``model``, else a :class:`CliError`."""
+    if given:
+        return canonical_provider(given)
+    found = pricer.providers_for(model)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CliError(
+            f"cannot tell the provider of {model!r}: the price catalogue does not list it; "
+            "pass --provider (openai, anthropic, gemini, ...)"
+        )
+    raise CliError(f"{model!r} is priced by several providers ({', '.join(found)}): pass --provider")

@@ -230,7 +230,8 @@ def render_trend(
         return
     top = max((t.cost_usd for _, t in points), default=0.0)
     total = sum(t.cost_usd for _, t in points)
-    costs = [f"${t.cost_usd:,.4f}" for _, t in points]
+    # The same precision as the report's cost, so the two commands agree to the last digit.
+    costs = [_money(t.cost_usd) for _, t in points]
     width = max(len(c) for c in costs) if costs else 0
     head = f"spend per {period} · {source}"
     out.write((f"{_DIM}{head}{_RESET}" if colour else head) + "\n")
@@ -238,4 +239,4 @@ def render_trend(
         bar = _bar(t.cost_usd, top) if chart else ""
         bar_cell = f"  {bar:<31}" if chart else ""
         out.write(f"  {label}  {cost:>{width}}{bar_cell}  {t.calls:>7,} calls\n")
-    out.write(f"  {'total':<{len(points[0][0]) if points else 5}}  {'$' + format(total, ',.4f'):>{width}}\n")
+    out.write(f"  {'total':<{len(points[0][0]) if points else 5}}  {_money(total):>{width}}\n")

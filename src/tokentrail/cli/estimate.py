@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import runtime
 from ..estimation import estimate
-from ._common import CliError
+from ._common import CliError, resolve_provider
 
 HELP = "estimate a request's input tokens and cost before sending it"
 
@@ -17,7 +18,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = commands.add_parser("estimate", help=HELP, description=HELP + ".")
     parser.add_argument("--model", required=True, help="model id, e.g. gpt-4o-mini")
     parser.add_argument(
-        "--provider", default="openai", help="openai (exact), anthropic, gemini (approximate)"
+        "--provider",
+        help="openai (exact), anthropic, gemini, ... (approximate); default: the provider whose price "
+        "catalogue lists the model, when only one does",
     )
     parser.add_argument(
         "--messages",
@@ -52,13 +55,15 @@ def run(args: argparse.Namespace) -> int:
         messages = messages.get("messages", messages.get("contents"))
     if args.max_tokens is not None and args.max_tokens <= 0:
         raise CliError("--max-tokens must be a positive integer")
+    pricer = runtime.pricer()
     found = estimate(
-        provider=args.provider,
+        provider=resolve_provider(args.provider, args.model, pricer),
         model=args.model,
         messages=messages,
         max_tokens=args.max_tokens,
         tools=tools,
         system=system,
+        pricer=pricer,
     )
     if args.format == "json":
         print(json.dumps(found.as_dict(), indent=2))

@@ -7,6 +7,7 @@ import sys
 import time
 
 from ..pricing import PriceOverrideError, Pricer, load_overrides
+from ._common import CliError, resolve_provider
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,15 +23,20 @@ def run(args: argparse.Namespace) -> int:
         print("error: name a model (tokentrail prices gpt-4o-mini) or use --check FILE", file=sys.stderr)
         return 2
     pricer = Pricer(overrides)
-    card = pricer.card(args.provider, args.model, time.time())
+    try:
+        provider = resolve_provider(args.provider, args.model, pricer)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    card = pricer.card(provider, args.model, time.time())
     if card is None:
         print(
-            f"error: no price known for {args.model!r} at provider {args.provider!r}; "
+            f"error: no price known for {args.model!r} at provider {provider!r}; "
             "add it to a price override file (see README, 'Prices')",
             file=sys.stderr,
         )
         return 1
-    print(f"{args.model} ({args.provider}) priced as {card.model_id}, from {card.source}")
+    print(f"{args.model} ({provider}) priced as {card.model_id}, from {card.source}")
     for line in card.lines:
         name = line.usage_field or "per request"
         unit = "per 1M" if line.per == 1_000_000 else f"per {int(line.per):,}"

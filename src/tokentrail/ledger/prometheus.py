@@ -62,6 +62,11 @@ _PARTS = prometheus_name(sc.METRIC_TOKEN_PARTS, "{token}", counter=True)
 _COST_SUM = prometheus_name(sc.METRIC_OPERATION_COST, "USD", suffix="_sum")
 _COST_COUNT = prometheus_name(sc.METRIC_OPERATION_COST, "USD", suffix="_count")
 _UNPRICED = prometheus_name(sc.METRIC_UNPRICED_CALLS, "{call}", counter=True)
+# tokentrail's instrumentation scope (the meter name), which Prometheus exporters put on every
+# series as otel_scope_name: another GenAI instrumentation's gen_ai_* series, beside tokentrail's
+# under its own scope, are not counted.
+SCOPE_NAME = "tokentrail"
+_SCOPE = f'otel_scope_name="{SCOPE_NAME}"'
 _TOKEN_TYPE = label_name(sc.TOKEN_TYPE)
 _ERROR_TYPE = label_name(sc.ERROR_TYPE)
 
@@ -116,7 +121,7 @@ def _growth(series: str, window_ms: int) -> str:
 
 def _expression(figure: str, filters: Filters, labels: Sequence[str], window_ms: int) -> str:
     metric, extra = _FIGURES[figure]
-    matchers = [extra] if extra else []
+    matchers = [_SCOPE, extra] if extra else [_SCOPE]
     for key, value in filters.equalities().items():
         matchers.append(f"{_label_for(key)}={_quote(value)}")
     if filters.model is not None:
