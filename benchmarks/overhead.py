@@ -23,10 +23,10 @@ The calls (``--provider``, default ``openai``; ``all`` runs the three one after 
 prints one table each): ``openai``: ``client.chat.completions.create``; ``anthropic``:
 ``client.messages.create``; ``gemini``: ``client.models.generate_content`` and
 ``generate_content_stream`` (google-genai); ``bedrock``: boto3's ``converse`` and
-``converse_stream`` (botocore answered in-process by a ``before-send`` handler). Each is measured for a non-streamed call and for a
-stream of ``--stream-chunks`` chunks (default 50) read to the end. The providers are real: a
-``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter that drops spans, and a
-``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
+``converse_stream`` (botocore answered in-process by a ``before-send`` handler). Each is measured
+for a non-streamed call and for a stream of ``--stream-chunks`` chunks (default 50) read to the
+end. The providers are real: a ``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter
+that drops spans, and a ``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
 
 Method: CPU time of the calling thread (``time.thread_time_ns``; ``--clock process`` for the whole
 process: every block then ends by finishing what it left to other threads - tokentrail's recorder
