@@ -8,8 +8,10 @@ chunks) and priced by genai-prices itself; tokentrail's must equal them.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +19,14 @@ import genai_prices
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tokentrail
+from tokentrail import _safety
 from tokentrail import semconv as sc
 from tokentrail.instrumentation import BedrockInstrumentor
 from tokentrail.providers import bedrock as bedrock_provider
@@ -420,6 +428,77 @@ def test_registered_instrumentor_and_patch_set():
 def test_uninstrumented_calls_are_untouched(server):
     response = client(server).converse_stream(modelId=CLAUDE, messages=MESSAGES)
     assert type(response["stream"]).__name__ == "EventStream"
+
+
+# --- beside the official botocore instrumentation ------------------------------------------------
+
+
+def _botocore_peer() -> Any:
+    module = "opentelemetry.instrumentation.botocore"
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("TOKENTRAIL_EXPECT_PEERS") == "1":
+            pytest.fail("opentelemetry-instrumentation-botocore should be installed here (scripts/test does)")
+        pytest.skip(
+            "opentelemetry-instrumentation-botocore is not installed (scripts/test installs it elsewhere)"
+        )
+    return importlib.import_module(module).BotocoreInstrumentor()
+
+
+@pytest.mark.parametrize("peer_first", [True, False], ids=["peer-first", "tokentrail-first"])
+def test_beside_the_official_botocore_instrumentation_each_call_counts_once(server, peer_first):
+    # The official instrumentation wraps the same _make_api_call and makes its own gen_ai spans and
+    # metrics for Bedrock (without cost): those are its own. tokentrail's count is unchanged, in
+    # either order, and the application gets what it would get without either.
+    peer = _botocore_peer()
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    calls: list[tokentrail.CallRecord] = []
+    _safety.reset_for_tests()
+
+    def ours() -> None:
+        tokentrail.instrument(
+            tracer_provider=tracer_provider, meter_provider=meter_provider, sinks=[calls.append]
+        )
+
+    def theirs() -> None:
+        peer.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    server.reset()
+    body = json.dumps(FAMILIES[0][1])
+    for install in (theirs, ours) if peer_first else (ours, theirs):
+        install()
+    try:
+        bedrock = client(server)
+        plain = bedrock.converse(modelId=CLAUDE, messages=MESSAGES)
+        events = list(bedrock.converse_stream(modelId=CLAUDE, messages=MESSAGES)["stream"])
+        payload = json.loads(bedrock.invoke_model(modelId=CLAUDE, body=body)["body"].read())
+        chunks = list(bedrock.invoke_model_with_response_stream(modelId=CLAUDE, body=body)["body"])
+        peer_spans = _peer_spans(exporter)
+        assert peer_spans == 4  # the peer really was active (its spans are its own)
+        peer.uninstrument()
+        bedrock.converse(modelId=CLAUDE, messages=MESSAGES)  # tokentrail alone: still recorded
+        assert _peer_spans(exporter) == peer_spans
+        peer.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        tokentrail.uninstrument()
+        bedrock.converse(modelId=CLAUDE, messages=MESSAGES)  # the peer alone: still working
+        assert _peer_spans(exporter) == peer_spans + 1
+    finally:
+        peer.uninstrument()
+        tokentrail.uninstrument()
+    assert "output" in plain and "metadata" in events[-1] and payload["usage"] and len(chunks) > 3
+    assert len(calls) == 5 and not any(call.incomplete for call in calls)
+    converse_calls, invoke_calls = [calls[0], calls[1], calls[4]], calls[2:4]
+    assert len({(call.usage, call.cost.total) for call in converse_calls}) == 1  # counted alike
+    assert len({(call.usage, call.cost.total) for call in invoke_calls}) == 1
+    scopes = [span.instrumentation_scope.name for span in exporter.get_finished_spans()]
+    assert scopes.count("tokentrail") == 5
+
+
+def _peer_spans(exporter: InMemorySpanExporter) -> int:
+    tokentrail.flush()
+    return sum(span.instrumentation_scope.name != "tokentrail" for span in exporter.get_finished_spans())
 
 
 # --- properties -----------------------------------------------------------------------------------

@@ -41,7 +41,6 @@ from typing import Any, Protocol
 import wrapt
 
 from .. import _safety
-from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
 from ..config import Settings
 from ..lifecycle import Call, active
@@ -49,6 +48,9 @@ from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._stream import StreamProxy
 
 __all__ = ["Adapter", "Instrumentation"]
+
+# Every wrapt wrapper's base: wrapt 2's FunctionWrapper is no longer an ObjectProxy.
+_PROXY: type = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 
 
 class Adapter(Protocol):
@@ -71,25 +73,27 @@ class Instrumentation:
     def __init__(self, name: str, adapters: tuple[Adapter, ...]) -> None:
         self.name = name
         self._adapters = {adapter.service: adapter for adapter in adapters}
-        self._patches = ClassPatches()
+        self._patch: _Underneath | None = None
         self._followed: tuple[type, type] | None = None
 
     def install(self) -> None:
-        if self._patches:
+        if self._patch is not None:
             return
         from botocore.client import BaseClient
         from botocore.eventstream import EventStream
         from botocore.response import StreamingBody
 
         self._followed = (EventStream, StreamingBody)
-        self._patches.wrap(BaseClient, "_make_api_call", self._make_api_call)
+        self._patch = _Underneath(BaseClient, "_make_api_call", self._make_api_call)
 
     def remove(self) -> None:
-        self._patches.undo()
+        if self._patch is not None:
+            self._patch.remove()
+            self._patch = None
 
     @property
     def installed(self) -> bool:
-        return bool(self._patches)
+        return self._patch is not None
 
     # --- the wrapper ----------------------------------------------------------------------------
 
@@ -137,6 +141,45 @@ class Instrumentation:
             _safety.internal_error(f"{self.name}.result", exc)
             call.finish(None)
         return result
+
+
+class _Underneath:
+    """A wrapt wrapper put directly around botocore's own function, under any other wrappers.
+
+    The official botocore instrumentation wraps the same method, and its ``uninstrument()`` removes
+    whatever wrapper is outermost (``setattr(cls, name, current.__wrapped__)``). Going under the
+    wrappers already there (theirs, if they instrumented first) means their removal takes theirs;
+    going on top of the plain function when nothing else is there means a later wrapper of theirs
+    sits above ours. :meth:`remove` takes out ours alone, wherever it is in the chain."""
+
+    def __init__(self, owner: type, name: str, wrapper: Callable[..., Any]) -> None:
+        self.owner, self.name = owner, name
+        holder, inner = self._bottom()
+        self.wrapper = wrapt.FunctionWrapper(inner, wrapper)
+        if holder is None:
+            setattr(owner, name, self.wrapper)
+        else:
+            holder.__wrapped__ = self.wrapper
+
+    def _bottom(self) -> tuple[Any, Any]:
+        """(the proxy that holds botocore's function or None, that function)."""
+        holder, current = None, vars(self.owner)[self.name]
+        while isinstance(current, _PROXY):
+            holder, current = current, current.__wrapped__
+        return holder, current
+
+    def remove(self) -> None:
+        holder, current = None, vars(self.owner).get(self.name)
+        while current is not None and current is not self.wrapper:
+            if not isinstance(current, _PROXY):
+                return  # someone restored the plain function: ours is gone already
+            holder, current = current, current.__wrapped__
+        if current is None:
+            return
+        if holder is None:
+            setattr(self.owner, self.name, self.wrapper.__wrapped__)
+        else:
+            holder.__wrapped__ = self.wrapper.__wrapped__
 
 
 def _arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
