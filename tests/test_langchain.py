@@ -602,7 +602,9 @@ def test_opentelemetry_instrument_runs_a_langgraph_app(tmp_path: Path):
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_SERVICE_NAME": "langgraph-test",
         # Only the instrumentors this app needs (the others import their heavy SDKs for nothing).
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "tokentrail_anthropic,tokentrail_google_genai",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(
+            f"tokentrail_{name}" for name in ("anthropic", "google_genai", "groq", "bedrock")
+        ),
         "TOKENTRAIL_WARM_PRICES": "0",
     }
     done = subprocess.run(
