@@ -412,3 +412,102 @@ def metric_points(reader: Any) -> dict[str, int]:
             for metric in scope_metrics.metrics:
                 found[metric.name] = found.get(metric.name, 0) + len(metric.data.data_points)
     return found
+
+
+# --- Amazon Bedrock: boto3 bedrock-runtime converse / converse_stream --------------------------------
+
+BEDROCK_MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+BEDROCK_REQUEST: dict[str, Any] = {
+    "modelId": BEDROCK_MODEL,
+    "system": [{"text": CHAT_REQUEST["messages"][0]["content"]}],
+    "messages": [{"role": "user", "content": [{"text": CHAT_REQUEST["messages"][1]["content"]}]}],
+    "inferenceConfig": {"maxTokens": 512, "temperature": 1},
+}
+BEDROCK_USAGE = {  # inputTokens excludes the cache: 7,500 input tokens in all
+    "inputTokens": 2000,
+    "cacheReadInputTokens": 4000,
+    "cacheWriteInputTokens": 1500,
+    "outputTokens": 300,
+    "totalTokens": 7800,
+}
+
+
+class _RawBody:
+    """What botocore reads a response from (urllib3's response, in-process): ``stream()``, ``read()``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def stream(self, amt: int = 1024, decode_content: bool | None = None) -> Any:
+        yield self.read()
+
+    def read(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
+        end = len(self.data) if amt is None else min(len(self.data), self.offset + amt)
+        chunk = self.data[self.offset : end]
+        self.offset = end
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeBedrock:
+    """Answers ``Converse`` and ``ConverseStream`` in-process: a ``before-send`` handler on the client
+    returns the response (Converse's JSON, or the binary event stream of ``stream_chunks`` text
+    deltas framed by the test server's encoder), so botocore parses it as it would off the wire."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    converse_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        from tokentrail.testing._bedrock_wire import encode_event
+
+        text = words(8)
+        self.converse_bytes = json.dumps(
+            {
+                "output": {"message": {"role": "assistant", "content": [{"text": "".join(text)}]}},
+                "stopReason": "end_turn",
+                "usage": BEDROCK_USAGE,
+                "metrics": {"latencyMs": 42},
+            }
+        ).encode()
+        events = [encode_event("messageStart", {"role": "assistant"})]
+        events += [
+            encode_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": word}})
+            for word in words(self.stream_chunks)
+        ]
+        events += [
+            encode_event("contentBlockStop", {"contentBlockIndex": 0}),
+            encode_event("messageStop", {"stopReason": "end_turn"}),
+            encode_event("metadata", {"usage": BEDROCK_USAGE, "metrics": {"latencyMs": 42}}),
+        ]
+        self.stream_bytes = b"".join(events)
+
+    def handler(self, request: Any, **kwargs: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        self.requests += 1
+        json.loads(request.body)  # as the other fakes do: the handler costs the same everywhere
+        if request.url.endswith("/converse-stream"):
+            headers = {"content-type": "application/vnd.amazon.eventstream"}
+            return AWSResponse(request.url, 200, headers, _RawBody(self.stream_bytes))
+        headers = {"content-type": "application/json", "x-amzn-requestid": "req-bench"}
+        return AWSResponse(request.url, 200, headers, _RawBody(self.converse_bytes))
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            aws_access_key_id="AKIDBENCH",
+            aws_secret_access_key="bench",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        client.meta.events.register("before-send.bedrock-runtime.*", self.handler)
+        return client

@@ -3,7 +3,7 @@ hand-written OTel floor.
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|all]
+    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|bedrock|all]
         [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
         [--clock thread|process] [--json FILE]
 
@@ -22,10 +22,11 @@ answers with wire-format bodies), measured in one run:
 The calls (``--provider``, default ``openai``; ``all`` runs the three one after the other and
 prints one table each): ``openai``: ``client.chat.completions.create``; ``anthropic``:
 ``client.messages.create``; ``gemini``: ``client.models.generate_content`` and
-``generate_content_stream`` (google-genai). Each is measured for a non-streamed call and for a
-stream of ``--stream-chunks`` chunks (default 50) read to the end. The providers are real: a
-``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter that drops spans, and a
-``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
+``generate_content_stream`` (google-genai); ``bedrock``: boto3's ``converse`` and
+``converse_stream`` (botocore answered in-process by a ``before-send`` handler). Each is measured
+for a non-streamed call and for a stream of ``--stream-chunks`` chunks (default 50) read to the
+end. The providers are real: a ``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter
+that drops spans, and a ``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
 
 Method: CPU time of the calling thread (``time.thread_time_ns``; ``--clock process`` for the whole
 process: every block then ends by finishing what it left to other threads - tokentrail's recorder
@@ -77,11 +78,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     ANTHROPIC_MODEL,
     ANTHROPIC_REQUEST,
+    BEDROCK_MODEL,
+    BEDROCK_REQUEST,
     CHAT_REQUEST,
     GEMINI_MODEL,
     REQUEST_MODEL,
     STREAM_CHUNKS,
     FakeAnthropic,
+    FakeBedrock,
     FakeGemini,
     FakeOpenAI,
     gemini_request,
@@ -92,7 +96,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini")
+PROVIDERS = ("openai", "anthropic", "gemini", "bedrock")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -306,6 +310,40 @@ class GeminiFloor(Floor):
         )
 
 
+class BedrockFloor(Floor):
+    provider = "aws.bedrock"
+    model = BEDROCK_MODEL
+    server = "bedrock-runtime.us-east-1.amazonaws.com"
+    max_tokens = BEDROCK_REQUEST["inferenceConfig"]["maxTokens"]
+    rates = (3.3, 16.5)
+
+    @staticmethod
+    def _tokens(usage: Any) -> tuple[int, int]:
+        """inputTokens excludes the cache: the input total adds its reads and writes."""
+        if not usage:
+            return 0, 0
+        cached = usage.get("cacheReadInputTokens", 0) + usage.get("cacheWriteInputTokens", 0)
+        return usage["inputTokens"] + cached, usage["outputTokens"]
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.converse(**BEDROCK_REQUEST)
+        self._end(span, start, None, None, *self._tokens(response.get("usage")))
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The usage arrives in the last event, ``metadata``."""
+        start = time.perf_counter()
+        span = self._start()
+        usage = None
+        for event in self.client.converse_stream(**BEDROCK_REQUEST)["stream"]:
+            if "metadata" in event:
+                usage = event["metadata"].get("usage")
+            yield event
+        self._end(span, start, None, None, *self._tokens(usage))
+
+
 @dataclass
 class Workload:
     """One provider's call, bare: what the floor wraps and tokentrail patches."""
@@ -384,6 +422,25 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             floor=GeminiFloor(client, tracer_provider, meter_provider),
             stream_items=stream_chunks,
             chunk_note="every chunk carries usageMetadata (the running total); both read it from each chunk.",
+        )
+    if provider == "bedrock":
+        fake = FakeBedrock(stream_chunks=stream_chunks)
+        client = fake.client()
+        converse, converse_stream = client.converse, client.converse_stream
+        return Workload(
+            provider,
+            "client.converse / converse_stream (boto3 bedrock-runtime)",
+            fake,
+            client,
+            chat=lambda: converse(**BEDROCK_REQUEST),
+            stream=lambda: converse_stream(**BEDROCK_REQUEST)["stream"],
+            floor=BedrockFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks + 4,
+            chunk_note=(
+                "N counts the text deltas; the app also iterates messageStart, contentBlockStop, "
+                "messageStop and metadata (the usage), in the figure."
+            ),
+            note="botocore answered in-process by a before-send handler: signing and parsing are real.",
         )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
@@ -533,6 +590,7 @@ class Bench:
             "openai": {"cache_read_tokens": 1024, "reasoning_tokens": 64},
             "anthropic": {"cache_read_tokens": 4000, "reasoning_tokens": 120},
             "gemini": {"cache_read_tokens": 1024, "reasoning_tokens": 120},
+            "bedrock": {"cache_read_tokens": 4000, "input_tokens": 7500},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"
@@ -743,7 +801,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    names = ("openai", "anthropic", "google-genai", "httpx2", "httpx", "opentelemetry-sdk", "wrapt")
+    names = ("openai", "anthropic", "google-genai", "boto3", "httpx2", "httpx", "opentelemetry-sdk", "wrapt")
     for name in (*names, "genai-prices", "pydantic"):
         try:
             found[name] = version(name)

@@ -120,6 +120,17 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         covers="chat completions (stream usage from `x_groq.usage`), embeddings; streams, raw responses",
     ),
     ProviderEntry(
+        name="bedrock",
+        sdk_module="botocore",
+        distribution="boto3",
+        floor="1.37.24",
+        implementation="tokentrail.providers.bedrock",
+        instrumentor="BedrockInstrumentor",
+        title="boto3's `bedrock-runtime` client (Amazon Bedrock)",
+        covers="converse, converse_stream, invoke_model (Anthropic, Nova, Titan, Llama, gpt-oss bodies; "
+        "token-count headers otherwise), invoke_model_with_response_stream (invocation metrics)",
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",

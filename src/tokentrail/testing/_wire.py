@@ -48,11 +48,13 @@ class StreamReply:
     """
 
     events: list[str]
+    """SSE frames; or binary frames (``bytes``) with a ``content_type`` of their own (Bedrock's)."""
     trailer: list[str] = field(default_factory=list)
     cut_frame: str | None = None
     """How a cut stream ends: ``None`` drops the connection mid-body; a frame (Anthropic's ``error``
     event) is sent after the events that made it, and the body then ends cleanly, as the API
     ends a stream that failed after it started."""
+    content_type: str = "text/event-stream; charset=utf-8"
 
 
 Handler = Callable[[WireRequest], JsonReply | StreamReply]

@@ -13,7 +13,9 @@ The Gemini wire format (:mod:`._gemini_wire`) is served on the same port: point 
 the server's root, ``genai.Client(api_key="fake", http_options={"base_url": server.url})``
 (Gemini API) or the same with ``vertexai=True`` (Vertex AI paths). The Anthropic Messages format
 (:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``, and Groq's
-(:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``.
+(:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``, and Amazon Bedrock's
+(:mod:`._bedrock_wire`, with its binary event streams): ``boto3.client("bedrock-runtime",
+endpoint_url=server.url, region_name="us-east-1", ...)`` with any credentials.
 
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
@@ -50,7 +52,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _anthropic_wire, _gemini_wire, _groq_wire, _openai_wire
+from . import _anthropic_wire, _bedrock_wire, _gemini_wire, _groq_wire, _openai_wire
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
 __all__ = ["DEFAULT_CHUNKS", "FakeLLMServer", "RecordedRequest", "main"]
@@ -223,6 +225,9 @@ class FakeLLMServer:
             gemini = _gemini_wire.match(path, query)  # the model is part of Gemini's paths
             if gemini is not None:
                 route = _Route(gemini, _gemini_wire.error_reply)
+            bedrock = _bedrock_wire.match(path)  # so is Bedrock's model id
+            if bedrock is not None:
+                route = _Route(bedrock, _bedrock_wire.error_reply)
         return route
 
     def _answer(
@@ -407,7 +412,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_stream(self, reply: StreamReply, cut_after: int | None) -> None:
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("content-type", reply.content_type)
         self.send_header("transfer-encoding", "chunked")
         self.send_header("cache-control", "no-cache")
         self._send_common_headers({})
@@ -430,8 +435,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_chunk(frame)
         self.wfile.write(b"0\r\n\r\n")
 
-    def _write_chunk(self, frame: str) -> None:
-        data = frame.encode()
+    def _write_chunk(self, frame: str | bytes) -> None:
+        data = frame if isinstance(frame, bytes) else frame.encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _send_common_headers(self, extra: dict[str, str]) -> None:
