@@ -19,7 +19,7 @@ from typing import Any
 import wrapt
 from opentelemetry import metrics, trace
 
-from . import _safety, lifecycle
+from . import _fork, _safety, _waits, lifecycle
 from .config import ConfigError, Settings
 from .lifecycle import Sink, Telemetry
 from .pricing import Pricer, load_overrides
@@ -118,6 +118,7 @@ def instrument(
         ledger=ledger,
         log_calls=log_calls,
     )
+    _waits.configure()
     overrides = load_overrides(settings.prices) if settings.prices is not None else []
     from .budgets import configure as configure_budgets
     from .budgets import load as load_budgets
@@ -151,9 +152,11 @@ def instrument(
         lifecycle.set_active(telemetry)
         done = [name for name in wanted if _enable(name)]
     # Load the price catalogue off the calling thread: start-up stays fast and the first call
-    # does not pay for it.
+    # does not pay for it. It imports genai-prices (and httpx, pydantic): a fork waits for it.
     if os.environ.get("TOKENTRAIL_WARM_PRICES", "1") != "0":
-        threading.Thread(target=_warm, args=(pricer,), name="tokentrail-prices", daemon=True).start()
+        warm = threading.Thread(target=_warm, args=(pricer,), name="tokentrail-prices", daemon=True)
+        _fork.finish_before_fork(warm)
+        warm.start()
     return done
 
 

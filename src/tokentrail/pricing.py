@@ -20,12 +20,14 @@ import logging
 import math
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from . import _fork
 from .usage import Usage
 
 __all__ = [
@@ -282,6 +284,17 @@ class _Unpriced:
 _UNPRICED = _Unpriced()
 
 
+def _nothing() -> None:
+    pass
+
+
+def _new_lock(ref: weakref.ReferenceType[Pricer]) -> None:
+    """A forked child: the lock may have been held by a thread the child does not have."""
+    pricer = ref()
+    if pricer is not None:
+        pricer._lock = threading.Lock()
+
+
 class Pricer:
     """Prices usage records. Thread-safe; resolves each (provider, model, context) once."""
 
@@ -291,6 +304,8 @@ class Pricer:
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._catalogue_version: str | None = None
+        ref = weakref.ref(self)
+        _fork.on_fork(self, before=_nothing, after_in_parent=_nothing, after_in_child=lambda: _new_lock(ref))
 
     @property
     def catalogue_version(self) -> str:

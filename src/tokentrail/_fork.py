@@ -1,0 +1,119 @@
+"""Fork safety: a child forked at any moment inherits nothing of ours in a half-done state.
+
+``os.fork()`` copies the memory of every thread but keeps only the one that forked. A lock one of
+our threads held at that moment stays held in the child for ever, with nobody to release it; an
+import in progress on one of our threads leaves that module's import lock held, so the child
+hangs the first time it imports the module (the price catalogue, ``openai`` and everything they
+share, such as ``httpx``). Pre-forking servers (gunicorn ``--preload``, uWSGI), Celery and
+``multiprocessing`` all fork after start-up, often within a fraction of a second of it.
+
+So, before every fork, the forking thread waits (boundedly) for our short start-up threads to
+finish their imports and takes our locks; after it, the parent releases them and the child gets
+new ones. Objects register here with three callbacks and are held weakly: registering never
+keeps anything alive. ``os.register_at_fork`` handlers cannot be removed, so there is one set for
+the process and it walks what is registered at the time.
+
+``multiprocessing_child()`` tells whether this process is a ``multiprocessing`` worker (any start
+method): such a worker ends with ``os._exit()`` or is terminated by its pool, never running the
+exit hooks that drain our queues, so the recorder writes its calls through at once there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+__all__ = ["finish_before_fork", "multiprocessing_child", "on_fork"]
+
+log = logging.getLogger("tokentrail")
+
+# How long a fork waits for a start-up thread of ours to finish (the price catalogue loads in
+# about 0.3 s). Past it the fork goes ahead: a hang in the child is then possible, and logged.
+_START_UP_WAIT_S = 5.0
+
+_Callbacks = tuple[Callable[[], None], Callable[[], None], Callable[[], None]]
+_registered: weakref.WeakKeyDictionary[object, _Callbacks] = weakref.WeakKeyDictionary()
+_start_up_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+def on_fork(
+    owner: object,
+    *,
+    before: Callable[[], None],
+    after_in_parent: Callable[[], None],
+    after_in_child: Callable[[], None],
+) -> None:
+    """Run these around every fork for as long as ``owner`` lives. The callbacks must not hold
+    ``owner`` strongly (take a weak reference), or it would never be collected."""
+    with _lock:
+        _registered[owner] = (before, after_in_parent, after_in_child)
+
+
+def finish_before_fork(thread: threading.Thread) -> None:
+    """A start-up thread of ours that imports modules: a fork waits for it to end first."""
+    with _lock:
+        _start_up_threads.add(thread)
+
+
+def multiprocessing_child() -> bool:
+    """True in a process ``multiprocessing`` started (a ``Process``, a ``Pool`` worker, a
+    ``ProcessPoolExecutor`` worker), whatever the start method."""
+    module = sys.modules.get("multiprocessing")
+    if module is None:  # never imported: not one of its workers
+        return False
+    try:
+        return module.parent_process() is not None
+    except Exception:  # pragma: no cover - a replaced multiprocessing module
+        return False
+
+
+def _callbacks() -> list[_Callbacks]:
+    # No lock here: the forking thread may be the one registering (a fork from inside on_fork is
+    # impossible, but a lock taken by a thread that no longer exists in the child would be).
+    return list(_registered.values())
+
+
+def _before() -> None:
+    deadline = time.monotonic() + _START_UP_WAIT_S
+    for thread in list(_start_up_threads):
+        if thread is threading.current_thread():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning(
+                "tokentrail: forking while %s has not finished after %.0f s; the child may hang on "
+                "an import it holds. Set TOKENTRAIL_WARM_PRICES=0 to load prices on first use.",
+                thread.name,
+                _START_UP_WAIT_S,
+            )
+    for before, _, _ in _callbacks():
+        _run(before, "fork.before")
+
+
+def _after_in_parent() -> None:
+    for _, after, _ in reversed(_callbacks()):
+        _run(after, "fork.parent")
+
+
+def _after_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for _, _, after in _callbacks():
+        _run(after, "fork.child")
+
+
+def _run(callback: Callable[[], None], where: str) -> None:
+    try:
+        callback()
+    except Exception:  # never break a fork over our own bookkeeping
+        log.debug("tokentrail: error in %s", where, exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child)
