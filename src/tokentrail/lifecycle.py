@@ -24,7 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _safety, budgets
+from . import _fork, _safety, _waits, budgets
 from . import semconv as sc
 from ._batcher import Batcher
 from ._version import __version__
@@ -70,6 +70,7 @@ class Telemetry:
         self.settings = settings
         self.pricer = pricer
         self.sinks: list[Sink] = list(sinks)
+        self.providers = (tracer_provider, meter_provider)  # None: the global one, when used
         self.tracer = trace.get_tracer("tokentrail", __version__, tracer_provider, schema_url=_SCHEMA_URL)
         meter = metrics.get_meter("tokentrail", __version__, meter_provider, schema_url=_SCHEMA_URL)
         self.token_usage = meter.create_histogram(
@@ -185,6 +186,11 @@ class Recorder:
         self._batcher: Batcher | None = None
         self._lock = threading.Lock()
         self._exiting = False
+        self._queued = False  # decided: calls go to the queue (not exiting, not writing through)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        self._queued = False  # a multiprocessing worker writes through: decided at its first call
 
     def _queue(self) -> Batcher:
         batcher = self._batcher
@@ -211,16 +217,28 @@ class Recorder:
 
     def _drain_at_exit(self) -> None:
         self._exiting = True
+        self._queued = False
         if self._batcher is not None:
             self._batcher.drain_for_exit()
 
     def submit(self, ended: Call | Unit) -> None:
+        if self._queued and not sys.is_finalizing():
+            self._batcher.submit(ended)  # type: ignore[union-attr]
+            return
         if self._exiting or sys.is_finalizing():
             # Late in shutdown (a stream finalised at exit): finished here, at once. A thread
             # started now would never run, and starting it would wait for it forever.
             _complete_all([ended])
             return
-        self._queue().submit(ended)
+        if _fork.multiprocessing_child():
+            # A multiprocessing worker ends with os._exit() or its pool's SIGTERM, running no exit
+            # hook: each call is finished, written and exported before the application goes on.
+            _complete_all([ended])
+            _write_through(ended)
+            return
+        queue = self._queue()
+        self._queued = True
+        queue.submit(ended)
 
     def flush(self, timeout: float | None = None) -> None:
         """Finish everything ended so far, on this thread. ``timeout`` is accepted and not used:
@@ -238,12 +256,45 @@ def _complete_all(ended: list[Any]) -> None:
             _safety.internal_error("lifecycle.complete", exc)
 
 
+def _no_op() -> None:
+    pass
+
+
+def _write_through(ended: Call | Unit) -> None:
+    """Hand a finished call on at once: every sink that queues (the ledger) writes it, and the
+    OpenTelemetry providers export it, each waiting at most ``TOKENTRAIL_FLUSH_TIMEOUT``."""
+    telemetry = ended._telemetry if isinstance(ended, Call) else _active
+    if telemetry is None:
+        return
+    timeout = _waits.flush_timeout()
+    for sink in telemetry.sinks:
+        flush = getattr(sink, "flush", None)
+        if flush is not None:
+            try:
+                flush()  # the ledger's waits at most the same bound
+            except Exception as exc:
+                _safety.internal_error("lifecycle.write_through", exc)
+    tracer_provider, meter_provider = telemetry.providers
+    for provider in (
+        tracer_provider or trace.get_tracer_provider(),
+        meter_provider or metrics.get_meter_provider(),
+    ):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            try:
+                force_flush(timeout_millis=int(timeout * 1000))
+            except Exception as exc:
+                _safety.internal_error("lifecycle.write_through", exc)
+
+
 def _never_dropped(count: int, reason: str) -> None:  # only reached after the recorder was closed
     _safety.warn_once("recorder.drop", "tokentrail: %d finished call(s) not recorded (%s)", count, reason)
 
 
 # One recorder for the process: every instrument() shares its thread and its exit hook.
 RECORDER = Recorder()
+# Held for the life of the process (the callback refers to it), as RECORDER is anyway.
+_fork.on_fork(RECORDER, before=_no_op, after_in_parent=_no_op, after_in_child=RECORDER._forked)
 budgets.settle_ended_with(RECORDER.flush)  # reading or refusing on a budget settles ended calls
 
 

@@ -1,0 +1,100 @@
+"""Forked and spawned workers: no hang after instrument(), and no call lost at a worker's exit.
+
+Each scenario runs tests/fork_app.py in a subprocess with a timeout, so a regression (a child
+blocked on a lock or import held across the fork) fails the test instead of hanging the suite.
+Every call the application made must be a ledger row and an exported span, with its attribution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tokentrail.testing import FakeLLMServer
+
+APP = Path(__file__).with_name("fork_app.py")
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+def run_app(server: FakeLLMServer, tmp_path: Path, scenario: str, **env: str) -> tuple[list[str], dict]:
+    ledger = tmp_path / "ledger.sqlite"
+    spans = tmp_path / "spans.jsonl"
+    environ = {
+        **os.environ,
+        "TOKENTRAIL_LEDGER": str(ledger),
+        "TOKENTRAIL_PROVIDER_HOSTS": "127.0.0.1=openai",  # priced as OpenAI: the catalogue is used
+        "FORK_APP_SPANS": str(spans),
+        "FORK_APP_BASE_URL": server.base_url,
+        "OTEL_METRICS_EXPORTER": "none",
+        "PYTHONPATH": os.pathsep.join([str(APP.parent), os.environ.get("PYTHONPATH", "")]),
+        **env,
+    }
+    done = subprocess.run(
+        [sys.executable, str(APP), scenario],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = {}
+    for line in done.stdout.strip().splitlines():
+        result.update(json.loads(line))
+    return result["tasks"], {"ledger": ledger, "spans": spans, "stderr": done.stderr, **result}
+
+
+def ledger_tasks(path: Path) -> Counter:
+    with sqlite3.connect(path) as connection:
+        return Counter(task for (task,) in connection.execute("SELECT task FROM calls"))
+
+
+def span_tasks(path: Path) -> Counter:
+    if not path.exists():
+        return Counter()
+    return Counter(json.loads(line)["task"] for line in path.read_text().splitlines())
+
+
+@pytest.mark.parametrize("sdk_first", ["1", "0"], ids=["sdk-imported-first", "sdk-imported-in-child"])
+def test_fork_right_after_instrument_does_not_hang(server, tmp_path, sdk_first):
+    # Before the fix the child blocked for ever on an import lock the price warm-up thread held
+    # at the fork (3 runs of 3): on pricing's genai-prices import, or on `import openai` itself.
+    # The child's call and flush take milliseconds; importing openai in the child, about 0.5 s.
+    bound = 1.0 if sdk_first == "1" else 5.0
+    for _ in range(3):
+        _, found = run_app(server, tmp_path, "fork-now", FORK_APP_IMPORT_SDK_FIRST=sdk_first)
+        assert found["child_seconds"] < bound, found
+    assert ledger_tasks(found["ledger"]) == Counter({"child-0": 3})
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "prefork",
+        "fork-process",
+        "fork-pool",
+        "fork-executor",
+        "spawn-process",
+        "spawn-pool",
+        "spawn-executor",
+    ],
+)
+def test_every_call_in_a_worker_is_a_ledger_row_and_an_exported_span(server, tmp_path, scenario):
+    tasks, found = run_app(server, tmp_path, scenario)
+    assert len(tasks) == 12
+    expected = Counter(tasks)
+    assert ledger_tasks(found["ledger"]) == expected
+    assert span_tasks(found["spans"]) == expected
+    assert "Traceback" not in found["stderr"], found["stderr"][-3000:]
