@@ -29,11 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prices.add_argument("--check", metavar="FILE", help="validate a price override file and exit")
 
     # The ledger's commands: each module adds its parser and runs it.
-    from . import budget, estimate, export, report, serve, trend
+    from . import budget, estimate, export, ledger, report, serve, trend
 
     ledger_commands = {
         module.__name__.rsplit(".", 1)[1]: module
-        for module in (report, trend, export, serve, budget, estimate)
+        for module in (report, trend, export, serve, budget, estimate, ledger)
     }
     for module in ledger_commands.values():
         module.add_parser(commands)
