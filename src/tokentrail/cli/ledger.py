@@ -89,8 +89,7 @@ def _render(found: dict[str, Any], kept: retention.Retention) -> str:
         f"oldest      {when(found['oldest_call'])}",
         f"newest      {when(found['newest_call'])}",
         f"roll-ups    {found['rollup_rows']:,} row(s) from {when(found['oldest_rollup_bucket'])}",
-        f"retention   {kept.describe()} "
-        f"({retention.ENV_RAW_DAYS}, {retention.ENV_ROLLUP_DAYS})",
+        f"retention   {kept.describe()} ({retention.ENV_RAW_DAYS}, {retention.ENV_ROLLUP_DAYS})",
     ]
     return "\n".join(lines)
 
