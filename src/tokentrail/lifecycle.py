@@ -557,10 +557,13 @@ class Call:
                 pace = (self.last_chunk - self.first_chunk) / (self.chunks - 1)  # type: ignore[operator]
                 telemetry.time_per_output_chunk.record(pace, metric_attributes, context=_NO_EXEMPLAR)
         if usage is not None:
-            telemetry.token_usage.record(
-                usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
-            )
-            if request.operation != "embeddings":
+            # A negative count (flagged in usage.problems, kept on the span and the ledger) stays
+            # off the histograms, which refuse it with a line on stderr per call.
+            if usage.input_tokens >= 0:
+                telemetry.token_usage.record(
+                    usage.input_tokens, {**metric_attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
+                )
+            if request.operation != "embeddings" and usage.output_tokens >= 0:
                 telemetry.token_usage.record(
                     usage.output_tokens, {**metric_attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
                 )
@@ -576,7 +579,8 @@ class Call:
             if usage.problems:
                 telemetry.inconsistent_usage.add(1, metric_attributes, context=_NO_EXEMPLAR)
             if cost is not None:
-                telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
+                if cost.total >= 0:
+                    telemetry.cost.record(cost.total, metric_attributes, context=exemplar_context)
             else:
                 telemetry.unpriced_calls.add(1, metric_attributes, context=_NO_EXEMPLAR)
                 if self._pricing_error is None and telemetry.pricer.first_unpriced(

@@ -64,7 +64,7 @@ from .. import semconv as sc
 from ..estimation import input_tokens
 from ..lifecycle import Telemetry
 from ..records import RequestInfo, ResponseInfo, UsagePart
-from ..usage import Usage, count
+from ..usage import Usage, count, usage_given
 from ._read import field as _get
 from ._stainless import SDK, Instrumentation, Plan
 from ._url import server_of
@@ -248,7 +248,7 @@ def _message_info(
         response_id=message_id if isinstance(message_id, str) else None,
         finish_reasons=(stop_reason,) if isinstance(stop_reason, str) and stop_reason else (),
     )
-    if usage is not None:
+    if usage_given(usage):
         _usage_info(info, usage)
     if content is not None:
         info.output_messages = [
