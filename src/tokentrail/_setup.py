@@ -20,9 +20,9 @@ import wrapt
 from opentelemetry import metrics, trace
 
 from . import _fork, _safety, _waits, lifecycle
-from .config import ConfigError, Settings
+from .config import ENV_PRICES, ConfigError, Settings
 from .lifecycle import Sink, Telemetry
-from .pricing import Pricer, load_overrides
+from .pricing import PriceOverrideError, Pricer, load_overrides
 from .run_summary import RunSummary
 
 log = logging.getLogger("tokentrail")
@@ -119,12 +119,22 @@ def instrument(
         log_calls=log_calls,
     )
     _waits.configure()
-    overrides = load_overrides(settings.prices) if settings.prices is not None else []
+    try:
+        overrides = load_overrides(settings.prices) if settings.prices is not None else []
+    except PriceOverrideError as exc:  # from the environment: say which variable to fix
+        if prices is None and os.environ.get(ENV_PRICES):
+            raise PriceOverrideError(f"{ENV_PRICES}: {exc}") from None
+        raise
     from .budgets import configure as configure_budgets
     from .budgets import load as load_budgets
 
     budget_source = budgets if budgets is not None else os.environ.get("TOKENTRAIL_BUDGETS") or None
-    configured_budgets = load_budgets(budget_source) if budget_source is not None else ()
+    try:
+        configured_budgets = load_budgets(budget_source) if budget_source is not None else ()
+    except ConfigError as exc:
+        if budgets is None:  # from the environment: say which variable to fix
+            raise ConfigError(f"TOKENTRAIL_BUDGETS: {exc}") from None
+        raise
     if isinstance(providers, str) or not (providers is None or isinstance(providers, Iterable)):
         raise ConfigError(f"providers={providers!r}: give a list of SDK names, such as ['openai']")
     wanted = list(PROVIDERS) if providers is None else list(providers)

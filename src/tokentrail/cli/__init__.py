@@ -57,6 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
+        except Exception as exc:  # a case no check foresaw: still one line, never a traceback
+            detail = " ".join(str(exc).split())
+            detail = detail if len(detail) <= 200 else f"{detail[:197]}..."
+            print(
+                f"error: tokentrail {args.command} failed: {type(exc).__name__}: {detail} "
+                "(please report this)",
+                file=sys.stderr,
+            )
+            return 1
     parser.print_help()
     return 2
 

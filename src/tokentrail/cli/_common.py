@@ -33,6 +33,7 @@ class CliError(Exception):
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_FARTHEST_BACK_S = 200 * 365 * 86400  # farther back than any ledger, near enough for every date type
 
 
 def parse_time(text: str, option: str, now: float | None = None) -> float:
@@ -42,7 +43,10 @@ def parse_time(text: str, option: str, now: float | None = None) -> float:
     value = text.strip().lower()
     relative = _RELATIVE.match(value)
     if relative:
-        return current.timestamp() - float(relative.group(1)) * _UNITS[relative.group(2)]
+        back = float(relative.group(1)) * _UNITS[relative.group(2)]
+        if back > _FARTHEST_BACK_S:
+            raise CliError(f"{option} {shown(text)} is too far back: use at most 200 years (e.g. 7d, 52w)")
+        return current.timestamp() - back
     midnight = current.replace(hour=0, minute=0, second=0, microsecond=0)
     if value == "now":
         return current.timestamp()
@@ -51,13 +55,30 @@ def parse_time(text: str, option: str, now: float | None = None) -> float:
     if value == "yesterday":
         return (midnight - timedelta(days=1)).timestamp()
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return datetime.fromisoformat(text.strip()).timestamp()  # naive: local time
+    except (ValueError, OverflowError, OSError):  # not a time, or one no clock can show (year 1)
         raise CliError(
-            f"{option} {text!r} is not a time: use a date (2026-11-01), a date and time "
+            f"{option} {shown(text)} is not a time: use a date (2026-11-01), a date and time "
             "(2026-11-01T14:30), or a span back from now (30m, 24h, 7d, 2w)"
         ) from None
-    return moment.timestamp()  # naive: local time
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """An argument for a one-line error: quoted, undecodable bytes escaped, cut short."""
+    quoted = f"'{text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')}'"
+    return quoted if len(quoted) <= limit else f"{quoted[: limit - 4]}...'"
+
+
+def text_argument(value: str | None, option: str) -> str | None:
+    """``value`` if it is text SQLite can compare (a terminal in another encoding than UTF-8 passes
+    bytes that are not); else a :class:`CliError` naming the option."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CliError(f"{option} {shown(value)} is not valid UTF-8 text") from None
+    return value
 
 
 def add_ledger_argument(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +119,7 @@ def filters_from(args: argparse.Namespace) -> Any:
 
     where: dict[str, str] = {}
     for item in args.where:
-        key, sep, value = item.partition("=")
+        key, sep, value = text_argument(item, "--where").partition("=")  # type: ignore[union-attr]
         if not sep or not key.strip():
             raise CliError(
                 f"--where {item!r}: use KEY=VALUE, e.g. --where agent=QA or --where label:team=search"
@@ -111,7 +132,14 @@ def filters_from(args: argparse.Namespace) -> Any:
     until = parse_time(args.until, "--until") if args.until else None
     if since is not None and until is not None and since >= until:
         raise CliError(f"--since {args.since} is not before --until {args.until}")
-    return Filters(since, until, args.pipeline, args.model, args.provider, where)
+    return Filters(
+        since,
+        until,
+        text_argument(args.pipeline, "--pipeline"),
+        text_argument(args.model, "--model"),
+        text_argument(args.provider, "--provider"),
+        where,
+    )
 
 
 def ledger_path(args: argparse.Namespace) -> Path:
