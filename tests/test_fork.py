@@ -98,3 +98,44 @@ def test_every_call_in_a_worker_is_a_ledger_row_and_an_exported_span(server, tmp
     assert ledger_tasks(found["ledger"]) == expected
     assert span_tasks(found["spans"]) == expected
     assert "Traceback" not in found["stderr"], found["stderr"][-3000:]
+
+
+HELD_LOCKS = """
+import os, sys, threading, time
+import tokentrail
+from tokentrail import _safety, budgets, ledger, run_summary, _setup
+tokentrail.instrument(ledger=sys.argv[1])
+locks = [_safety._lock, budgets._names_lock, ledger._lock, _setup._lock, tokentrail._setup._summary._lock]
+taken, release = threading.Event(), threading.Event()
+
+def hold():  # an application thread inside tokentrail at the moment another thread forks
+    for lock in locks:
+        lock.acquire()
+    taken.set()
+    release.wait()
+    for lock in reversed(locks):
+        lock.release()
+
+threading.Thread(target=hold, daemon=True).start()
+taken.wait()
+pid = os.fork()
+if pid == 0:
+    _safety.warn_once("child", "child warns")
+    tokentrail.instrument(ledger=sys.argv[1])
+    tokentrail.summary()
+    tokentrail.uninstrument()
+    os._exit(0)
+release.set()
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_child_forked_while_another_thread_holds_our_locks_does_not_hang(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", HELD_LOCKS, str(tmp_path / "l.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "0", done.stderr[-2000:]

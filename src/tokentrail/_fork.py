@@ -27,8 +27,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["finish_before_fork", "multiprocessing_child", "on_fork"]
+__all__ = ["finish_before_fork", "multiprocessing_child", "on_fork", "renew_locks"]
 
 log = logging.getLogger("tokentrail")
 
@@ -37,7 +38,8 @@ log = logging.getLogger("tokentrail")
 _START_UP_WAIT_S = 5.0
 
 _Callbacks = tuple[Callable[[], None], Callable[[], None], Callable[[], None]]
-_registered: weakref.WeakKeyDictionary[object, _Callbacks] = weakref.WeakKeyDictionary()
+# (owner, callbacks), owners held weakly (by identity: an owner need not be hashable).
+_registered: list[tuple[weakref.ReferenceType[Any], _Callbacks]] = []
 _start_up_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 _lock = threading.Lock()
 
@@ -52,7 +54,31 @@ def on_fork(
     """Run these around every fork for as long as ``owner`` lives. The callbacks must not hold
     ``owner`` strongly (take a weak reference), or it would never be collected."""
     with _lock:
-        _registered[owner] = (before, after_in_parent, after_in_child)
+        _registered[:] = [entry for entry in _registered if entry[0]() is not None]
+        _registered.append((weakref.ref(owner), (before, after_in_parent, after_in_child)))
+
+
+def renew_locks(owner: object, *names: str) -> None:
+    """In a forked child, give ``owner`` (an object, or a module for its globals) new locks under
+    these attribute names: one held at the fork by a thread the child does not have would be held
+    for ever. Used for locks any thread may hold briefly (ours are free at a fork: see _before)."""
+    ref = weakref.ref(owner)
+
+    def renew() -> None:
+        target = ref()
+        if target is not None:
+            for name in names:
+                lock = getattr(target, name)
+                setattr(target, name, threading.RLock() if isinstance(lock, _RLOCK) else threading.Lock())
+
+    on_fork(owner, before=_nothing, after_in_parent=_nothing, after_in_child=renew)
+
+
+_RLOCK = type(threading.RLock())
+
+
+def _nothing() -> None:
+    pass
 
 
 def finish_before_fork(thread: threading.Thread) -> None:
@@ -74,9 +100,8 @@ def multiprocessing_child() -> bool:
 
 
 def _callbacks() -> list[_Callbacks]:
-    # No lock here: the forking thread may be the one registering (a fork from inside on_fork is
-    # impossible, but a lock taken by a thread that no longer exists in the child would be).
-    return list(_registered.values())
+    # No lock here: a lock taken by a thread that no longer exists in the child would be held.
+    return [callbacks for ref, callbacks in list(_registered) if ref() is not None]
 
 
 def _before() -> None:

@@ -64,6 +64,7 @@ PROVIDERS: dict[str, tuple[str, Callable[[], Any]]] = {
 }
 
 _lock = threading.RLock()
+_fork.renew_locks(sys.modules[__name__], "_lock")  # instrument() may run on any thread
 _installed: dict[str, Any] = {}
 _pending: set[str] = set()  # wanted, waiting for the application to import the SDK
 _hooked: set[str] = set()  # post-import hooks registered (they cannot be unregistered)

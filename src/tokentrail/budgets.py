@@ -32,6 +32,7 @@ import math
 import os
 import re
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import _safety
+from . import _fork, _safety
 from . import semconv as sc
 from .config import ConfigError, shown
 from .estimation import DEFAULT_MAX_OUTPUT_TOKENS
@@ -195,6 +196,7 @@ _configured: tuple[budget, ...] = ()
 _by_name: dict[str, budget] = {}
 """The latest budget of each name: what metrics and ``budget status`` report (bounded by names)."""
 _names_lock = threading.Lock()
+_fork.renew_locks(sys.modules[__name__], "_names_lock")
 _counter = 0
 
 
@@ -300,6 +302,7 @@ class budget:
         self.refresh_s = refresh_s
         self.clock = clock
         self._lock = threading.Lock()
+        _fork.renew_locks(self, "_lock")  # checked on the application's threads
         self._window_start: float | None = None
         self._spent = 0.0
         self._reserved = 0.0

@@ -21,13 +21,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _safety
+from . import _fork, _safety
 
 __all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "Estimate", "count_openai_chat", "estimate", "input_tokens"]
 
@@ -74,6 +75,7 @@ _SPECIAL = {
 
 _encoders: dict[str, Any] = {}
 _encoder_lock = threading.Lock()
+_fork.renew_locks(sys.modules[__name__], "_encoder_lock")
 
 
 class TokenizerUnavailable(RuntimeError):

@@ -21,7 +21,6 @@ import math
 import os
 import stat
 import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -285,17 +284,6 @@ class _Unpriced:
 _UNPRICED = _Unpriced()
 
 
-def _nothing() -> None:
-    pass
-
-
-def _new_lock(ref: weakref.ReferenceType[Pricer]) -> None:
-    """A forked child: the lock may have been held by a thread the child does not have."""
-    pricer = ref()
-    if pricer is not None:
-        pricer._lock = threading.Lock()
-
-
 class Pricer:
     """Prices usage records. Thread-safe; resolves each (provider, model, context) once."""
 
@@ -305,8 +293,7 @@ class Pricer:
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._catalogue_version: str | None = None
-        ref = weakref.ref(self)
-        _fork.on_fork(self, before=_nothing, after_in_parent=_nothing, after_in_child=lambda: _new_lock(ref))
+        _fork.renew_locks(self, "_lock")
 
     @property
     def catalogue_version(self) -> str:

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from . import _fork
 from .records import CallRecord
 
 __all__ = ["RunSummary"]
@@ -69,6 +70,7 @@ class RunSummary:
 
     def __init__(self, context_window: Any = None) -> None:
         self._lock = threading.Lock()
+        _fork.renew_locks(self, "_lock")  # summary() is read on the application's threads
         self._context_window = context_window  # (provider, model) -> int | None
         self.reset()
 

@@ -13,9 +13,11 @@ or ``instrument(ledger="/path")`` moves it, ``off`` / ``ledger=False`` disables 
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
+from .. import _fork
 from ._schema import SCHEMA_VERSION, LedgerError, LedgerVersionError, open_ledger
 from .writer import LedgerWriter
 
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 _lock = threading.RLock()
+_fork.renew_locks(sys.modules[__name__], "_lock")
 _writer: LedgerWriter | None = None
 _call_log: Any = None
 _live_exporters = 0
