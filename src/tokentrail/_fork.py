@@ -13,9 +13,12 @@ new ones. Objects register here with three callbacks and are held weakly: regist
 keeps anything alive. ``os.register_at_fork`` handlers cannot be removed, so there is one set for
 the process and it walks what is registered at the time.
 
-``multiprocessing_child()`` tells whether this process is a ``multiprocessing`` worker (any start
-method): such a worker ends with ``os._exit()`` or is terminated by its pool, never running the
-exit hooks that drain our queues, so the recorder writes its calls through at once there.
+A ``multiprocessing`` worker (any start method) ends with ``os._exit()``, never running the exit
+hooks that drain our queues. :func:`worker_kind` tells the recorder what it is in: a ``Process``
+(also a ``ProcessPoolExecutor`` worker, or uvicorn's) runs ``multiprocessing``'s own finalizers
+when its target returns, so :func:`at_worker_exit` drains there; a ``Pool`` worker may instead be
+killed by its pool's SIGTERM (``with Pool() as pool:`` ends in ``terminate()``) once it has sent
+its last result, so there each call is written through before it returns.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["finish_before_fork", "multiprocessing_child", "on_fork", "renew_locks"]
+__all__ = ["at_worker_exit", "finish_before_fork", "on_fork", "renew_locks", "worker_kind"]
 
 log = logging.getLogger("tokentrail")
 
@@ -87,16 +90,34 @@ def finish_before_fork(thread: threading.Thread) -> None:
         _start_up_threads.add(thread)
 
 
-def multiprocessing_child() -> bool:
-    """True in a process ``multiprocessing`` started (a ``Process``, a ``Pool`` worker, a
-    ``ProcessPoolExecutor`` worker), whatever the start method."""
+def worker_kind() -> str | None:
+    """``"pool"`` in a ``multiprocessing.Pool`` worker, ``"process"`` in any other process
+    ``multiprocessing`` started (whatever the start method), None elsewhere."""
     module = sys.modules.get("multiprocessing")
     if module is None:  # never imported: not one of its workers
-        return False
+        return None
     try:
-        return module.parent_process() is not None
+        if module.parent_process() is None:
+            return None
+        # Pool names its workers ForkPoolWorker-N, SpawnPoolWorker-N, ForkServerPoolWorker-N.
+        return "pool" if "PoolWorker-" in module.current_process().name else "process"
     except Exception:  # pragma: no cover - a replaced multiprocessing module
-        return False
+        return None
+
+
+_worker_exit_hooked = False
+
+
+def at_worker_exit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when this ``multiprocessing`` worker's target returns (before its
+    ``os._exit()``); once per process, whatever the callback."""
+    global _worker_exit_hooked
+    if _worker_exit_hooked:
+        return
+    _worker_exit_hooked = True
+    from multiprocessing import util  # imported already: we are one of its workers
+
+    util.Finalize(None, callback, exitpriority=100)
 
 
 def _callbacks() -> list[_Callbacks]:
@@ -127,8 +148,9 @@ def _after_in_parent() -> None:
 
 
 def _after_in_child() -> None:
-    global _lock
+    global _lock, _worker_exit_hooked
     _lock = threading.Lock()
+    _worker_exit_hooked = False  # multiprocessing clears its finalizers in a new worker
     for _, _, after in _callbacks():
         _run(after, "fork.child")
 

@@ -190,7 +190,7 @@ class Recorder:
 
     def _forked(self) -> None:
         self._lock = threading.Lock()
-        self._queued = False  # a multiprocessing worker writes through: decided at its first call
+        self._queued = False  # is it a multiprocessing worker? Decided at its first call
 
     def _queue(self) -> Batcher:
         batcher = self._batcher
@@ -230,12 +230,15 @@ class Recorder:
             # started now would never run, and starting it would wait for it forever.
             _complete_all([ended])
             return
-        if _fork.multiprocessing_child():
-            # A multiprocessing worker ends with os._exit() or its pool's SIGTERM, running no exit
-            # hook: each call is finished, written and exported before the application goes on.
+        worker = _fork.worker_kind()
+        if worker == "pool":
+            # A Pool worker may be killed by its pool's SIGTERM once its result is sent: each call
+            # is finished, written and exported before the application goes on.
             _complete_all([ended])
-            _write_through(ended)
+            _hand_on(ended._telemetry if isinstance(ended, Call) else _active)
             return
+        if worker == "process":  # ends with os._exit(): drained when its target returns
+            _fork.at_worker_exit(_drain_worker)
         queue = self._queue()
         self._queued = True
         queue.submit(ended)
@@ -260,10 +263,15 @@ def _no_op() -> None:
     pass
 
 
-def _write_through(ended: Call | Unit) -> None:
-    """Hand a finished call on at once: every sink that queues (the ledger) writes it, and the
-    OpenTelemetry providers export it, each waiting at most ``TOKENTRAIL_FLUSH_TIMEOUT``."""
-    telemetry = ended._telemetry if isinstance(ended, Call) else _active
+def _drain_worker() -> None:
+    """The end of a multiprocessing worker: finish every call and hand it on, as exit would."""
+    RECORDER.flush()
+    _hand_on(_active)
+
+
+def _hand_on(telemetry: Telemetry | None) -> None:
+    """Hand finished calls on at once: every sink that queues (the ledger) writes them, and the
+    OpenTelemetry providers export them, each waiting at most ``TOKENTRAIL_FLUSH_TIMEOUT``."""
     if telemetry is None:
         return
     timeout = _waits.flush_timeout()
@@ -273,7 +281,7 @@ def _write_through(ended: Call | Unit) -> None:
             try:
                 flush()  # the ledger's waits at most the same bound
             except Exception as exc:
-                _safety.internal_error("lifecycle.write_through", exc)
+                _safety.internal_error("lifecycle.hand_on", exc)
     tracer_provider, meter_provider = telemetry.providers
     for provider in (
         tracer_provider or trace.get_tracer_provider(),
@@ -284,7 +292,7 @@ def _write_through(ended: Call | Unit) -> None:
             try:
                 force_flush(timeout_millis=int(timeout * 1000))
             except Exception as exc:
-                _safety.internal_error("lifecycle.write_through", exc)
+                _safety.internal_error("lifecycle.hand_on", exc)
 
 
 def _never_dropped(count: int, reason: str) -> None:  # only reached after the recorder was closed
