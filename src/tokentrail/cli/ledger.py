@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 from ..config import ConfigError
-from ..ledger import retention
+from ..ledger import LedgerError, open_ledger, retention
 from ._common import CliError, add_ledger_argument, ledger_path
 
 HELP = "the ledger's size, rows and retention (info), or delete expired rows now (prune)"
@@ -40,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("use: tokentrail ledger info | prune [--ledger PATH]")
     environ: dict[str, str] | None = None
     if getattr(args, "keep_days", None) is not None:
-        import os
-
         environ = {**os.environ, retention.ENV_RAW_DAYS: args.keep_days}
     try:
         kept = retention.Retention.from_env(environ)
@@ -51,8 +50,6 @@ def run(args: argparse.Namespace) -> int:
             message = message.replace(retention.ENV_RAW_DAYS, "--keep-days", 1)
         raise CliError(message) from None
     path = ledger_path(args)
-    from ..ledger import LedgerError, open_ledger
-
     try:
         connection = open_ledger(path, create=False)
     except LedgerError as exc:
