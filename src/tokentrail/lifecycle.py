@@ -179,8 +179,10 @@ class Recorder:
     which also bounds the memory held; and drained at exit before the OpenTelemetry providers
     shut down. ``flush()`` finishes everything
     ended so far, on the calling thread: ``tokentrail.flush()`` before reading spans, metrics or
-    sinks in-process. A forked child starts a thread of its own.
-    """
+    sinks in-process. A forked child starts a thread of its own with its first call. In a
+    ``multiprocessing`` worker, which ends with ``os._exit()``, a ``Process`` drains when its target
+    returns and a ``Pool`` worker (which its pool may SIGTERM) hands each call on before it
+    returns to the application (see :mod:`tokentrail._fork`)."""
 
     def __init__(self) -> None:
         self._batcher: Batcher | None = None
