@@ -140,3 +140,48 @@ def test_a_child_forked_while_another_thread_holds_our_locks_does_not_hang(tmp_p
         timeout=60,
     )
     assert done.stdout.strip() == "0", done.stderr[-2000:]
+
+
+LAZY_CHILD = """
+import json, os, sys, threading
+sys.path.insert(0, sys.argv[2])
+import tokentrail
+from openai_wire import MODEL, FakeOpenAI
+tokentrail.instrument(ledger=sys.argv[1])
+client = FakeOpenAI().client()
+client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+tokentrail.flush()  # the parent's recorder and ledger writer threads are running
+
+def ours():
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("tokentrail-"))
+
+parent = ours()
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    before = ours()
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    after = ours()
+    tokentrail.flush()
+    os.write(write, json.dumps({"before": before, "after": after}).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+child = json.loads(os.read(read, 10_000))
+print(json.dumps({"parent": parent, **child}))
+"""
+
+
+def test_a_forked_child_starts_its_threads_with_its_first_call(tmp_path):
+    ledger = tmp_path / "l.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_CHILD, str(ledger), str(APP.parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"tokentrail-ledger", "tokentrail-recorder"} <= set(found["parent"])
+    assert found["before"] == []  # a worker that never calls never starts a thread
+    assert "tokentrail-recorder" in found["after"]  # the ledger writer's starts with its first row
+    assert ledger_tasks(ledger) == Counter({None: 2})  # the parent's call and the child's
