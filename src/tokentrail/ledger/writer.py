@@ -10,7 +10,10 @@ Several processes may write one ledger: each transaction takes the write lock wi
 ledger another process keeps locked longer never holds up the application: the writer thread gives
 the batch back to its queue and tries again at its next interval (the queue's bound applies);
 ``flush()`` returns after that wait, the rows still queued and said so; at exit and on
-``uninstrument()`` the rows left are counted as dropped (reason ``locked``) and said so.
+``uninstrument()`` the rows left are counted as dropped (reason ``locked``) and said so. There,
+where giving up loses rows, a ledger whose lock changes hands (other processes committing: many
+workers sharing one ledger, all exiting at once) is not a locked one: the wait goes on while they
+commit, up to 30 s in all.
 
 A row SQLite refuses (text with a lone surrogate, an integer past 64 bits, a value of the wrong
 type) never costs another row: the batch is sanitised (:func:`._rows.sanitise`: surrogates
@@ -106,6 +109,10 @@ _ROW_ERRORS = (
     sqlite3.DataError,
 )
 _PRUNE_EVERY_S = 3600.0
+# Waiting for the write lock: in slices, to notice other writers' commits between them, and never
+# longer than this in all, however busy the ledger.
+_BUSY_SLICE_MS = 100
+_BUSY_CAP_S = 30.0
 
 
 Row = tuple[Any, ...]
@@ -297,20 +304,34 @@ class LedgerWriter:
 
     def _transaction(self, connection: sqlite3.Connection, rows: list[Row], give_up_at: float) -> None:
         """One transaction: the rows and the rollup they add to. Waits for the write lock until
-        ``give_up_at`` (monotonic), then raises :class:`_Locked`."""
+        ``give_up_at`` (monotonic), then raises :class:`_Locked`.
+
+        When giving up would lose the rows (closing, exiting), a lock that changes hands is not
+        a locked ledger: while other writers commit (``PRAGMA data_version`` moves), the wait goes
+        on, up to :data:`_BUSY_CAP_S`; it ends at ``give_up_at`` only when nobody commits."""
         if not rows:
             return
+        patient = self._batcher._closed or self._batcher._exiting
+        cap = time.monotonic() + _BUSY_CAP_S
+        seen = None
         while True:
-            left_ms = int((give_up_at - time.monotonic()) * 1000)
+            now = time.monotonic()
+            left_ms = int((min(give_up_at, cap) - now) * 1000)
             try:
-                connection.execute(f"PRAGMA busy_timeout = {max(0, left_ms)}")
+                connection.execute(f"PRAGMA busy_timeout = {max(0, min(left_ms, _BUSY_SLICE_MS))}")
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
-                if time.monotonic() >= give_up_at:
+                now = time.monotonic()
+                if patient:
+                    version = connection.execute("PRAGMA data_version").fetchone()[0]
+                    if seen is not None and version != seen:  # another process committed
+                        give_up_at = max(give_up_at, now + _waits.flush_timeout())
+                    seen = version
+                if now >= give_up_at or now >= cap:
                     raise _Locked from None
-                time.sleep(0.01)  # SQLite's own wait can end early (a reader's WAL snapshot)
+                time.sleep(0.005)  # SQLite's own wait can end early (a reader's WAL snapshot)
                 continue
             break
         try:
