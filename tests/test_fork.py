@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +30,26 @@ def server():
         yield fake
 
 
+def run_isolated(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``command`` in a session of its own and kill the whole session at the end: a child it
+    forked that hangs (a regression) must not outlive the test."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # forked children still there, if any
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
 def run_app(server: FakeLLMServer, tmp_path: Path, scenario: str, **env: str) -> tuple[list[str], dict]:
     ledger = tmp_path / "ledger.sqlite"
     spans = tmp_path / "spans.jsonl"
@@ -42,13 +63,7 @@ def run_app(server: FakeLLMServer, tmp_path: Path, scenario: str, **env: str) ->
         "PYTHONPATH": os.pathsep.join([str(APP.parent), os.environ.get("PYTHONPATH", "")]),
         **env,
     }
-    done = subprocess.run(
-        [sys.executable, str(APP), scenario],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+    done = run_isolated([sys.executable, str(APP), scenario], environ)
     assert done.returncode == 0, done.stderr[-3000:]
     result = {}
     for line in done.stdout.strip().splitlines():
@@ -133,12 +148,7 @@ print(os.waitstatus_to_exitcode(status))
 
 
 def test_a_child_forked_while_another_thread_holds_our_locks_does_not_hang(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", HELD_LOCKS, str(tmp_path / "l.sqlite")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_isolated([sys.executable, "-c", HELD_LOCKS, str(tmp_path / "l.sqlite")])
     assert done.stdout.strip() == "0", done.stderr[-2000:]
 
 
@@ -173,12 +183,7 @@ print(json.dumps({"parent": parent, **child}))
 
 def test_a_forked_child_starts_its_threads_with_its_first_call(tmp_path):
     ledger = tmp_path / "l.sqlite"
-    done = subprocess.run(
-        [sys.executable, "-c", LAZY_CHILD, str(ledger), str(APP.parent)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_isolated([sys.executable, "-c", LAZY_CHILD, str(ledger), str(APP.parent)])
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert {"tokentrail-ledger", "tokentrail-recorder"} <= set(found["parent"])
