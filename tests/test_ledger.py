@@ -325,24 +325,25 @@ def test_disk_full_drops_the_batch_then_recovers(tmp_path):
     assert check.execute("SELECT COUNT(*), (SELECT SUM(calls) FROM rollup) FROM calls").fetchone() == (2, 2)
 
 
-def test_locked_ledger_is_retried_then_dropped(tmp_path):
+def test_locked_ledger_keeps_the_rows_and_flush_returns_within_its_bound(tmp_path):
     _safety.reset_for_tests()
     path = tmp_path / "l.sqlite"
     writer = LedgerWriter(path, flush_interval=60)
     writer(random_records(1)[0])
     writer.flush()
-    writer._connection.execute("PRAGMA busy_timeout = 20")
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     writer(random_records(1, seed=2)[0])
-    writer.flush()  # busy: retried, then dropped
-    assert writer.dropped == 1
+    started = time.monotonic()
+    assert writer.flush(timeout=0.2) is False  # locked: the row stays queued, not dropped
+    assert time.monotonic() - started < 2
+    assert writer.dropped == 0 and writer.pending == 1
     holder.execute("ROLLBACK")
     holder.close()
     writer(random_records(1, seed=3)[0])
-    writer.flush()
+    assert writer.flush() is True
     writer.close()
-    assert writer.written == 2 and len(raw_rows(path)) == 2
+    assert writer.written == 3 and len(raw_rows(path)) == 3
 
 
 def test_deleted_ledger_is_created_again(tmp_path):

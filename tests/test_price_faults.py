@@ -129,7 +129,8 @@ def test_a_corrupt_override_file_fails_at_instrument(
             monkeypatch.setenv("TOKENTRAIL_PRICES", str(path))
             tokentrail.instrument(setup_otel=False)
     message = str(raised.value)
-    assert message.startswith(f"{path}: "), message
+    named = "TOKENTRAIL_PRICES: " if source == "environment" else ""  # the setting to fix
+    assert message.startswith(f"{named}{path}: "), message
     for fragment in fragments:
         assert fragment in message, (fragment, message)
     assert "\n" not in message and len(message) < 400  # one readable line, even for a huge value

@@ -9,32 +9,42 @@ With ``handle_when_full`` nothing is dropped: a full queue is drained by the cal
 order (back-pressure instead of loss). ``flush()`` drains the queue synchronously; ``close()``
 drains it and stops the thread. At interpreter exit the queue is drained once more, and anything
 submitted after that (a stream finalised late in shutdown) is handled synchronously, since nothing
-else would. A forked child starts a thread of its own.
+else would.
+
+``handle`` may give back the items it could not handle yet (a ledger locked by another process):
+they go back to the front of the queue and the drain stops there, to be tried again on the next
+one. ``flush(timeout)`` waits at most about ``timeout`` for a drain in progress on another thread.
+
+Across a fork (see :mod:`._fork`) no drain is in progress: the forking thread holds the drain
+lock. A forked child starts with an empty queue (the parent handles what it had queued) and new
+locks, and starts a thread of its own with its first item, not before.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import _safety
+from . import _fork, _safety
 
 __all__ = ["Batcher"]
 
 _MAX_BATCH = 50_000  # one transaction holds at most this many rows
+# How long a fork waits for a drain in progress on our thread (it holds the drain lock) before
+# going ahead without it: the child replaces the lock either way.
+_FORK_WAIT_S = 2.0
 
 
 class Batcher:
     def __init__(
         self,
         name: str,
-        handle: Callable[[list[Any]], None],
+        handle: Callable[[list[Any]], list[Any] | None],
         *,
         on_drop: Callable[[int, str], None],
         queue_size: int = 50_000,
@@ -58,14 +68,24 @@ class Batcher:
         self._drain_lock = threading.RLock()  # a sink may flush from inside a drain
         self._closed = False
         self._exiting = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._fork_holds_lock = False
+        self._thread: threading.Thread | None = None
+        self._start_thread()
         # A weak reference: an atexit entry must not keep a closed batcher alive.
         ref = weakref.ref(self)
         self._exit_hook = lambda: _at_exit(ref)
         atexit.register(self._exit_hook)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        _fork.install()  # a queue with a thread of its own: forks must leave it whole
+        _fork.on_fork(
+            self,
+            before=lambda: _before_fork(ref),
+            after_in_parent=lambda: _after_fork_in_parent(ref),
+            after_in_child=lambda: _after_fork_in_child(ref),
+        )
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
 
     # --- the calling thread -------------------------------------------------------------------
 
@@ -85,6 +105,8 @@ class Batcher:
         queue.append(item)
         if len(queue) == self._wake_at:
             self._wake.set()
+        if self._thread is None:  # a forked child's first item
+            self._start_thread()
         if self._exiting:
             self.flush()
 
@@ -101,18 +123,36 @@ class Batcher:
 
     # --- draining -----------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Handle everything queued so far, on this thread. Never raises."""
-        with self._drain_lock:
+    def flush(self, timeout: float | None = None) -> bool:
+        """Handle everything queued so far, on this thread. Never raises.
+
+        With a ``timeout``, waits at most that long for a drain in progress on another thread.
+        False when items are left queued (that wait ran out, or ``handle`` gave items back)."""
+        lock = self._drain_lock
+        if not lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return False
+        try:
             queue = self._queue
             while queue:
                 count = min(len(queue), _MAX_BATCH)
                 batch = [queue.popleft() for _ in range(count)]
                 try:
-                    self._handle(batch)
+                    left = self._handle(batch)
                 except Exception as exc:
                     _safety.internal_error(f"{self.name}.batch", exc)
                     self._on_drop(len(batch), "write_error")
+                    continue
+                if left:
+                    queue.extendleft(reversed(left))
+                    return False
+            return True
+        finally:
+            lock.release()
+
+    def take_all(self) -> list[Any]:
+        """Empty the queue and return what it held (to count what is given up at exit)."""
+        queue = self._queue
+        return [queue.popleft() for _ in range(len(queue))]
 
     def close(self) -> None:
         """Drain the queue and stop the thread. Later submissions are ignored. Idempotent."""
@@ -120,8 +160,9 @@ class Batcher:
             return
         self._closed = True
         self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
         self.flush()
         with contextlib.suppress(Exception):
             atexit.unregister(self._exit_hook)
@@ -145,19 +186,35 @@ class Batcher:
         self.flush()
 
 
-def _after_fork(ref: weakref.ReferenceType[Batcher]) -> None:
-    """A forked child (gunicorn, multiprocessing) has the queue but not the thread: start its own.
-    The parent still writes what it had queued; the child starts empty."""
+def _before_fork(ref: weakref.ReferenceType[Batcher]) -> None:
     batcher = ref()
-    if batcher is None or batcher._closed:
+    if batcher is not None and not batcher._closed:
+        batcher._fork_holds_lock = batcher._drain_lock.acquire(timeout=_FORK_WAIT_S)
+
+
+def _after_fork_in_parent(ref: weakref.ReferenceType[Batcher]) -> None:
+    batcher = ref()
+    if batcher is not None and batcher._fork_holds_lock:
+        batcher._fork_holds_lock = False
+        batcher._drain_lock.release()
+
+
+def _after_fork_in_child(ref: weakref.ReferenceType[Batcher]) -> None:
+    """A forked child (gunicorn, multiprocessing) has the queue but not the thread. The parent
+    still handles what it had queued; the child starts empty, with new locks, and its own thread
+    starts with its first item (a worker that never makes a call never starts one)."""
+    batcher = ref()
+    if batcher is None:
         return
+    batcher._fork_holds_lock = False
     batcher._queue.clear()
     batcher._drain_lock = threading.RLock()
     batcher._wake = threading.Event()
+    batcher._thread = None
+    if batcher._closed:
+        return
     if batcher._on_fork is not None:
         batcher._on_fork()
-    batcher._thread = threading.Thread(target=batcher._run, name=batcher.name, daemon=True)
-    batcher._thread.start()
 
 
 def _at_exit(ref: weakref.ReferenceType[Batcher]) -> None:

@@ -9,14 +9,18 @@ a bug on the hot path cannot flood the application's logs.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from . import _fork
 
 log = logging.getLogger("tokentrail")
 
 _seen: set[tuple[str, type[BaseException]]] = set()
 _lock = threading.Lock()
+_fork.renew_locks(sys.modules[__name__], "_lock")
 _counter: Callable[[str], None] | None = None
 errors_total = 0
 

@@ -26,17 +26,18 @@ from opentelemetry import metrics, trace
 from opentelemetry._logs import LoggerProvider
 from packaging.version import InvalidVersion, Version
 
-from . import _safety, lifecycle, registry
+from . import _fork, _safety, _waits, lifecycle, registry
 from . import budgets as _budgets
 from . import ledger as _ledger
 from ._otel_defaults import ensure_providers
-from .config import ConfigError, Settings
+from .config import ENV_PRICES, ConfigError, Settings
 from .lifecycle import Sink, Telemetry
-from .pricing import Pricer, load_overrides
+from .pricing import PriceOverrideError, Pricer, load_overrides
 from .providers._contract import PatchSet
 from .run_summary import RunSummary
 
 _lock = threading.RLock()
+_fork.renew_locks(sys.modules[__name__], "_lock")  # instrument() may run on any thread
 _installed: dict[str, PatchSet] = {}
 _pending: set[str] = set()  # wanted, waiting for the application to import the SDK
 _hooked: set[str] = set()  # post-import hooks registered (they cannot be unregistered)
@@ -101,9 +102,21 @@ def instrument(
         log_calls=log_calls,
         **provider_options,
     )
-    overrides = load_overrides(settings.prices) if settings.prices is not None else []
+    _waits.configure()
+    _fork.install()  # from now on a fork leaves nothing of ours half-done in the child
+    try:
+        overrides = load_overrides(settings.prices) if settings.prices is not None else []
+    except PriceOverrideError as exc:  # from the environment: say which variable to fix
+        if prices is None and os.environ.get(ENV_PRICES):
+            raise PriceOverrideError(f"{ENV_PRICES}: {exc}") from None
+        raise
     budget_source = budgets if budgets is not None else os.environ.get("TOKENTRAIL_BUDGETS") or None
-    configured_budgets = _budgets.load(budget_source) if budget_source is not None else ()
+    try:
+        configured_budgets = _budgets.load(budget_source) if budget_source is not None else ()
+    except ConfigError as exc:
+        if budgets is None:  # from the environment: say which variable to fix
+            raise ConfigError(f"TOKENTRAIL_BUDGETS: {exc}") from None
+        raise
     if isinstance(providers, str) or not (providers is None or isinstance(providers, Iterable)):
         raise ConfigError(f"providers={providers!r}: give a list of SDK names, such as ['openai']")
     known = [entry.name for entry in registry.PROVIDERS]
@@ -132,9 +145,11 @@ def instrument(
         lifecycle.set_active(telemetry)
         done = [name for name in wanted if _enable(name)]
     # Load the price catalogue off the calling thread: start-up stays fast and the first call
-    # does not pay for it.
+    # does not pay for it. It imports genai-prices (and httpx, pydantic): a fork waits for it.
     if os.environ.get("TOKENTRAIL_WARM_PRICES", "1") != "0":
-        threading.Thread(target=_warm, args=(pricer,), name="tokentrail-prices", daemon=True).start()
+        warm = threading.Thread(target=_warm, args=(pricer,), name="tokentrail-prices", daemon=True)
+        _fork.finish_before_fork(warm)
+        warm.start()
     return done
 
 

@@ -264,9 +264,17 @@ def ledger_location(
         raise ConfigError(
             f"{name}={shown(os.fsdecode(value))}: cannot expand '~' in this path: no such user"
         ) from None
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long for the file system, a loop of links
         raise ConfigError(
-            f"{name}={str(value)!r} is a directory: name the ledger file, e.g. {path / 'ledger.sqlite'}"
+            f"{name}={shown(os.fsdecode(value))}: {exc.strerror or 'not a usable path'}; "
+            "use another file path"
+        ) from None
+    if is_dir:
+        raise ConfigError(
+            f"{name}={shown(os.fsdecode(value))} is a directory: name the ledger file, e.g. "
+            f"{shown(str(path / 'ledger.sqlite'))}"
         )
     return path
 

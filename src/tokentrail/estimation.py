@@ -21,13 +21,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _safety, runtime
+from . import _fork, _safety, runtime
 from .pricing import canonical_provider
 from .usage import Usage
 
@@ -76,6 +77,7 @@ _SPECIAL = {
 
 _encoders: dict[str, Any] = {}
 _encoder_lock = threading.Lock()
+_fork.renew_locks(sys.modules[__name__], "_encoder_lock")
 
 
 class TokenizerUnavailable(RuntimeError):

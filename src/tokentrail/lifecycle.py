@@ -28,7 +28,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _safety, budgets, runtime
+from . import _fork, _safety, _waits, budgets, runtime
 from . import semconv as sc
 from ._batcher import Batcher
 from ._patching import ClassPatches
@@ -278,13 +278,20 @@ class Recorder:
     which also bounds the memory held; and drained at exit before the OpenTelemetry providers
     shut down. ``flush()`` finishes everything
     ended so far, on the calling thread: ``tokentrail.flush()`` before reading spans, metrics or
-    sinks in-process. A forked child starts a thread of its own.
-    """
+    sinks in-process. A forked child starts a thread of its own with its first call. In a
+    ``multiprocessing`` worker, which ends with ``os._exit()``, a ``Process`` drains when its target
+    returns and a ``Pool`` worker (which its pool may SIGTERM) hands each call on before it
+    returns to the application (see :mod:`tokentrail._fork`)."""
 
     def __init__(self) -> None:
         self._batcher: Batcher | None = None
         self._lock = threading.Lock()
         self._exiting = False
+        self._queued = False  # decided: calls go to the queue (not exiting, not writing through)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        self._queued = False  # is it a multiprocessing worker? Decided at its first call
 
     def _queue(self) -> Batcher:
         batcher = self._batcher
@@ -311,16 +318,31 @@ class Recorder:
 
     def _drain_at_exit(self) -> None:
         self._exiting = True
+        self._queued = False
         if self._batcher is not None:
             self._batcher.drain_for_exit()
 
     def submit(self, ended: Call | Unit) -> None:
+        if self._queued and not sys.is_finalizing():
+            self._batcher.submit(ended)  # type: ignore[union-attr]
+            return
         if self._exiting or sys.is_finalizing():
             # Late in shutdown (a stream finalised at exit): finished here, at once. A thread
             # started now would never run, and starting it would wait for it forever.
             _complete_all([ended])
             return
-        self._queue().submit(ended)
+        worker = _fork.worker_kind()
+        if worker == "pool":
+            # A Pool worker may be killed by its pool's SIGTERM once its result is sent: each call
+            # is finished, written and exported before the application goes on.
+            _complete_all([ended])
+            _hand_on(ended._telemetry if isinstance(ended, Call) else _active)
+            return
+        if worker == "process":  # ends with os._exit(): drained when its target returns
+            _fork.at_worker_exit(_drain_worker)
+        queue = self._queue()
+        self._queued = True
+        queue.submit(ended)
 
     def flush(self) -> None:
         """Finish everything ended so far, on this thread. The work is bounded (at most the queue's
@@ -338,12 +360,50 @@ def _complete_all(ended: list[Any]) -> None:
             _safety.internal_error("lifecycle.complete", exc)
 
 
+def _no_op() -> None:
+    pass
+
+
+def _drain_worker() -> None:
+    """The end of a multiprocessing worker: finish every call and hand it on, as exit would."""
+    RECORDER.flush()
+    _hand_on(_active)
+
+
+def _hand_on(telemetry: Telemetry | None) -> None:
+    """Hand finished calls on at once: every sink that queues (the ledger) writes them, and the
+    OpenTelemetry providers export them, each waiting at most ``TOKENTRAIL_FLUSH_TIMEOUT``."""
+    if telemetry is None:
+        return
+    timeout = _waits.flush_timeout()
+    for sink in telemetry.sinks:
+        flush = getattr(sink, "flush", None)
+        if flush is not None:
+            try:
+                flush()  # the ledger's waits at most the same bound
+            except Exception as exc:
+                _safety.internal_error("lifecycle.hand_on", exc)
+    tracer_provider, meter_provider, _ = telemetry.providers
+    for provider in (
+        tracer_provider or trace.get_tracer_provider(),
+        meter_provider or metrics.get_meter_provider(),
+    ):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            try:
+                force_flush(timeout_millis=int(timeout * 1000))
+            except Exception as exc:
+                _safety.internal_error("lifecycle.hand_on", exc)
+
+
 def _never_dropped(count: int, reason: str) -> None:  # only reached after the recorder was closed
     _safety.warn_once("recorder.drop", "tokentrail: %d finished call(s) not recorded (%s)", count, reason)
 
 
 # One recorder for the process: every instrument() shares its thread and its exit hook.
 RECORDER = Recorder()
+# Held for the life of the process (the callback refers to it), as RECORDER is anyway.
+_fork.on_fork(RECORDER, before=_no_op, after_in_parent=_no_op, after_in_child=RECORDER._forked)
 
 
 def _drain_first(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
@@ -690,10 +750,13 @@ class Call:
         if telemetry.settings.latest_experimental:
             _record_latest_usage(telemetry, request, usage, attributes)
         else:
-            telemetry.token_usage.record(
-                usage.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
-            )
-            if request.operation != "embeddings":
+            # A negative count (flagged in usage.problems, kept on the span and the ledger) stays
+            # off the histograms, which refuse it with a line on stderr per call.
+            if usage.input_tokens >= 0:
+                telemetry.token_usage.record(
+                    usage.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
+                )
+            if request.operation != "embeddings" and usage.output_tokens >= 0:
                 telemetry.token_usage.record(
                     usage.output_tokens, {**attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
                 )
@@ -706,7 +769,8 @@ class Call:
         if usage.problems:
             telemetry.inconsistent_usage.add(1, attributes, context=_NO_EXEMPLAR)
         if cost is not None:
-            telemetry.cost.record(cost.total, attributes, context=exemplar_context)
+            if cost.total >= 0:  # a negative cost (from negative counts) stays off the histogram
+                telemetry.cost.record(cost.total, attributes, context=exemplar_context)
             return
         telemetry.unpriced_calls.add(1, attributes, context=_NO_EXEMPLAR)
         unpriced_model = unpriced or response_model or request.request_model or "?"
@@ -785,8 +849,9 @@ def _record_latest_usage(
     token category, by modality where the provider reports it (text is what remains)."""
     input_histogram, output_histogram = telemetry.inference_tokens
     counters = telemetry.detailed_tokens
-    input_histogram.record(usage.input_tokens, attributes, context=_NO_EXEMPLAR)
-    if request.operation != "embeddings":
+    if usage.input_tokens >= 0:  # negative counts stay off the histograms (flagged on the span)
+        input_histogram.record(usage.input_tokens, attributes, context=_NO_EXEMPLAR)
+    if request.operation != "embeddings" and usage.output_tokens >= 0:
         output_histogram.record(usage.output_tokens, attributes, context=_NO_EXEMPLAR)
     by_modality = (
         (

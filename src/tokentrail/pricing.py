@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from . import _fork
 from .usage import USAGE_FIELDS, Usage
 
 __all__ = [
@@ -301,6 +303,7 @@ class Pricer:
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._catalogue_version: str | None = None
+        _fork.renew_locks(self, "_lock")
 
     @property
     def catalogue_version(self) -> str:
@@ -506,8 +509,8 @@ def load_overrides(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Ove
         if not str(source).strip():
             raise PriceOverrideError(f"price overrides: the file path is empty ({str(source)!r})")
         path = Path(source)
-        label = str(path)
-        data = _read_override_file(path)
+        label = _short(str(path))
+        data = _read_override_file(path, label)
         if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
             raise PriceOverrideError(
                 f"{label}: expected a top-level 'models' list of price entries "
@@ -522,20 +525,44 @@ def load_overrides(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Ove
             "price overrides: expected a TOML/YAML file path or a list of price entries, "
             f"got {_shown(source)}"
         )
-    return [_parse_entry(entry, f"{label}: models[{index}]") for index, entry in enumerate(entries)]
+    parsed = [_parse_entry(entry, f"{label}: models[{index}]") for index, entry in enumerate(entries)]
+    _refuse_duplicates(parsed, label)
+    return parsed
 
 
-def _read_override_file(path: Path) -> Any:
+def _refuse_duplicates(entries: list[OverrideEntry], label: str) -> None:
+    """Two entries for one model (or prefix) and provider: which one wins would be an accident."""
+    seen: dict[tuple[str | None, str | None, str | None], int] = {}
+    for index, entry in enumerate(entries):
+        key = (entry.provider, entry.model, entry.prefix)
+        if key in seen:
+            what = f"model {entry.model!r}" if entry.model else f"prefix {entry.prefix!r}"
+            raise PriceOverrideError(
+                f"{label}: models[{index}] repeats models[{seen[key]}] ({_short(what)}"
+                f"{f' of provider {entry.provider!r}' if entry.provider else ''}): keep one"
+            )
+        seen[key] = index
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """A path for a message, cut short (a real path stays whole): an error never echoes 100 KB."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _read_override_file(path: Path, label: str) -> Any:
     try:
+        # A FIFO or a device would block the application's instrument() on its read, for ever.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PriceOverrideError(f"{label}: cannot read price override file: not a regular file")
         raw = path.read_bytes()
     except OSError as exc:
-        raise PriceOverrideError(f"{path}: cannot read price override file: {exc.strerror or exc}") from None
+        raise PriceOverrideError(f"{label}: cannot read price override file: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         # Binary garbage, a file saved in another encoding, or one cut in the middle of a character.
         raise PriceOverrideError(
-            f"{path}: not a UTF-8 text file (byte {exc.start} is {raw[exc.start : exc.start + 1]!r}); "
+            f"{label}: not a UTF-8 text file (byte {exc.start} is {raw[exc.start : exc.start + 1]!r}); "
             "price override files are TOML or YAML text"
         ) from None
     suffix = path.suffix.lower()
@@ -545,19 +572,23 @@ def _read_override_file(path: Path) -> Any:
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise PriceOverrideError(f"{path}: invalid TOML: {exc}") from None
+            raise PriceOverrideError(f"{label}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise PriceOverrideError(f"{label}: invalid TOML: nested too deeply") from None
     if suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise PriceOverrideError(
-                f"{path}: YAML price files need PyYAML (pip install 'tokentrail[yaml]'), or use TOML"
+                f"{label}: YAML price files need PyYAML (pip install 'tokentrail[yaml]'), or use TOML"
             ) from None
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise PriceOverrideError(f"{path}: invalid YAML{_yaml_problem(exc)}") from None
-    raise PriceOverrideError(f"{path}: price override files must end in .toml, .yaml or .yml")
+            raise PriceOverrideError(f"{label}: invalid YAML{_yaml_problem(exc)}") from None
+        except RecursionError:
+            raise PriceOverrideError(f"{label}: invalid YAML: nested too deeply") from None
+    raise PriceOverrideError(f"{label}: price override files must end in .toml, .yaml or .yml")
 
 
 def _yaml_problem(exc: Exception) -> str:

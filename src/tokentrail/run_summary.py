@@ -14,6 +14,7 @@ import json
 import threading
 from typing import Any
 
+from . import _fork
 from .records import CallRecord
 from .totals import Totals
 
@@ -27,6 +28,7 @@ class RunSummary:
 
     def __init__(self, context_window: Any = None) -> None:
         self._lock = threading.Lock()
+        _fork.renew_locks(self, "_lock")  # summary() is read on the application's threads
         self._context_window = context_window  # (provider, model) -> int | None
         self.reset()
 

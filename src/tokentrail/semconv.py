@@ -192,7 +192,8 @@ ERROR_WHERE: Final = "tokentrail.where"  # on METRIC_INSTRUMENTATION_ERRORS: whi
 # Attribution values folded into "_other" because a key reached its distinct-value cap.
 METRIC_ATTRIBUTION_OVERFLOW: Final = "tokentrail.attribution.overflow"
 OVERFLOW_VALUE: Final = "_other"
-# Calls not written to the local ledger; attribute LEDGER_DROP_REASON = queue_full | write_error.
+# Calls not written to the local ledger; attribute LEDGER_DROP_REASON = queue_full | write_error |
+# bad_row | locked.
 METRIC_LEDGER_DROPPED: Final = "tokentrail.ledger.dropped"
 LEDGER_DROP_REASON: Final = "tokentrail.ledger.reason"
 

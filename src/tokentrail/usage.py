@@ -21,7 +21,7 @@ from typing import Any
 
 from . import semconv as sc
 
-__all__ = ["COUNT_FIELDS", "USAGE_FIELDS", "Usage", "UsageField", "count"]
+__all__ = ["COUNT_FIELDS", "USAGE_FIELDS", "Usage", "UsageField", "count", "usage_given"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +218,17 @@ _PARTS = (
     ("reasoning_tokens", "output_tokens"),
     ("output_audio_tokens", "output_tokens"),
 )
+
+
+# What a usage payload cannot be: a server that sends "usage": true, [..], 12 or "n/a" reported no
+# usage we can read. Read field by field it would be a call of 0 tokens, free and unflagged.
+_NOT_A_USAGE_OBJECT = (bool, int, float, str, bytes, list, tuple, set, frozenset)
+
+
+def usage_given(raw: Any) -> bool:
+    """True if ``raw`` (a response's usage member) is something usage can be read from: a mapping
+    or an SDK object. None and values of the wrong type make the call's usage missing instead."""
+    return raw is not None and not isinstance(raw, _NOT_A_USAGE_OBJECT)
 
 
 def count(raw: Any, name: str, problems: list[str]) -> int:

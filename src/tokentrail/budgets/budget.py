@@ -7,6 +7,7 @@ import functools
 import inspect
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import _safety
+from .. import _fork, _safety
 from .._safety import shown
 from ..context import validate
 from ..estimation import encoder
@@ -132,6 +133,7 @@ _configured: tuple[budget, ...] = ()
 _by_name: dict[str, budget] = {}
 """The latest budget of each name: what metrics and ``budget status`` report (bounded by names)."""
 _names_lock = threading.Lock()
+_fork.renew_locks(sys.modules[__name__], "_names_lock")
 _counter = 0
 
 
@@ -235,6 +237,7 @@ class budget:
         self.refresh_s = refresh_s
         self.clock = clock
         self._lock = threading.Lock()
+        _fork.renew_locks(self, "_lock")  # checked on the application's threads
         self._window_start: float | None = None
         self._spent = 0.0
         self._reserved = 0.0

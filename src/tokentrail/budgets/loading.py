@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,23 +25,30 @@ def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
     """Budgets from a TOML file (``[[budget]]`` tables) or a list of budgets / mappings."""
     if isinstance(source, str | os.PathLike):
         path = Path(source)
+        named = shown(str(path))  # cut short: the message stays one line whatever the value
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block instrument() for ever
+                raise ConfigError(f"budgets file {named}: not a regular file; give a TOML file")
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"budgets file {str(path)!r}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"budgets file {named}: {exc.strerror or type(exc).__name__}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"budgets file {named}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"budgets file {named}: invalid TOML: nested too deeply") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(
-                f"budgets file {str(path)!r}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                f"budgets file {named}: not UTF-8 text ({exc.reason} at byte {exc.start})"
             ) from None
         # Only [[budget]] tables: a misspelt [[budgets]] would otherwise load no budget, silently.
         unexpected = sorted(set(data) - {"budget"})
         if unexpected:
             raise ConfigError(
-                f"budgets file {str(path)!r}: unknown top-level key(s) {unexpected}; "
+                f"budgets file {named}: unknown top-level key(s) {shown(unexpected)}; "
                 "each budget is a [[budget]] table"
             )
         entries = data.get("budget", [])
-        where = str(path)
+        where = named
         if not isinstance(entries, list):
             raise ConfigError(
                 f"{where}: budget must be [[budget]] tables (an array of tables), not {shown(entries)}"

@@ -14,7 +14,20 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..testing.fake_server import main as fake_main
-from . import advise, budget, dashboard, estimate, export, forecast, report, serve, stack, trend, whatif
+from . import (
+    advise,
+    budget,
+    dashboard,
+    estimate,
+    export,
+    forecast,
+    ledger,
+    report,
+    serve,
+    stack,
+    trend,
+    whatif,
+)
 from ._common import CliError
 from .prices import run as run_prices
 
@@ -76,6 +89,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
             whatif,
             advise,
             stack,
+            ledger,
         )
     }
     for module in ledger_commands.values():
@@ -101,6 +115,15 @@ def _dispatch(argv: Sequence[str] | None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
+        except Exception as exc:  # a case no check foresaw: still one line, never a traceback
+            detail = " ".join(str(exc).split())
+            detail = detail if len(detail) <= 200 else f"{detail[:197]}..."
+            print(
+                f"error: tokentrail {args.command} failed: {type(exc).__name__}: {detail} "
+                "(please report this)",
+                file=sys.stderr,
+            )
+            return 1
     parser.print_help()
     return 2
 

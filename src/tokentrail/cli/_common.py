@@ -45,6 +45,24 @@ def parse_time(text: str, option: str, now: float | None = None) -> float:
         raise CliError(f"{option} {exc}") from None
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """An argument for a one-line error: quoted, undecodable bytes escaped, cut short."""
+    quoted = f"'{text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')}'"
+    return quoted if len(quoted) <= limit else f"{quoted[: limit - 4]}...'"
+
+
+def text_argument(value: str | None, option: str) -> str | None:
+    """``value`` if it is text SQLite can compare (a terminal in another encoding than UTF-8 passes
+    bytes that are not); else a :class:`CliError` naming the option."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CliError(f"{option} {shown(value)} is not valid UTF-8 text") from None
+    return value
+
+
 def add_ledger_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",
@@ -84,7 +102,7 @@ def filters_from(args: argparse.Namespace) -> Any:
 
     where: dict[str, str] = {}
     for item in args.where:
-        key, sep, value = item.partition("=")
+        key, sep, value = text_argument(item, "--where").partition("=")  # type: ignore[union-attr]
         if not sep or not key.strip():
             raise CliError(
                 f"--where {item!r}: use KEY=VALUE, e.g. --where agent=QA or --where label:team=search"
@@ -97,8 +115,16 @@ def filters_from(args: argparse.Namespace) -> Any:
     until = parse_time(args.until, "--until") if args.until else None
     if since is not None and until is not None and since >= until:
         raise CliError(f"--since {args.since} is not before --until {args.until}")
-    provider = canonical_provider(args.provider) if args.provider else None  # aliases, as everywhere
-    return Filters(since, until, args.pipeline, args.model, provider, where)
+    provider = text_argument(args.provider, "--provider")
+    provider = canonical_provider(provider) if provider else None  # aliases, as everywhere
+    return Filters(
+        since,
+        until,
+        text_argument(args.pipeline, "--pipeline"),
+        text_argument(args.model, "--model"),
+        provider,
+        where,
+    )
 
 
 def ledger_path(args: argparse.Namespace) -> Path:

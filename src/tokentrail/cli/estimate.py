@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import runtime
 from ..estimation import estimate
-from ._common import CliError, resolve_provider
+from ._common import CliError, resolve_provider, shown
 
 HELP = "estimate a request's input tokens and cost before sending it"
 
@@ -34,12 +34,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _read_json(path: str, what: str) -> Any:
+    named = shown(path)
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise CliError(f"--{what} {path}: {exc.strerror or exc}") from None
+        raise CliError(f"--{what} {named}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"--{what} {named}: not UTF-8 text ({exc.reason} at byte {exc.start}); give a JSON file"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise CliError(f"--{what} {path}: not JSON ({exc})") from None
+        raise CliError(f"--{what} {named}: not JSON ({exc})") from None
+    except RecursionError:
+        raise CliError(f"--{what} {named}: not JSON tokentrail can read (nested too deeply)") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,11 +14,13 @@ or ``instrument(ledger="/path")`` moves it, ``off`` / ``ledger=False`` disables 
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
 from opentelemetry import trace
 
+from .. import _fork
 from ..lifecycle import remove_sink
 from ._rows import service_name
 from ._schema import SCHEMA_VERSION, LedgerError, LedgerVersionError, open_ledger
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 _lock = threading.RLock()
+_fork.renew_locks(sys.modules[__name__], "_lock")
 _writer: LedgerWriter | None = None
 _call_log: Any = None
 _live_exporters = 0

@@ -18,7 +18,14 @@ from ..semconv import ATTRIBUTION_KEYS, LABEL_PREFIX
 from ..usage import COUNT_FIELDS, USAGE_FIELDS
 from ._schema import COLUMN_NAMES
 
-__all__ = ["ATTRIBUTION_COLUMNS", "row_dict", "row_from_record", "row_from_span", "service_name"]
+__all__ = [
+    "ATTRIBUTION_COLUMNS",
+    "row_dict",
+    "row_from_record",
+    "row_from_span",
+    "sanitise",
+    "service_name",
+]
 
 # Attribution keys with a column of their own; labels go to the JSON column.
 ATTRIBUTION_COLUMNS = tuple(ATTRIBUTION_KEYS)
@@ -266,3 +273,54 @@ def row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     labels = values.get("labels")
     values["labels"] = json.loads(labels) if labels else {}
     return values
+
+
+# The largest count a row keeps: far beyond any real call (a trillion tokens), small enough that
+# the rollup's sums of millions of rows stay inside SQLite's 64-bit integers.
+MAX_COUNT = 10**12
+_INCONSISTENT = _INDEX["usage_inconsistent"]
+
+
+def sanitise(row: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
+    """``row`` as SQLite can store it, and whether anything had to change.
+
+    Text with lone surrogates (which ``attribute()`` accepts and UTF-8 cannot encode) gets them
+    escaped (``\\udcff``); integers beyond :data:`MAX_COUNT` either way are clamped to it and the
+    row flagged ``usage_inconsistent``; a value of any other type is stored as its text. Runs only
+    for a batch SQLite refused, so the rows that were fine cost nothing.
+    """
+    values = list(row)
+    changed = clamped = False
+    for index, value in enumerate(values):
+        if value is None or type(value) is float:
+            continue
+        if type(value) is str:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                values[index] = value.encode("utf-8", "backslashreplace").decode("utf-8")
+                changed = True
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not -MAX_COUNT <= value <= MAX_COUNT:
+                values[index] = MAX_COUNT if value > 0 else -MAX_COUNT
+                changed = clamped = True
+        elif isinstance(value, bool):
+            values[index] = int(value)
+            changed = True
+        elif isinstance(value, float):
+            values[index] = float(value)
+            changed = True
+        elif not isinstance(value, bytes):
+            text = _text(value)
+            values[index] = text.encode("utf-8", "backslashreplace").decode("utf-8")
+            changed = True
+    if clamped:
+        values[_INCONSISTENT] = 1
+    return (tuple(values), True) if changed else (row, False)
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)[:1000]
+    except Exception:  # a __str__ that fails, an int past Python's digit limit
+        return f"<{type(value).__name__}>"

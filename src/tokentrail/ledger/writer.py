@@ -6,12 +6,25 @@ flush interval (0.5 s by default, sooner past ``batch_size`` calls). A process k
 loses at most the calls of its last interval; SQLite's WAL keeps the file consistent.
 
 Several processes may write one ledger: each transaction takes the write lock with
-``BEGIN IMMEDIATE`` and waits for it (``busy_timeout``), retrying a few times after that.
+``BEGIN IMMEDIATE`` and waits for it at most ``TOKENTRAIL_FLUSH_TIMEOUT`` (1.5 s by default). A
+ledger another process keeps locked longer never holds up the application: the writer thread gives
+the batch back to its queue and tries again at its next interval (the queue's bound applies);
+``flush()`` returns after that wait, the rows still queued and said so; at exit and on
+``uninstrument()`` the rows left are counted as dropped (reason ``locked``) and said so. There,
+where giving up loses rows, a ledger whose lock changes hands (other processes committing: many
+workers sharing one ledger, all exiting at once) is not a locked one: the wait goes on while they
+commit, up to 30 s in all.
+
+A row SQLite refuses (text with a lone surrogate, an integer past 64 bits, a value of the wrong
+type) never costs another row: the batch is sanitised (:func:`._rows.sanitise`: surrogates
+escaped, integers clamped and the row flagged ``usage_inconsistent``) and tried again, then row by
+row, so only a row that still fails is dropped (reason ``bad_row``).
 
 Nothing here reaches the application. A full queue drops the call; a write that fails (disk
-full, read-only file, lock never released, a newer schema) drops its batch. Both are counted in
+full, read-only file, a newer schema) drops its batch. All are counted in
 ``tokentrail.ledger.dropped`` (attribute ``tokentrail.ledger.reason``) and warned about once. A
-ledger file deleted while the process runs is created again at the next flush.
+ledger file deleted while the process runs is created again at the next flush. Expired rows are
+pruned on the writer's thread (see :mod:`.retention`).
 """
 
 from __future__ import annotations
@@ -27,12 +40,13 @@ from typing import Any
 
 from opentelemetry import metrics
 
-from .. import _safety
+from .. import _safety, _waits
 from .. import semconv as sc
 from .._batcher import Batcher
 from .._version import __version__
 from ..records import CallRecord
-from ._rows import row_from_record
+from . import retention
+from ._rows import row_from_record, sanitise
 from ._schema import BUCKET_SECONDS, COLUMN_NAMES, DIMENSIONS, MEASURES, LedgerError, open_ledger
 
 __all__ = ["LedgerWriter"]
@@ -86,7 +100,36 @@ _ROLLUP_UPSERT = (
     f"ON CONFLICT (bucket, {_DIMENSION_SQL}) DO UPDATE SET "
     + ", ".join(f"{m} = {m} + excluded.{m}" for m in MEASURES)
 )
-_RETRIES = 3
+# A refused row, rather than a refusing database: sanitise and retry, row by row if need be.
+_ROW_ERRORS = (
+    OverflowError,
+    UnicodeError,
+    ValueError,
+    TypeError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+)
+_PRUNE_EVERY_S = 3600.0
+# Waiting for the write lock: in slices, to notice other writers' commits between them, and never
+# longer than this in all, however busy the ledger.
+_BUSY_SLICE_MS = 100
+_BUSY_CAP_S = 30.0
+
+
+Row = tuple[Any, ...]
+
+
+def _refused(exc: BaseException) -> bool:
+    """A row SQLite refused (the row's fault), rather than a database that refuses writes."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "overflow" in str(exc)  # SQLite's SUM() in the rollup: an integer overflow
+    return isinstance(exc, _ROW_ERRORS)
+
+
+class _Locked(Exception):
+    """Another process held the write lock past the wait allowed."""
 
 
 class LedgerWriter:
@@ -125,6 +168,9 @@ class LedgerWriter:
             on_fork=self._forget_connection,
         )
         self._submit = self._batcher.submit
+        self.retention = retention.Retention.from_env()
+        self._next_prune = 0.0  # the first write prunes: a ledger may have been idle for months
+        self._give_up_at: float | None = None  # set by flush() / close(): no wait beyond it
 
     # --- the sink: tokentrail's recorder thread (or whichever drains it) ---------------------------
 
@@ -137,13 +183,37 @@ class LedgerWriter:
 
     # --- control ------------------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write everything queued so far, on this thread."""
-        self._batcher.flush()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write everything queued so far, on this thread, waiting at most ``timeout`` seconds
+        (default ``TOKENTRAIL_FLUSH_TIMEOUT``) for a ledger locked by another process. False when
+        calls are left queued (written later by the writer thread), which is said once."""
+        limit = _waits.flush_timeout() if timeout is None else timeout
+        self._give_up_at = time.monotonic() + limit
+        try:
+            done = self._batcher.flush(limit)
+        finally:
+            self._give_up_at = None
+        if not done:
+            _safety.warn_once(
+                ("ledger.flush_locked", str(self.path)),
+                "tokentrail: flush() stopped waiting for the ledger at %s after %.1f s (another "
+                "process holds it locked); %d call(s) are still queued and will be written when it "
+                "is free. TOKENTRAIL_FLUSH_TIMEOUT sets the wait.",
+                self.path,
+                limit,
+                self.pending,
+            )
+        return done
 
     def close(self) -> None:
-        """Write everything queued, stop the writer thread and close the database."""
+        """Write everything queued, stop the writer thread and close the database, waiting at
+        most ``TOKENTRAIL_FLUSH_TIMEOUT`` for a locked ledger: rows still queued are dropped then,
+        counted and said."""
+        self._give_up_at = time.monotonic() + _waits.flush_timeout()
         self._batcher.close()
+        left = self._batcher.take_all()
+        if left:
+            self._gave_up(len(left))
 
     @property
     def pending(self) -> int:
@@ -151,37 +221,162 @@ class LedgerWriter:
 
     # --- the writer thread ------------------------------------------------------------------------
 
-    def _write(self, batch: list[Any]) -> None:
-        service = self.service
-        rows = [item if isinstance(item, tuple) else row_from_record(item, service) for item in batch]
+    def _write(self, batch: list[Any]) -> list[Any] | None:
+        """Write one batch; give it back (to be tried again later) when the ledger stays locked."""
+        rows = self._rows(batch)
         connection = self._open()
         if connection is None:
             self._drop(len(rows), "write_error")
-            return
-        for attempt in range(_RETRIES + 1):
+            return None
+        give_up_at = time.monotonic() + _waits.flush_timeout()
+        if self._give_up_at is not None:
+            give_up_at = min(give_up_at, self._give_up_at)
+        try:
+            self._write_rows(connection, rows, give_up_at)
+        except _Locked:
+            if self._batcher._exiting or self._batcher._closed:
+                self._gave_up(len(rows))
+                return None
+            _safety.warn_once(
+                ("ledger.locked", str(self.path)),
+                "tokentrail: the ledger at %s has been locked by another process for more than "
+                "%.1f s; %d call(s) wait in memory and are written when it is free (calls beyond the "
+                "queue's bound are dropped and counted in tokentrail.ledger.dropped). The "
+                "application is unaffected.",
+                self.path,
+                _waits.flush_timeout(),
+                len(rows),
+            )
+            return rows
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc, len(rows))
+            return None
+        if threading.current_thread() is self._batcher._thread:
+            self._prune_if_due(connection)
+        return None
+
+    def _rows(self, batch: list[Any]) -> list[tuple[Any, ...]]:
+        service = self.service
+        rows = []
+        for item in batch:
+            if isinstance(item, tuple):
+                rows.append(item)
+                continue
             try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    # Holding the write lock, this batch's ids follow the largest one so far.
-                    first = connection.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM calls").fetchone()[0]
-                    _insert(connection, rows)
-                    connection.execute(_ROLLUP_UPSERT, (first,))
-                    connection.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        connection.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc) and attempt < _RETRIES:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                self._failed(exc, len(rows))
-                return
-            except sqlite3.DatabaseError as exc:
-                self._failed(exc, len(rows))
-                return
-            self.written += len(rows)
+                rows.append(row_from_record(item, service))
+            except Exception as exc:  # a record we cannot read: that call alone is lost
+                _safety.internal_error("ledger.row", exc)
+                self._drop(1, "bad_row")
+        return rows
+
+    def _write_rows(self, connection: sqlite3.Connection, rows: list[Row], give_up_at: float) -> None:
+        """Write ``rows``; a batch SQLite refuses is sanitised, then split row by row, so only
+        the rows that still fail are dropped (counted as ``bad_row``)."""
+        try:
+            self._transaction(connection, rows, give_up_at)
             return
+        except Exception as exc:
+            if not _refused(exc):
+                raise
+            first_error: BaseException = exc
+        cleaned = [sanitise(row)[0] for row in rows]
+        try:
+            self._transaction(connection, cleaned, give_up_at)
+        except Exception as exc:
+            if not _refused(exc):
+                raise
+        else:
+            _safety.warn_once(
+                ("ledger.sanitised", str(self.path), type(first_error).__name__),
+                "tokentrail: a call's row could not be stored as it was (%s); it was stored with "
+                "the value escaped or clamped (clamped counts are flagged usage_inconsistent).",
+                type(first_error).__name__,
+            )
+            return
+        bad = 0
+        for row in cleaned:
+            try:
+                self._transaction(connection, [row], give_up_at)
+            except Exception as exc:
+                if not _refused(exc):
+                    raise
+                bad += 1
+                _safety.internal_error("ledger.bad_row", exc)
+        if bad:
+            self._drop(bad, "bad_row")
+
+    def _transaction(self, connection: sqlite3.Connection, rows: list[Row], give_up_at: float) -> None:
+        """One transaction: the rows and the rollup they add to. Waits for the write lock until
+        ``give_up_at`` (monotonic), then raises :class:`_Locked`.
+
+        When giving up would lose the rows (closing, exiting), a lock that changes hands is not
+        a locked ledger: while other writers commit (``PRAGMA data_version`` moves), the wait goes
+        on, up to :data:`_BUSY_CAP_S`; it ends at ``give_up_at`` only when nobody commits."""
+        if not rows:
+            return
+        patient = self._batcher._closed or self._batcher._exiting
+        cap = time.monotonic() + _BUSY_CAP_S
+        seen = None
+        while True:
+            now = time.monotonic()
+            left_ms = int((min(give_up_at, cap) - now) * 1000)
+            try:
+                connection.execute(f"PRAGMA busy_timeout = {max(0, min(left_ms, _BUSY_SLICE_MS))}")
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                now = time.monotonic()
+                if patient:
+                    version = connection.execute("PRAGMA data_version").fetchone()[0]
+                    if seen is not None and version != seen:  # another process committed
+                        give_up_at = max(give_up_at, now + _waits.flush_timeout())
+                    seen = version
+                if now >= give_up_at or now >= cap:
+                    raise _Locked from None
+                time.sleep(0.005)  # SQLite's own wait can end early (a reader's WAL snapshot)
+                continue
+            break
+        try:
+            # Holding the write lock, this batch's ids follow the largest one so far.
+            first = connection.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM calls").fetchone()[0]
+            _insert(connection, rows)
+            connection.execute(_ROLLUP_UPSERT, (first,))
+            connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+        self.written += len(rows)
+
+    def _prune_if_due(self, connection: sqlite3.Connection) -> None:
+        """One step of pruning, at most once an hour (sooner while a step finds more to do)."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        try:
+            deleted = retention.prune_step(connection, self.retention)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                _safety.internal_error("ledger.prune", exc)
+            deleted = 0
+        except sqlite3.DatabaseError as exc:
+            _safety.internal_error("ledger.prune", exc)
+            deleted = 0
+        more = deleted >= retention.STEP_ROWS
+        self._next_prune = now + (0.0 if more else _PRUNE_EVERY_S)
+
+    def _gave_up(self, rows: int) -> None:
+        """Exit or uninstrument() with the ledger still locked: the rows left are lost, and said."""
+        self._drop(rows, "locked")
+        _safety.warn_once(
+            ("ledger.gave_up", str(self.path)),
+            "tokentrail: %d call(s) not written to the ledger at %s: another process kept it locked "
+            "for more than %.1f s (TOKENTRAIL_FLUSH_TIMEOUT); counted in tokentrail.ledger.dropped.",
+            rows,
+            self.path,
+            _waits.flush_timeout(),
+        )
 
     def _open(self) -> sqlite3.Connection | None:
         """The connection, (re)opened when missing or when the file was deleted or replaced."""
@@ -274,5 +469,5 @@ def _dropped_counter(meter_provider: Any) -> Any:
     return meter.create_counter(
         sc.METRIC_LEDGER_DROPPED,
         unit="{call}",
-        description="Calls not written to the local ledger (queue full or write error)",
+        description="Calls not written to the local ledger (queue full, write error, bad row, locked)",
     )

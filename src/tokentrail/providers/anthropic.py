@@ -64,7 +64,7 @@ from .. import semconv as sc
 from ..config import Settings
 from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo, UsagePart
-from ..usage import Usage, count
+from ..usage import Usage, count, usage_given
 from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._locate import Locator
 from ._read import field as _get
@@ -251,7 +251,7 @@ def _message_info(
         response_id=message_id if isinstance(message_id, str) else None,
         finish_reasons=(stop_reason,) if isinstance(stop_reason, str) and stop_reason else (),
     )
-    if usage is not None:
+    if usage_given(usage):
         _usage_info(info, usage)
     if content is not None:
         info.output_messages = [

@@ -28,7 +28,7 @@ from .. import semconv as sc
 from ..config import Settings
 from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo
-from ..usage import Usage
+from ..usage import Usage, usage_given
 from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._locate import Located, Locator, locate, provider_for_host, server_of
 from ._read import field as _get
@@ -262,7 +262,7 @@ class ChatCompletions:
             response_model=_get(parsed, "model"),
             response_id=_get(parsed, "id"),
             finish_reasons=reasons,
-            usage=chat_usage(usage) if usage is not None else None,
+            usage=chat_usage(usage) if usage_given(usage) else None,
         )
         _service_tier(info, _get(parsed, "service_tier"))
         if request.input_messages is not None:
@@ -319,9 +319,18 @@ class ChatStreamState:
         if usage is not None:
             self.usage = usage
             self.service_tier = getattr(chunk, "service_tier", None)
-            if self.hide_usage_chunk and not choices:
-                return False  # the chunk we asked for; the application did not
+            if self.hide_usage_chunk:
+                if not choices:
+                    return False  # the chunk we asked for; the application did not
+                # A server that puts the usage on the last content chunk: the content is the
+                # application's, the usage is not.
+                chunk.usage = None
+                chunk.__pydantic_fields_set__.discard("usage")
         elif self.hide_usage_chunk:
+            if not choices and self.finish_reasons:
+                # After the finish reasons, a chunk without choices is the usage chunk we asked
+                # for, even when the server says "usage": null in it.
+                return False
             # With include_usage every chunk says "usage": null; without it the key is absent.
             # Keep the chunk identical to what the application would have received.
             chunk.__pydantic_fields_set__.discard("usage")
@@ -372,7 +381,7 @@ class ChatStreamState:
             response_model=self.model,
             response_id=self.id,
             finish_reasons=tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons)),
-            usage=chat_usage(self.usage) if self.usage is not None else None,
+            usage=chat_usage(self.usage) if usage_given(self.usage) else None,
         )
         _service_tier(info, self.service_tier)
         if self.capture:
@@ -464,7 +473,7 @@ class Responses:
             response_model=_get(parsed, "model"),
             response_id=_get(parsed, "id"),
             finish_reasons=(str(status),) if status else (),
-            usage=responses_usage(usage, web_searches) if usage is not None else None,
+            usage=responses_usage(usage, web_searches) if usage_given(usage) else None,
         )
         _service_tier(info, _get(parsed, "service_tier"))
         if request.input_messages is not None:
@@ -510,7 +519,7 @@ class Embeddings:
         usage = _get(parsed, "usage")
         return ResponseInfo(
             response_model=_get(parsed, "model"),
-            usage=embeddings_usage(usage) if usage is not None else None,
+            usage=embeddings_usage(usage) if usage_given(usage) else None,
         )
 
     def stream_state(self, request: RequestInfo, hide_usage_chunk: bool) -> ChatStreamState:
