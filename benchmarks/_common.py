@@ -360,6 +360,90 @@ class FakeGemini:
         return genai.Client(api_key="AIza-bench", http_options=options)
 
 
+# --- Mistral: client.chat.complete / client.chat.stream (mistralai) ---------------------------------
+
+MISTRAL_MODEL = "mistral-medium-latest"
+MISTRAL_REQUEST: dict[str, Any] = {
+    "model": MISTRAL_MODEL,
+    "messages": CHAT_REQUEST["messages"],
+    "max_tokens": 512,
+    "temperature": 1,
+    "random_seed": 7,
+}
+
+
+def mistral_usage() -> dict[str, Any]:
+    """1,500 prompt tokens (1,024 of them from the prompt cache) and 40 completion tokens."""
+    return {
+        "prompt_tokens": 1500,
+        "completion_tokens": 40,
+        "total_tokens": 1540,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+    }
+
+
+def mistral_stream_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A streamed completion: a role chunk, ``chunks - 2`` content chunks, and the finish chunk,
+    which carries the usage (Mistral sends it unasked)."""
+    head = {
+        "id": "cmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1763700000,
+        "model": MISTRAL_MODEL,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": word}) for word in words(chunks - 2)]
+    events.append(chunk({"content": ""}, "stop", usage=mistral_usage()))
+    return events
+
+
+@dataclass
+class FakeMistral:
+    """A mock-transport handler answering ``POST /v1/chat/completions`` (streamed or not) like the API."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    response_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+    http: Any = field(init=False, repr=False)  # the HTTP library the installed SDK is built on
+
+    def __post_init__(self) -> None:
+        from mistralai.client import basesdk
+
+        self.http = basesdk.httpx  # httpx2 from mistralai 3.x, httpx before
+        message = {"role": "assistant", "content": "".join(words(8)), "tool_calls": None, "prefix": False}
+        self.response_bytes = json.dumps({
+            "id": "cmpl-bench", "object": "chat.completion", "created": 1763700000, "model": MISTRAL_MODEL,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": mistral_usage(),
+        }).encode()  # fmt: skip
+        self.stream_bytes = sse(mistral_stream_chunks(self.stream_chunks))
+
+    def handler(self, request: Any) -> Any:
+        http = self.http
+        self.requests += 1
+        body = json.loads(request.content)
+        if not request.url.path.endswith("/v1/chat/completions"):
+            return http.Response(404, json={"object": "error", "message": "not found"})
+        if body.get("stream") is True:
+            return http.Response(
+                200, content=self.stream_bytes, headers={"content-type": "text/event-stream"}
+            )
+        return http.Response(200, content=self.response_bytes, headers={"content-type": "application/json"})
+
+    def client(self) -> Any:
+        from mistralai.client import Mistral
+
+        http = self.http
+        return Mistral(
+            api_key="mistral-bench", client=http.Client(transport=http.MockTransport(self.handler))
+        )
+
+
 @dataclass
 class Providers:
     """Real SDK providers shared by the floor and tokentrail."""

@@ -3,7 +3,7 @@ hand-written OTel floor.
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|all]
+    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|mistral|all]
         [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
         [--clock thread|process] [--json FILE]
 
@@ -79,10 +79,13 @@ from _common import (
     ANTHROPIC_REQUEST,
     CHAT_REQUEST,
     GEMINI_MODEL,
+    MISTRAL_MODEL,
+    MISTRAL_REQUEST,
     REQUEST_MODEL,
     STREAM_CHUNKS,
     FakeAnthropic,
     FakeGemini,
+    FakeMistral,
     FakeOpenAI,
     gemini_request,
     isolate_ledger,
@@ -92,7 +95,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini")
+PROVIDERS = ("openai", "anthropic", "gemini", "mistral")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -306,6 +309,42 @@ class GeminiFloor(Floor):
         )
 
 
+class MistralFloor(Floor):
+    provider = "mistral_ai"
+    model = MISTRAL_MODEL
+    server = "api.mistral.ai"
+    max_tokens = MISTRAL_REQUEST["max_tokens"]
+    rates = (0.4, 2.0)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat.complete(**MISTRAL_REQUEST)
+        usage = response.usage
+        self._end(span, start, response.model, response.id, usage.prompt_tokens, usage.completion_tokens)
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """Each event's ``data`` is a chunk; the last one carries the usage."""
+        start = time.perf_counter()
+        span = self._start()
+        model = response_id = usage = None
+        for event in self.client.chat.stream(**MISTRAL_REQUEST):
+            chunk = event.data
+            model, response_id = chunk.model, chunk.id
+            if chunk.usage is not None:
+                usage = chunk.usage
+            yield event
+        self._end(
+            span,
+            start,
+            model,
+            response_id,
+            usage.prompt_tokens if usage is not None else 0,
+            usage.completion_tokens if usage is not None else 0,
+        )
+
+
 @dataclass
 class Workload:
     """One provider's call, bare: what the floor wraps and tokentrail patches."""
@@ -384,6 +423,21 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             floor=GeminiFloor(client, tracer_provider, meter_provider),
             stream_items=stream_chunks,
             chunk_note="every chunk carries usageMetadata (the running total); both read it from each chunk.",
+        )
+    if provider == "mistral":
+        fake = FakeMistral(stream_chunks=stream_chunks)
+        client = fake.client()
+        chat = client.chat
+        return Workload(
+            provider,
+            "client.chat.complete / client.chat.stream",
+            fake,
+            client,
+            chat=lambda: chat.complete(**MISTRAL_REQUEST),
+            stream=lambda: chat.stream(**MISTRAL_REQUEST),
+            floor=MistralFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="the last chunk carries the usage (unasked); both read it there.",
         )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
@@ -533,6 +587,7 @@ class Bench:
             "openai": {"cache_read_tokens": 1024, "reasoning_tokens": 64},
             "anthropic": {"cache_read_tokens": 4000, "reasoning_tokens": 120},
             "gemini": {"cache_read_tokens": 1024, "reasoning_tokens": 120},
+            "mistral": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"

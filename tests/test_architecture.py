@@ -35,6 +35,7 @@ WIRE_FORMATS = {
     "anthropic": "_anthropic_wire",
     "google_genai": "_gemini_wire",
     "groq": "_groq_wire",
+    "mistral": "_mistral_wire",
     "langchain": None,
 }
 

@@ -120,6 +120,25 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         covers="chat completions (stream usage from `x_groq.usage`), embeddings; streams, raw responses",
     ),
     ProviderEntry(
+        name="mistral",
+        sdk_module="mistralai.client",
+        distribution="mistralai",
+        floor="2.0",
+        implementation="tokentrail.providers.mistral",
+        instrumentor="MistralInstrumentor",
+        title="the `mistralai` SDK (Mistral AI)",
+        covers="chat, FIM and agent completions (and their streams), embeddings",
+        options=(
+            Option(
+                "native_spans",
+                (
+                    ("off", "tokentrail's span only"),
+                    ("keep", "the mistralai SDK's own span too, as a child of tokentrail's, without cost"),
+                ),
+            ),
+        ),
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",
