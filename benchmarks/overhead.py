@@ -1,9 +1,9 @@
-"""Per-call CPU overhead of tokentrail on the OpenAI, Anthropic and Gemini SDKs, against a
-hand-written OTel floor.
+"""Per-call CPU overhead of tokentrail on the OpenAI, Anthropic, Gemini, Mistral and Cohere SDKs,
+against a hand-written OTel floor.
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|mistral|all]
+    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|mistral|cohere|all]
         [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
         [--clock thread|process] [--json FILE]
 
@@ -78,12 +78,15 @@ from _common import (
     ANTHROPIC_MODEL,
     ANTHROPIC_REQUEST,
     CHAT_REQUEST,
+    COHERE_MODEL,
+    COHERE_REQUEST,
     GEMINI_MODEL,
     MISTRAL_MODEL,
     MISTRAL_REQUEST,
     REQUEST_MODEL,
     STREAM_CHUNKS,
     FakeAnthropic,
+    FakeCohere,
     FakeGemini,
     FakeMistral,
     FakeOpenAI,
@@ -95,7 +98,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini", "mistral")
+PROVIDERS = ("openai", "anthropic", "gemini", "mistral", "cohere")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -345,6 +348,37 @@ class MistralFloor(Floor):
         )
 
 
+class CohereFloor(Floor):
+    provider = "cohere"
+    model = COHERE_MODEL
+    server = "api.cohere.com"
+    max_tokens = COHERE_REQUEST["max_tokens"]
+    rates = (2.5, 10.0)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat(**COHERE_REQUEST)
+        tokens = response.usage.tokens
+        self._end(span, start, COHERE_MODEL, response.id, int(tokens.input_tokens), int(tokens.output_tokens))
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The usage comes on the ``message-end`` event."""
+        start = time.perf_counter()
+        span = self._start()
+        response_id = None
+        input_tokens = output_tokens = 0
+        for event in self.client.chat_stream(**COHERE_REQUEST):
+            if event.type == "message-start":
+                response_id = event.id
+            elif event.type == "message-end":
+                tokens = event.delta.usage.tokens
+                input_tokens, output_tokens = int(tokens.input_tokens), int(tokens.output_tokens)
+            yield event
+        self._end(span, start, COHERE_MODEL, response_id, input_tokens, output_tokens)
+
+
 @dataclass
 class Workload:
     """One provider's call, bare: what the floor wraps and tokentrail patches."""
@@ -438,6 +472,23 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             floor=MistralFloor(client, tracer_provider, meter_provider),
             stream_items=stream_chunks,
             chunk_note="the last chunk carries the usage (unasked); both read it there.",
+        )
+    if provider == "cohere":
+        fake = FakeCohere(stream_chunks=stream_chunks)
+        client = fake.client()
+        return Workload(
+            provider,
+            "client.chat / client.chat_stream (ClientV2)",
+            fake,
+            client,
+            chat=lambda: client.chat(**COHERE_REQUEST),
+            stream=lambda: client.chat_stream(**COHERE_REQUEST),
+            floor=CohereFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note=(
+                "the message-end event carries the usage; tokentrail finds it in the bytes, "
+                "the floor in the events."
+            ),
         )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
@@ -588,6 +639,7 @@ class Bench:
             "anthropic": {"cache_read_tokens": 4000, "reasoning_tokens": 120},
             "gemini": {"cache_read_tokens": 1024, "reasoning_tokens": 120},
             "mistral": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
+            "cohere": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"

@@ -36,6 +36,7 @@ WIRE_FORMATS = {
     "google_genai": "_gemini_wire",
     "groq": "_groq_wire",
     "mistral": "_mistral_wire",
+    "cohere": "_cohere_wire",
     "langchain": None,
 }
 

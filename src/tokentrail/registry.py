@@ -139,6 +139,16 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         ),
     ),
     ProviderEntry(
+        name="cohere",
+        sdk_module="cohere",
+        distribution="cohere",
+        floor="5.16",
+        implementation="tokentrail.providers.cohere",
+        instrumentor="CohereInstrumentor",
+        title="the `cohere` SDK (`ClientV2` and the v1 `Client`)",
+        covers="chat (and streams), embed, rerank; priced on the billed units",
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",

@@ -34,12 +34,13 @@ readers, and its ``patches()`` returns a :class:`PatchSet` like any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 from ..records import RequestInfo, ResponseInfo
 from ._stream import StreamState
 
-__all__ = ["NOT_RECORDED", "Endpoint", "NotRecorded", "PatchSet", "Plan", "StreamState"]
+__all__ = ["NOT_RECORDED", "Endpoint", "NotRecorded", "PatchSet", "Plan", "StreamState", "http_status_error"]
 
 
 class Endpoint(Protocol):
@@ -90,3 +91,13 @@ class PatchSet(Protocol):
 
     @property
     def installed(self) -> bool: ...
+
+
+@cache
+def http_status_error(status: int) -> type[Exception]:
+    """An exception type named after an HTTP status, for a call whose response came back with an
+    error status that the SDK turns into its own error only after the patched method returns (the
+    generated SDKs' choke points return the response; the endpoint's method raises). Its
+    ``error.type`` is then the status (``429``), as OpenTelemetry's HTTP conventions name a failed
+    response."""
+    return type(str(status), (Exception,), {"__qualname__": str(status), "__module__": __name__})

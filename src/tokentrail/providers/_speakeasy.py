@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 from typing import Any, Protocol
 
 from .. import _safety
@@ -42,7 +42,7 @@ from ..budgets import BudgetExceeded
 from ..config import Settings
 from ..lifecycle import Call, active
 from ..records import ResponseInfo
-from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._contract import NOT_RECORDED, NotRecorded, Plan, http_status_error
 from ._stainless import endpoint_label
 from ._stream import end_followed, follow
 
@@ -189,7 +189,7 @@ class Instrumentation:
                 if "error_status_codes" in kwargs
                 else args[2],
             ):
-                call.fail(_status_error(status)())  # the SDK raises its own error from it, next
+                call.fail(http_status_error(status)())  # the SDK raises its own error from it, next
             elif plan.request.stream:
                 response.__dict__[_PENDING] = (call, plan)  # tapped when the SDK wraps it
             else:
@@ -225,12 +225,6 @@ def json_body(request: Any) -> Any:
 def _read_body(plan: Plan, response: Any) -> ResponseInfo:
     """The endpoint's reading of a JSON body the SDK has in memory (on the recorder thread)."""
     return plan.endpoint.response(json.loads(response.content), plan.request)
-
-
-@cache
-def _status_error(status: int) -> type[Exception]:
-    """An exception type named after an HTTP status: what a failed response's ``error.type`` says."""
-    return type(str(status), (Exception,), {"__qualname__": str(status), "__module__": __name__})
 
 
 def _tap(stream: Any, is_async: bool) -> None:

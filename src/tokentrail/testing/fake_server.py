@@ -14,7 +14,8 @@ the server's root, ``genai.Client(api_key="fake", http_options={"base_url": serv
 (Gemini API) or the same with ``vertexai=True`` (Vertex AI paths). The Anthropic Messages format
 (:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``, and Groq's
 (:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``, and Mistral's
-(:mod:`._mistral_wire`, under ``/mistral``): ``Mistral(api_key="fake", server_url=server.url + "/mistral")``.
+(:mod:`._mistral_wire`, under ``/mistral``): ``Mistral(api_key="fake", server_url=server.url + "/mistral")``,
+and Cohere's v1 and v2 (:mod:`._cohere_wire`): ``cohere.ClientV2(api_key="fake", base_url=server.url)``.
 
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
@@ -51,7 +52,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _anthropic_wire, _gemini_wire, _groq_wire, _mistral_wire, _openai_wire
+from . import _anthropic_wire, _cohere_wire, _gemini_wire, _groq_wire, _mistral_wire, _openai_wire
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
 __all__ = ["DEFAULT_CHUNKS", "FakeLLMServer", "RecordedRequest", "main"]
@@ -113,6 +114,8 @@ class FakeLLMServer:
                              for path, handler in _groq_wire.routes().items()})  # fmt: skip
         self._routes.update({path: _Route(handler, _mistral_wire.error_reply)
                              for path, handler in _mistral_wire.routes().items()})  # fmt: skip
+        self._routes.update({path: _Route(handler, _cohere_wire.error_reply)
+                             for path, handler in _cohere_wire.routes().items()})  # fmt: skip
         self._anthropic = _anthropic_wire.AnthropicWire()  # holds this server's prompt cache
         self._routes.update({path: _Route(handler, _anthropic_wire.error_reply)
                              for path, handler in self._anthropic.routes().items()})  # fmt: skip
