@@ -7,8 +7,9 @@ and supplies:
   kinds of patch point exist, each with its mechanics written once:
 
   - a generated client's request choke point (``_stainless``: every endpoint of a Stainless SDK
-    goes through one ``request`` method). The module supplies an adapter whose
-    ``plan(client, options, stream, settings)`` reads the request;
+    goes through one ``request`` method; ``_speakeasy``: Speakeasy's ``BaseSDK.do_request``;
+    ``_fern``: Fern's ``HttpClient.request`` / ``.stream``). The module supplies an adapter whose
+    ``plan(...)`` reads the request;
   - class-level methods (``_patch``: google-genai, ...). The module supplies, per method, a
     reader whose ``request(instance, args, kwargs, settings)`` reads the request.
 
