@@ -291,3 +291,14 @@ def test_property_stream_equals_plain_and_parts_within_their_whole(recorded, ser
     assert usage.reasoning_tokens <= usage.output_tokens
     assert billed.input_tokens <= usage.input_tokens and billed.output_tokens <= usage.output_tokens
     assert math.isclose(whole.cost.total, billed_price(billed), rel_tol=1e-9)
+
+
+@pytest.mark.tokentrail(capture_content="SPAN_ONLY")
+def test_content_capture_when_asked(recorded, server):
+    server.reset()
+    response = v2(server).chat(model=MODEL, messages=MESSAGES)
+    list(v2(server).chat_stream(model=MODEL, messages=MESSAGES))
+    plain, streamed = recorded.spans()
+    assert "Say hello to the fake server" in plain.attributes[sc.INPUT_MESSAGES]
+    assert response.message.content[0].text in plain.attributes[sc.OUTPUT_MESSAGES]
+    assert sc.INPUT_MESSAGES in streamed.attributes  # its answer is not: the text events are not decoded

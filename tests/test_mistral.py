@@ -309,3 +309,14 @@ def test_property_stream_equals_plain_and_parts_within_their_whole(recorded, ser
     assert usage.cache_read_tokens + usage.cache_write_tokens <= usage.input_tokens
     assert usage.reasoning_tokens <= usage.output_tokens
     assert math.isclose(whole.cost.total, mistral_price(usage), rel_tol=1e-9)
+
+
+@pytest.mark.tokentrail(capture_content="SPAN_ONLY")
+def test_content_capture_when_asked(recorded, server):
+    server.reset()
+    response = client(server).chat.complete(model=MODEL, messages=MESSAGES)
+    list(client(server).chat.stream(model=MODEL, messages=MESSAGES))
+    plain, streamed = recorded.spans()
+    assert "Say hello to the fake server" in plain.attributes[sc.INPUT_MESSAGES]
+    assert response.choices[0].message.content in plain.attributes[sc.OUTPUT_MESSAGES]
+    assert response.choices[0].message.content in streamed.attributes[sc.OUTPUT_MESSAGES]

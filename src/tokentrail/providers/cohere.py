@@ -21,7 +21,9 @@ until read here, are counted as unrecognised). What is Cohere's own, handled her
   :mod:`._fern`);
 * the provider is ``cohere``, but ``aws.bedrock`` for the SDK's Bedrock client (by host).
 
-Not read yet (counted as unrecognised): v1 ``generate``, ``classify``, ``summarize``, audio.
+Not read yet (counted as unrecognised): v1 ``generate``, ``classify``, ``summarize``, audio. With
+content capture on, a v2 chat's messages are captured, and a plain answer; a streamed answer is not
+(its text events pass undecoded).
 """
 
 from __future__ import annotations
