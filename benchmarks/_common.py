@@ -360,6 +360,179 @@ class FakeGemini:
         return genai.Client(api_key="AIza-bench", http_options=options)
 
 
+# --- Mistral: client.chat.complete / client.chat.stream (mistralai) ---------------------------------
+
+MISTRAL_MODEL = "mistral-medium-latest"
+MISTRAL_REQUEST: dict[str, Any] = {
+    "model": MISTRAL_MODEL,
+    "messages": CHAT_REQUEST["messages"],
+    "max_tokens": 512,
+    "temperature": 1,
+    "random_seed": 7,
+}
+
+
+def mistral_usage() -> dict[str, Any]:
+    """1,500 prompt tokens (1,024 of them from the prompt cache) and 40 completion tokens."""
+    return {
+        "prompt_tokens": 1500,
+        "completion_tokens": 40,
+        "total_tokens": 1540,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+    }
+
+
+def mistral_stream_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A streamed completion: a role chunk, ``chunks - 2`` content chunks, and the finish chunk,
+    which carries the usage (Mistral sends it unasked)."""
+    head = {
+        "id": "cmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1763700000,
+        "model": MISTRAL_MODEL,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": word}) for word in words(chunks - 2)]
+    events.append(chunk({"content": ""}, "stop", usage=mistral_usage()))
+    return events
+
+
+@dataclass
+class FakeMistral:
+    """A mock-transport handler answering ``POST /v1/chat/completions`` (streamed or not) like the API."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    response_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+    http: Any = field(init=False, repr=False)  # the HTTP library the installed SDK is built on
+
+    def __post_init__(self) -> None:
+        from mistralai.client import basesdk
+
+        self.http = basesdk.httpx  # httpx2 from mistralai 3.x, httpx before
+        message = {"role": "assistant", "content": "".join(words(8)), "tool_calls": None, "prefix": False}
+        self.response_bytes = json.dumps({
+            "id": "cmpl-bench", "object": "chat.completion", "created": 1763700000, "model": MISTRAL_MODEL,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": mistral_usage(),
+        }).encode()  # fmt: skip
+        self.stream_bytes = sse(mistral_stream_chunks(self.stream_chunks))
+
+    def handler(self, request: Any) -> Any:
+        http = self.http
+        self.requests += 1
+        body = json.loads(request.content)
+        if not request.url.path.endswith("/v1/chat/completions"):
+            return http.Response(404, json={"object": "error", "message": "not found"})
+        if body.get("stream") is True:
+            return http.Response(
+                200, content=self.stream_bytes, headers={"content-type": "text/event-stream"}
+            )
+        return http.Response(200, content=self.response_bytes, headers={"content-type": "application/json"})
+
+    def client(self) -> Any:
+        from mistralai.client import Mistral
+
+        http = self.http
+        return Mistral(
+            api_key="mistral-bench", client=http.Client(transport=http.MockTransport(self.handler))
+        )
+
+
+# --- Cohere: client.chat / client.chat_stream (cohere ClientV2) -------------------------------------
+
+COHERE_MODEL = "command-a-03-2025"
+COHERE_REQUEST: dict[str, Any] = {
+    "model": COHERE_MODEL,
+    "messages": CHAT_REQUEST["messages"],
+    "max_tokens": 512,
+    "temperature": 1,
+    "seed": 7,
+}
+
+
+def cohere_usage() -> dict[str, Any]:
+    """1,500 billed prompt tokens (1,724 processed: Cohere's default system prompt), 40 output
+    tokens (41 processed), 1,024 processed prompt tokens from the cache."""
+    return {
+        "billed_units": {"input_tokens": 1500, "output_tokens": 40},
+        "tokens": {"input_tokens": 1724, "output_tokens": 41},
+        "cached_tokens": 1024,
+    }
+
+
+def cohere_stream_events(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A v2 chat stream: ``message-start``, ``content-start``, ``chunks - 4`` content deltas,
+    ``content-end`` and ``message-end`` (with the usage): ``chunks`` events in all."""
+    message = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
+    events: list[dict[str, Any]] = [
+        {"type": "message-start", "id": "bench", "delta": {"message": message}},
+        {
+            "type": "content-start",
+            "index": 0,
+            "delta": {"message": {"content": {"type": "text", "text": ""}}},
+        },
+    ]
+    events += [
+        {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": word}}}}
+        for word in words(chunks - 4)
+    ]
+    events.append({"type": "content-end", "index": 0})
+    events.append(
+        {
+            "type": "message-end",
+            "id": "bench",
+            "delta": {"finish_reason": "COMPLETE", "usage": cohere_usage()},
+        }
+    )
+    return events
+
+
+@dataclass
+class FakeCohere:
+    """A mock-transport handler answering ``POST /v2/chat`` (streamed or not) like the API."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    response_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.response_bytes = json.dumps({
+            "id": "bench", "finish_reason": "COMPLETE",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": "".join(words(8))}]},
+            "usage": cohere_usage(),
+        }).encode()  # fmt: skip
+        frames = (
+            f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in cohere_stream_events(self.stream_chunks)
+        )
+        self.stream_bytes = "".join(frames).encode()
+
+    def handler(self, request: Any) -> Any:
+        import httpx
+
+        self.requests += 1
+        body = json.loads(request.content)
+        if not request.url.path.endswith("/v2/chat"):
+            return httpx.Response(404, json={"message": "not found"})
+        if body.get("stream") is True:
+            events = {"content-type": "text/event-stream"}
+            return httpx.Response(200, content=self.stream_bytes, headers=events)
+        return httpx.Response(200, content=self.response_bytes, headers={"content-type": "application/json"})
+
+    def client(self) -> Any:
+        import cohere
+        import httpx
+
+        transport = httpx.MockTransport(self.handler)
+        return cohere.ClientV2(api_key="co-bench", httpx_client=httpx.Client(transport=transport))
+
+
 @dataclass
 class Providers:
     """Real SDK providers shared by the floor and tokentrail."""

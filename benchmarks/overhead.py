@@ -1,9 +1,10 @@
-"""Per-call CPU overhead of tokentrail on the OpenAI, Anthropic and Gemini SDKs, against a
-hand-written OTel floor.
+"""Per-call CPU overhead of tokentrail on the OpenAI, Anthropic, Gemini, Mistral and Cohere SDKs,
+against a hand-written OTel floor.
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|bedrock|all]
+    PYTHONPATH=src python benchmarks/overhead.py
+        [--provider openai|anthropic|gemini|bedrock|mistral|cohere|all]
         [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
         [--clock thread|process] [--json FILE]
 
@@ -81,12 +82,18 @@ from _common import (
     BEDROCK_MODEL,
     BEDROCK_REQUEST,
     CHAT_REQUEST,
+    COHERE_MODEL,
+    COHERE_REQUEST,
     GEMINI_MODEL,
+    MISTRAL_MODEL,
+    MISTRAL_REQUEST,
     REQUEST_MODEL,
     STREAM_CHUNKS,
     FakeAnthropic,
     FakeBedrock,
+    FakeCohere,
     FakeGemini,
+    FakeMistral,
     FakeOpenAI,
     gemini_request,
     isolate_ledger,
@@ -96,7 +103,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini", "bedrock")
+PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "mistral", "cohere")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -344,6 +351,73 @@ class BedrockFloor(Floor):
         self._end(span, start, None, None, *self._tokens(usage))
 
 
+class MistralFloor(Floor):
+    provider = "mistral_ai"
+    model = MISTRAL_MODEL
+    server = "api.mistral.ai"
+    max_tokens = MISTRAL_REQUEST["max_tokens"]
+    rates = (0.4, 2.0)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat.complete(**MISTRAL_REQUEST)
+        usage = response.usage
+        self._end(span, start, response.model, response.id, usage.prompt_tokens, usage.completion_tokens)
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """Each event's ``data`` is a chunk; the last one carries the usage."""
+        start = time.perf_counter()
+        span = self._start()
+        model = response_id = usage = None
+        for event in self.client.chat.stream(**MISTRAL_REQUEST):
+            chunk = event.data
+            model, response_id = chunk.model, chunk.id
+            if chunk.usage is not None:
+                usage = chunk.usage
+            yield event
+        self._end(
+            span,
+            start,
+            model,
+            response_id,
+            usage.prompt_tokens if usage is not None else 0,
+            usage.completion_tokens if usage is not None else 0,
+        )
+
+
+class CohereFloor(Floor):
+    provider = "cohere"
+    model = COHERE_MODEL
+    server = "api.cohere.com"
+    max_tokens = COHERE_REQUEST["max_tokens"]
+    rates = (2.5, 10.0)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat(**COHERE_REQUEST)
+        tokens = response.usage.tokens
+        self._end(span, start, COHERE_MODEL, response.id, int(tokens.input_tokens), int(tokens.output_tokens))
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The usage comes on the ``message-end`` event."""
+        start = time.perf_counter()
+        span = self._start()
+        response_id = None
+        input_tokens = output_tokens = 0
+        for event in self.client.chat_stream(**COHERE_REQUEST):
+            if event.type == "message-start":
+                response_id = event.id
+            elif event.type == "message-end":
+                tokens = event.delta.usage.tokens
+                input_tokens, output_tokens = int(tokens.input_tokens), int(tokens.output_tokens)
+            yield event
+        self._end(span, start, COHERE_MODEL, response_id, input_tokens, output_tokens)
+
+
 @dataclass
 class Workload:
     """One provider's call, bare: what the floor wraps and tokentrail patches."""
@@ -441,6 +515,38 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
                 "messageStop and metadata (the usage), in the figure."
             ),
             note="botocore answered in-process by a before-send handler: signing and parsing are real.",
+        )
+    if provider == "mistral":
+        fake = FakeMistral(stream_chunks=stream_chunks)
+        client = fake.client()
+        chat = client.chat
+        return Workload(
+            provider,
+            "client.chat.complete / client.chat.stream",
+            fake,
+            client,
+            chat=lambda: chat.complete(**MISTRAL_REQUEST),
+            stream=lambda: chat.stream(**MISTRAL_REQUEST),
+            floor=MistralFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="the last chunk carries the usage (unasked); both read it there.",
+        )
+    if provider == "cohere":
+        fake = FakeCohere(stream_chunks=stream_chunks)
+        client = fake.client()
+        return Workload(
+            provider,
+            "client.chat / client.chat_stream (ClientV2)",
+            fake,
+            client,
+            chat=lambda: client.chat(**COHERE_REQUEST),
+            stream=lambda: client.chat_stream(**COHERE_REQUEST),
+            floor=CohereFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note=(
+                "the message-end event carries the usage; tokentrail finds it in the bytes, "
+                "the floor in the events."
+            ),
         )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
@@ -591,6 +697,8 @@ class Bench:
             "anthropic": {"cache_read_tokens": 4000, "reasoning_tokens": 120},
             "gemini": {"cache_read_tokens": 1024, "reasoning_tokens": 120},
             "bedrock": {"cache_read_tokens": 4000, "input_tokens": 7500},
+            "mistral": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
+            "cohere": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"

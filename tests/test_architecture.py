@@ -36,6 +36,8 @@ WIRE_FORMATS = {
     "google_genai": "_gemini_wire",
     "groq": "_groq_wire",
     "bedrock": "_bedrock_wire",
+    "mistral": "_mistral_wire",
+    "cohere": "_cohere_wire",
     "langchain": None,
 }
 

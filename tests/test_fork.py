@@ -121,8 +121,8 @@ import os, sys, threading, time
 import tokentrail
 from tokentrail import _safety, ledger, run_summary, _setup
 tokentrail.instrument(ledger=sys.argv[1])
-budget_state = sys.modules["tokentrail.budgets.budget"]  # the package re-exports the class as budget
-locks = [_safety._lock, budget_state._names_lock, ledger._lock, _setup._lock, tokentrail._setup._summary._lock]
+state = sys.modules["tokentrail.budgets.budget"]  # the package re-exports the class as budget
+locks = [_safety._lock, state._names_lock, ledger._lock, _setup._lock, tokentrail._setup._summary._lock]
 taken, release = threading.Event(), threading.Event()
 
 def hold():  # an application thread inside tokentrail at the moment another thread forks

@@ -632,7 +632,7 @@ class Call:
         try:
             return _price_call(
                 self._telemetry.pricer,
-                response.usage,
+                response.usage if response.billed_usage is None else response.billed_usage,
                 response.extra_usage,
                 self.request.provider,
                 (self.request.price_model, response.response_model, self.request.request_model),

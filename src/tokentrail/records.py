@@ -87,6 +87,10 @@ class ResponseInfo:
     server-side summarisation step or a sub-inference on another model within the one call).
     The call's token totals are ``usage`` plus these; each part is priced on its own, at its own
     model, so a long-context tier or a different model's price applies to that part alone."""
+    billed_usage: Usage | None = None
+    """What the provider bills, when it reports that apart from what the model processed (Cohere's
+    ``billed_units`` beside its ``tokens``): the call is priced on this, while ``usage`` (the
+    processed tokens) is what its token attributes and metrics say. None: ``usage`` is billed."""
 
 
 @dataclass(slots=True)

@@ -131,6 +131,35 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         "token-count headers otherwise), invoke_model_with_response_stream (invocation metrics)",
     ),
     ProviderEntry(
+        name="mistral",
+        sdk_module="mistralai.client",
+        distribution="mistralai",
+        floor="2.0",
+        implementation="tokentrail.providers.mistral",
+        instrumentor="MistralInstrumentor",
+        title="the `mistralai` SDK (Mistral AI)",
+        covers="chat, FIM and agent completions (and their streams), embeddings",
+        options=(
+            Option(
+                "native_spans",
+                (
+                    ("off", "tokentrail's span only"),
+                    ("keep", "the mistralai SDK's own span too, as a child of tokentrail's, without cost"),
+                ),
+            ),
+        ),
+    ),
+    ProviderEntry(
+        name="cohere",
+        sdk_module="cohere",
+        distribution="cohere",
+        floor="5.16",
+        implementation="tokentrail.providers.cohere",
+        instrumentor="CohereInstrumentor",
+        title="the `cohere` SDK (`ClientV2` and the v1 `Client`)",
+        covers="chat (and streams), embed, rerank; priced on the billed units",
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",

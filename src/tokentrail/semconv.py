@@ -70,6 +70,11 @@ USAGE_CACHE_CREATION_1H_INPUT_TOKENS: Final = "tokentrail.usage.cache_creation_1
 USAGE_INPUT_AUDIO_TOKENS: Final = "tokentrail.usage.input_audio_tokens"
 USAGE_OUTPUT_AUDIO_TOKENS: Final = "tokentrail.usage.output_audio_tokens"
 USAGE_INPUT_IMAGE_TOKENS: Final = "tokentrail.usage.input_image_tokens"
+# What a provider bills, beside what the model processed (the gen_ai.usage.* figures), where the two
+# differ (Cohere's billed_units: no default system prompt, no special tokens); the cost is computed on these.
+USAGE_BILLED_INPUT_TOKENS: Final = "tokentrail.usage.billed_input_tokens"
+USAGE_BILLED_OUTPUT_TOKENS: Final = "tokentrail.usage.billed_output_tokens"
+USAGE_BILLED_SEARCH_UNITS: Final = "tokentrail.usage.billed_search_units"
 USAGE_INCONSISTENT: Final = "tokentrail.usage.inconsistent"
 USAGE_PROBLEMS: Final = "tokentrail.usage.problems"
 USAGE_MISSING: Final = "tokentrail.usage.missing"

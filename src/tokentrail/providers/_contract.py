@@ -7,8 +7,9 @@ and supplies:
   kinds of patch point exist, each with its mechanics written once:
 
   - a generated client's request choke point (``_stainless``: every endpoint of a Stainless SDK
-    goes through one ``request`` method). The module supplies an adapter whose
-    ``plan(client, options, stream, settings)`` reads the request;
+    goes through one ``request`` method; ``_speakeasy``: Speakeasy's ``BaseSDK.do_request``;
+    ``_fern``: Fern's ``HttpClient.request`` / ``.stream``). The module supplies an adapter whose
+    ``plan(...)`` reads the request;
   - class-level methods (``_patch``: google-genai, ...). The module supplies, per method, a
     reader whose ``request(instance, args, kwargs, settings)`` reads the request.
 
@@ -34,12 +35,13 @@ readers, and its ``patches()`` returns a :class:`PatchSet` like any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 from ..records import RequestInfo, ResponseInfo
 from ._stream import StreamState
 
-__all__ = ["NOT_RECORDED", "Endpoint", "NotRecorded", "PatchSet", "Plan", "StreamState"]
+__all__ = ["NOT_RECORDED", "Endpoint", "NotRecorded", "PatchSet", "Plan", "StreamState", "http_status_error"]
 
 
 class Endpoint(Protocol):
@@ -90,3 +92,13 @@ class PatchSet(Protocol):
 
     @property
     def installed(self) -> bool: ...
+
+
+@cache
+def http_status_error(status: int) -> type[Exception]:
+    """An exception type named after an HTTP status, for a call whose response came back with an
+    error status that the SDK turns into its own error only after the patched method returns (the
+    generated SDKs' choke points return the response; the endpoint's method raises). Its
+    ``error.type`` is then the status (``429``), as OpenTelemetry's HTTP conventions name a failed
+    response."""
+    return type(str(status), (Exception,), {"__qualname__": str(status), "__module__": __name__})

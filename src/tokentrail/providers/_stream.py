@@ -117,25 +117,28 @@ async def _follow_async(items: AsyncIterator[Any], call: Call, state: StreamStat
     call.finish(state.result)
 
 
-def follow(stream: Any, call: Call, state: StreamState, *, is_async: bool) -> bool:
-    """Tap a Stainless SDK stream in place (its ``_iterator`` becomes a follower of itself).
+def follow(
+    stream: Any, call: Call, state: StreamState, *, is_async: bool, attribute: str = "_iterator"
+) -> bool:
+    """Tap an SDK stream object in place: the generator its ``__next__`` pulls items from
+    (``attribute``: Stainless's ``_iterator``, Speakeasy's ``generator``) becomes a follower of itself.
 
-    False, with nothing changed, if this SDK version's stream has no ``_iterator`` to tap."""
-    if "_iterator" not in type(stream).__dict__ and "_iterator" not in getattr(stream, "__dict__", {}):
+    False, with nothing changed, if this SDK version's stream has no such generator to tap."""
+    if attribute not in type(stream).__dict__ and attribute not in getattr(stream, "__dict__", {}):
         return False
-    items, runner = _items_without_cycle(stream)
+    items, runner = _items_without_cycle(stream, attribute)
     watch = getattr(state, "watch", None)
     if watch is not None:
         try:
             watch(runner)  # the object whose generator will run: still unstarted
         except Exception as exc:
             _safety.internal_error("stream.watch", exc)
-    stream._iterator = (_follow_async if is_async else _follow)(items, call, state)
+    setattr(stream, attribute, (_follow_async if is_async else _follow)(items, call, state))
     setattr(stream, _FOLLOWED, (call, state))
     return True
 
 
-def _items_without_cycle(stream: Any) -> tuple[Any, Any]:
+def _items_without_cycle(stream: Any, attribute: str) -> tuple[Any, Any]:
     """The stream's item generator, made over a shallow copy of the stream where the SDK made it
     over the stream itself (openai's ``self._iterator = self.__stream__()``): that generator
     refers to the stream, and a stream in a reference cycle is freed only by the cyclic garbage
@@ -143,12 +146,12 @@ def _items_without_cycle(stream: Any) -> tuple[Any, Any]:
     already makes it on a copy, for the same reason; the same move, for the others.
 
     Returns (the items, the stream object that generator runs over)."""
-    items = stream._iterator
+    items = getattr(stream, attribute)
     frame = getattr(items, "gi_frame", None) or getattr(items, "ag_frame", None)
     if frame is None or not _unstarted(items) or frame.f_locals.get("self") is not stream:
         return items, stream  # not a generator over this stream, or already started: leave it
     clone = copy.copy(stream)
-    clone.__dict__.pop("_iterator", None)
+    clone.__dict__.pop(attribute, None)
     return clone.__stream__(), clone
 
 

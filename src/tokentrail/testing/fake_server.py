@@ -13,9 +13,12 @@ The Gemini wire format (:mod:`._gemini_wire`) is served on the same port: point 
 the server's root, ``genai.Client(api_key="fake", http_options={"base_url": server.url})``
 (Gemini API) or the same with ``vertexai=True`` (Vertex AI paths). The Anthropic Messages format
 (:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``, and Groq's
-(:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``, and Amazon Bedrock's
+(:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``, Amazon Bedrock's
 (:mod:`._bedrock_wire`, with its binary event streams): ``boto3.client("bedrock-runtime",
 endpoint_url=server.url, region_name="us-east-1", ...)`` with any credentials.
+Mistral's
+(:mod:`._mistral_wire`, under ``/mistral``): ``Mistral(api_key="fake", server_url=server.url + "/mistral")``,
+and Cohere's v1 and v2 (:mod:`._cohere_wire`): ``cohere.ClientV2(api_key="fake", base_url=server.url)``.
 
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
@@ -52,7 +55,15 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _anthropic_wire, _bedrock_wire, _gemini_wire, _groq_wire, _openai_wire
+from . import (
+    _anthropic_wire,
+    _bedrock_wire,
+    _cohere_wire,
+    _gemini_wire,
+    _groq_wire,
+    _mistral_wire,
+    _openai_wire,
+)
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
 __all__ = ["DEFAULT_CHUNKS", "FakeLLMServer", "RecordedRequest", "main"]
@@ -112,6 +123,10 @@ class FakeLLMServer:
                         for path, handler in _openai_wire.routes().items()}  # fmt: skip
         self._routes.update({path: _Route(handler, _openai_wire.error_reply)
                              for path, handler in _groq_wire.routes().items()})  # fmt: skip
+        self._routes.update({path: _Route(handler, _mistral_wire.error_reply)
+                             for path, handler in _mistral_wire.routes().items()})  # fmt: skip
+        self._routes.update({path: _Route(handler, _cohere_wire.error_reply)
+                             for path, handler in _cohere_wire.routes().items()})  # fmt: skip
         self._anthropic = _anthropic_wire.AnthropicWire()  # holds this server's prompt cache
         self._routes.update({path: _Route(handler, _anthropic_wire.error_reply)
                              for path, handler in self._anthropic.routes().items()})  # fmt: skip
