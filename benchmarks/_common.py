@@ -412,3 +412,70 @@ def metric_points(reader: Any) -> dict[str, int]:
             for metric in scope_metrics.metrics:
                 found[metric.name] = found.get(metric.name, 0) + len(metric.data.data_points)
     return found
+
+
+# --- Together: client.chat.completions.create (the together SDK) -----------------------------------
+
+TOGETHER_MODEL = "deepseek-ai/DeepSeek-V4.1-Flash"
+
+
+def together_usage() -> dict[str, Any]:
+    """Together's usage: OpenAI's three counts, ``cached_tokens`` (a part of the prompt) beside them."""
+    return {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500, "cached_tokens": 1024}
+
+
+def together_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A streamed chat completion as Together sends it: ``"usage": null`` on every chunk but the
+    last, which carries the finish reason and the usage (nothing asked for)."""
+
+    def chunk(word: str, finish_reason: str | None = None, usage: Any = None) -> dict[str, Any]:
+        delta = {"token_id": 1, "role": "assistant", "content": word, "tool_calls": None}
+        choice = {"index": 0, "text": word, "logprobs": None, "finish_reason": finish_reason,
+                  "seed": None, "delta": delta}  # fmt: skip
+        return {"id": "o9bench", "object": "chat.completion.chunk", "created": 1763700000,
+                "model": TOGETHER_MODEL, "choices": [choice], "usage": usage}  # fmt: skip
+
+    events = [chunk(word) for word in words(chunks - 1)]
+    events.append(chunk("", "stop", together_usage()))
+    return events
+
+
+@dataclass
+class FakeTogether:
+    """An ``httpx.MockTransport`` handler answering ``POST /v1/chat/completions`` like Together."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    chat_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        body = chat_completion_body()
+        self.chat_bytes = json.dumps(
+            {**body, "model": TOGETHER_MODEL, "prompt": [], "usage": together_usage()}
+        ).encode()
+        self.stream_bytes = sse(together_chunks(self.stream_chunks))
+
+    def handler(self, request: Any) -> Any:
+        import httpx
+
+        self.requests += 1
+        body = json.loads(request.content)
+        if not request.url.path.endswith("/chat/completions"):
+            return httpx.Response(404, json={"error": {"message": "not found"}})
+        stream = body.get("stream") is True
+        return httpx.Response(
+            200,
+            content=self.stream_bytes if stream else self.chat_bytes,
+            headers={"content-type": "text/event-stream" if stream else "application/json"},
+        )
+
+    def client(self) -> Any:
+        import httpx
+        import together
+
+        return together.Together(
+            api_key="tg-bench",
+            http_client=httpx.Client(transport=httpx.MockTransport(self.handler)),
+            max_retries=0,
+        )

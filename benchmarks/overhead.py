@@ -81,9 +81,11 @@ from _common import (
     GEMINI_MODEL,
     REQUEST_MODEL,
     STREAM_CHUNKS,
+    TOGETHER_MODEL,
     FakeAnthropic,
     FakeGemini,
     FakeOpenAI,
+    FakeTogether,
     gemini_request,
     isolate_ledger,
     make_providers,
@@ -92,7 +94,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini")
+PROVIDERS = ("openai", "anthropic", "gemini", "together")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -306,6 +308,52 @@ class GeminiFloor(Floor):
         )
 
 
+class TogetherFloor(Floor):
+    provider = "together"
+    model = TOGETHER_MODEL
+    server = "api.together.ai"
+    max_tokens = 512
+    rates = (0.3, 1.2)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat.completions.create(**self.request())
+        usage = response.usage
+        self._end(span, start, response.model, response.id, usage.prompt_tokens, usage.completion_tokens)
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The last chunk carries the usage, unasked."""
+        start = time.perf_counter()
+        span = self._start()
+        model = response_id = usage = None
+        for chunk in self.client.chat.completions.create(**self.request(), stream=True):
+            model, response_id = chunk.model, chunk.id
+            if chunk.usage is not None:
+                usage = chunk.usage
+            yield chunk
+        self._end(
+            span,
+            start,
+            model,
+            response_id,
+            usage.prompt_tokens if usage is not None else 0,
+            usage.completion_tokens if usage is not None else 0,
+        )
+
+    @staticmethod
+    def request() -> dict[str, Any]:
+        return together_request()
+
+
+def together_request() -> dict[str, Any]:
+    """CHAT_REQUEST for Together's chat completions (``max_tokens``, its model)."""
+    request = {**CHAT_REQUEST, "model": TOGETHER_MODEL, "max_tokens": 512}
+    del request["max_completion_tokens"]
+    return request
+
+
 @dataclass
 class Workload:
     """One provider's call, bare: what the floor wraps and tokentrail patches."""
@@ -384,6 +432,22 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             floor=GeminiFloor(client, tracer_provider, meter_provider),
             stream_items=stream_chunks,
             chunk_note="every chunk carries usageMetadata (the running total); both read it from each chunk.",
+        )
+    if provider == "together":
+        fake = FakeTogether(stream_chunks=stream_chunks)
+        client = fake.client()
+        create = client.chat.completions.create
+        request = together_request()
+        return Workload(
+            provider,
+            "client.chat.completions.create (together)",
+            fake,
+            client,
+            chat=lambda: create(**request),
+            stream=lambda: create(**request, stream=True),
+            floor=TogetherFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="the last chunk carries the usage, unasked; both read chunk.usage on every chunk.",
         )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
@@ -533,6 +597,7 @@ class Bench:
             "openai": {"cache_read_tokens": 1024, "reasoning_tokens": 64},
             "anthropic": {"cache_read_tokens": 4000, "reasoning_tokens": 120},
             "gemini": {"cache_read_tokens": 1024, "reasoning_tokens": 120},
+            "together": {"cache_read_tokens": 1024, "output_tokens": 300},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"

@@ -35,6 +35,7 @@ WIRE_FORMATS = {
     "anthropic": "_anthropic_wire",
     "google_genai": "_gemini_wire",
     "groq": "_groq_wire",
+    "together": "_together_wire",
     "langchain": None,
 }
 

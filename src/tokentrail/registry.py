@@ -120,6 +120,17 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         covers="chat completions (stream usage from `x_groq.usage`), embeddings; streams, raw responses",
     ),
     ProviderEntry(
+        name="together",
+        sdk_module="together",
+        distribution="together",
+        floor="2.0",
+        implementation="tokentrail.providers.together",
+        instrumentor="TogetherInstrumentor",
+        title="the `together` SDK (Together AI)",
+        covers="chat completions and legacy completions (stream usage from the last chunk), embeddings; "
+        "streams, raw responses",
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",

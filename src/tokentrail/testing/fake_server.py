@@ -13,7 +13,8 @@ The Gemini wire format (:mod:`._gemini_wire`) is served on the same port: point 
 the server's root, ``genai.Client(api_key="fake", http_options={"base_url": server.url})``
 (Gemini API) or the same with ``vertexai=True`` (Vertex AI paths). The Anthropic Messages format
 (:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``, and Groq's
-(:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``.
+(:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``, and Together's
+(:mod:`._together_wire`): ``Together(base_url=f"{server.url}/together", api_key="fake")``.
 
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
@@ -50,7 +51,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _anthropic_wire, _gemini_wire, _groq_wire, _openai_wire
+from . import _anthropic_wire, _gemini_wire, _groq_wire, _openai_wire, _together_wire
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
 __all__ = ["DEFAULT_CHUNKS", "FakeLLMServer", "RecordedRequest", "main"]
@@ -110,6 +111,8 @@ class FakeLLMServer:
                         for path, handler in _openai_wire.routes().items()}  # fmt: skip
         self._routes.update({path: _Route(handler, _openai_wire.error_reply)
                              for path, handler in _groq_wire.routes().items()})  # fmt: skip
+        self._routes.update({path: _Route(handler, _openai_wire.error_reply)
+                             for path, handler in _together_wire.routes().items()})  # fmt: skip
         self._anthropic = _anthropic_wire.AnthropicWire()  # holds this server's prompt cache
         self._routes.update({path: _Route(handler, _anthropic_wire.error_reply)
                              for path, handler in self._anthropic.routes().items()})  # fmt: skip
