@@ -479,3 +479,71 @@ class FakeTogether:
             http_client=httpx.Client(transport=httpx.MockTransport(self.handler)),
             max_retries=0,
         )
+
+
+# --- Ollama: client.chat (the ollama SDK, NDJSON streams) ------------------------------------------
+
+OLLAMA_MODEL = "llama3.2"
+OLLAMA_PRICES = [{"provider": "ollama", "model": OLLAMA_MODEL, "input_mtok": 0.1, "output_mtok": 0.4}]
+"""A local model has no list price: the benchmark prices it through an override, as a user would."""
+
+
+def ollama_lines(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A streamed chat as Ollama sends it: one line per word, then the ``done`` line with the counts
+    (the last line is also the non-streamed response, with the whole text)."""
+    head = {"model": OLLAMA_MODEL, "created_at": "2026-01-01T00:00:00.000000Z"}
+    lines: list[dict[str, Any]] = [
+        {**head, "message": {"role": "assistant", "content": word}, "done": False}
+        for word in words(chunks - 1)
+    ]
+    lines.append({
+        **head,
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 6_000_000_000,
+        "load_duration": 1_000_000,
+        "prompt_eval_count": 1200,
+        "prompt_eval_duration": 24_000_000,
+        "eval_count": 300,
+        "eval_duration": 5_900_000_000,
+    })  # fmt: skip
+    return lines
+
+
+@dataclass
+class FakeOllama:
+    """An ``httpx.MockTransport`` handler answering ``POST /api/chat`` like an Ollama server."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    chat_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        lines = ollama_lines(self.stream_chunks)
+        text = "".join(line["message"]["content"] for line in lines)
+        self.chat_bytes = json.dumps(
+            {**lines[-1], "message": {"role": "assistant", "content": text}}
+        ).encode()
+        self.stream_bytes = "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+    def handler(self, request: Any) -> Any:
+        import httpx
+
+        self.requests += 1
+        body = json.loads(request.content)
+        if request.url.path != "/api/chat":
+            return httpx.Response(404, json={"error": "not found"})
+        stream = body.get("stream") is True
+        return httpx.Response(
+            200,
+            content=self.stream_bytes if stream else self.chat_bytes,
+            headers={"content-type": "application/x-ndjson" if stream else "application/json"},
+        )
+
+    def client(self) -> Any:
+        import httpx
+        import ollama
+
+        return ollama.Client(host="http://127.0.0.1:11434", transport=httpx.MockTransport(self.handler))

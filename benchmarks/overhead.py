@@ -3,7 +3,7 @@ hand-written OTel floor.
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|all]
+    PYTHONPATH=src python benchmarks/overhead.py [--provider openai|anthropic|gemini|together|ollama|all]
         [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
         [--clock thread|process] [--json FILE]
 
@@ -19,13 +19,15 @@ answers with wire-format bodies), measured in one run:
 ``tokentrail``
     ``tokentrail.instrument(tracer_provider=tp, meter_provider=mp)`` on the same providers.
 
-The calls (``--provider``, default ``openai``; ``all`` runs the three one after the other and
+The calls (``--provider``, default ``openai``; ``all`` runs them one after the other and
 prints one table each): ``openai``: ``client.chat.completions.create``; ``anthropic``:
 ``client.messages.create``; ``gemini``: ``client.models.generate_content`` and
-``generate_content_stream`` (google-genai). Each is measured for a non-streamed call and for a
-stream of ``--stream-chunks`` chunks (default 50) read to the end. The providers are real: a
-``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter that drops spans, and a
-``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
+``generate_content_stream`` (google-genai); ``together``: ``client.chat.completions.create``
+(the together SDK, whose streams carry their usage on the last chunk); ``ollama``: ``client.chat``
+(NDJSON streams; the local model priced through an override). Each is measured for a
+non-streamed call and for a stream of ``--stream-chunks`` chunks (default 50) read to the end.
+The providers are real: a ``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter
+that drops spans, and a ``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
 
 Method: CPU time of the calling thread (``time.thread_time_ns``; ``--clock process`` for the whole
 process: every block then ends by finishing what it left to other threads - tokentrail's recorder
@@ -67,7 +69,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,11 +81,14 @@ from _common import (
     ANTHROPIC_REQUEST,
     CHAT_REQUEST,
     GEMINI_MODEL,
+    OLLAMA_MODEL,
+    OLLAMA_PRICES,
     REQUEST_MODEL,
     STREAM_CHUNKS,
     TOGETHER_MODEL,
     FakeAnthropic,
     FakeGemini,
+    FakeOllama,
     FakeOpenAI,
     FakeTogether,
     gemini_request,
@@ -94,7 +99,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini", "together")
+PROVIDERS = ("openai", "anthropic", "gemini", "together", "ollama")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -347,6 +352,47 @@ class TogetherFloor(Floor):
         return together_request()
 
 
+class OllamaFloor(Floor):
+    provider = "ollama"
+    model = OLLAMA_MODEL
+    server = "127.0.0.1"
+    max_tokens = 512
+    rates = (0.1, 0.4)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat(**OLLAMA_REQUEST)
+        self._end(span, start, response.model, None, response.prompt_eval_count, response.eval_count)
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The counts are on the last (``done``) line."""
+        start = time.perf_counter()
+        span = self._start()
+        model = last = None
+        for chunk in self.client.chat(**OLLAMA_REQUEST, stream=True):
+            model = chunk.model
+            if chunk.done:
+                last = chunk
+            yield chunk
+        self._end(
+            span,
+            start,
+            model,
+            None,
+            last.prompt_eval_count if last is not None else 0,
+            last.eval_count if last is not None else 0,
+        )
+
+
+OLLAMA_REQUEST: dict[str, Any] = {
+    "model": OLLAMA_MODEL,
+    "messages": CHAT_REQUEST["messages"],
+    "options": {"num_predict": 512, "temperature": 1, "seed": 7},
+}
+
+
 def together_request() -> dict[str, Any]:
     """CHAT_REQUEST for Together's chat completions (``max_tokens``, its model)."""
     request = {**CHAT_REQUEST, "model": TOGETHER_MODEL, "max_tokens": 512}
@@ -368,6 +414,7 @@ class Workload:
     stream_items: int  # items the application receives from one stream
     chunk_note: str  # what the per-chunk figure includes, for the table's footer
     note: str = ""  # anything else the reader of the table must know
+    options: dict[str, Any] = field(default_factory=dict)  # instrument()'s own, e.g. price overrides
 
 
 def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
@@ -449,6 +496,23 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             stream_items=stream_chunks,
             chunk_note="the last chunk carries the usage, unasked; both read chunk.usage on every chunk.",
         )
+    if provider == "ollama":
+        fake = FakeOllama(stream_chunks=stream_chunks)
+        client = fake.client()
+        chat = client.chat
+        return Workload(
+            provider,
+            "client.chat (ollama)",
+            fake,
+            client,
+            chat=lambda: chat(**OLLAMA_REQUEST),
+            stream=lambda: chat(**OLLAMA_REQUEST, stream=True),
+            floor=OllamaFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="NDJSON lines; the counts are on the last (done) line; both check every line for it.",
+            note="a local model: tokentrail prices it through an override (instrument(prices=...)).",
+            options={"prices": OLLAMA_PRICES},
+        )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
 
@@ -524,6 +588,7 @@ class Bench:
             tracer_provider=self.providers.tracer_provider,
             meter_provider=self.providers.meter_provider,
             budgets=budgets,
+            **self.workload.options,
         )
 
     def uninstrument(self) -> None:
@@ -583,6 +648,7 @@ class Bench:
             tracer_provider=providers.tracer_provider,
             meter_provider=providers.meter_provider,
             sinks=[seen.append],
+            **workload.options,
         )
         try:
             workload.chat()
@@ -598,6 +664,7 @@ class Bench:
             "anthropic": {"cache_read_tokens": 4000, "reasoning_tokens": 120},
             "gemini": {"cache_read_tokens": 1024, "reasoning_tokens": 120},
             "together": {"cache_read_tokens": 1024, "output_tokens": 300},
+            "ollama": {"input_tokens": 1200, "output_tokens": 300},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"

@@ -36,6 +36,7 @@ WIRE_FORMATS = {
     "google_genai": "_gemini_wire",
     "groq": "_groq_wire",
     "together": "_together_wire",
+    "ollama": "_ollama_wire",
     "langchain": None,
 }
 

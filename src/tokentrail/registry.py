@@ -131,6 +131,16 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         "streams, raw responses",
     ),
     ProviderEntry(
+        name="ollama",
+        sdk_module="ollama",
+        distribution="ollama",
+        floor="0.4.7",
+        implementation="tokentrail.providers.ollama",
+        instrumentor="OllamaInstrumentor",
+        title="the `ollama` SDK (a local or self-hosted Ollama server)",
+        covers="chat, generate (and their NDJSON streams), embed, embeddings; priced through overrides",
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",

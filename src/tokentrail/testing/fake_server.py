@@ -14,7 +14,8 @@ the server's root, ``genai.Client(api_key="fake", http_options={"base_url": serv
 (Gemini API) or the same with ``vertexai=True`` (Vertex AI paths). The Anthropic Messages format
 (:mod:`._anthropic_wire`) too: ``Anthropic(base_url=server.url, api_key="fake")``, and Groq's
 (:mod:`._groq_wire`): ``Groq(base_url=server.url, api_key="fake")``, and Together's
-(:mod:`._together_wire`): ``Together(base_url=f"{server.url}/together", api_key="fake")``.
+(:mod:`._together_wire`): ``Together(base_url=f"{server.url}/together", api_key="fake")``, and
+Ollama's native API (:mod:`._ollama_wire`, NDJSON streams): ``ollama.Client(host=server.url)``.
 
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
@@ -51,7 +52,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import _anthropic_wire, _gemini_wire, _groq_wire, _openai_wire, _together_wire
+from . import _anthropic_wire, _gemini_wire, _groq_wire, _ollama_wire, _openai_wire, _together_wire
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
 __all__ = ["DEFAULT_CHUNKS", "FakeLLMServer", "RecordedRequest", "main"]
@@ -113,6 +114,8 @@ class FakeLLMServer:
                              for path, handler in _groq_wire.routes().items()})  # fmt: skip
         self._routes.update({path: _Route(handler, _openai_wire.error_reply)
                              for path, handler in _together_wire.routes().items()})  # fmt: skip
+        self._routes.update({path: _Route(handler, _ollama_wire.error_reply)
+                             for path, handler in _ollama_wire.routes().items()})  # fmt: skip
         self._anthropic = _anthropic_wire.AnthropicWire()  # holds this server's prompt cache
         self._routes.update({path: _Route(handler, _anthropic_wire.error_reply)
                              for path, handler in self._anthropic.routes().items()})  # fmt: skip
@@ -410,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_stream(self, reply: StreamReply, cut_after: int | None) -> None:
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("content-type", reply.content_type)
         self.send_header("transfer-encoding", "chunked")
         self.send_header("cache-control", "no-cache")
         self._send_common_headers({})
