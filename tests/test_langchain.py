@@ -35,7 +35,7 @@ from opentelemetry.trace import StatusCode
 import tokentrail
 from conftest import Recorded, http_module
 from openai_wire import MODEL, FakeOpenAI
-from tokentrail import _safety
+from tokentrail import _safety, registry
 from tokentrail import semconv as sc
 from tokentrail.context import current_attribution
 from tokentrail.providers import langchain as lc
@@ -602,7 +602,9 @@ def test_opentelemetry_instrument_runs_a_langgraph_app(tmp_path: Path):
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_SERVICE_NAME": "langgraph-test",
         # Only the instrumentors this app needs (the others import their heavy SDKs for nothing).
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "tokentrail_anthropic,tokentrail_google_genai",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(
+            f"tokentrail_{e.name}" for e in registry.PROVIDERS if e.name not in ("langchain", "openai")
+        ),
         "TOKENTRAIL_WARM_PRICES": "0",
     }
     done = subprocess.run(

@@ -264,6 +264,34 @@ def test_budget_refuses_a_priced_local_call_before_sending(monkeypatch, tmp_path
     assert server.requests == []
 
 
+@pytest.mark.tokentrail(capture_content="SPAN_ONLY")
+def test_content_capture_of_chat_and_generate_streams(recorded, server):
+    server.reset()
+    list(client(server).chat(model=MODEL, messages=MESSAGES, stream=True))
+    client(server).generate(model=MODEL, prompt="Once upon a time", system="Be brief.")
+    chat, generate = (dict(span.attributes) for span in recorded.spans())
+    assert '"content": "Say hello to the fake server"' in chat[sc.INPUT_MESSAGES]
+    assert '"content": "This is a fake answer' in chat[sc.OUTPUT_MESSAGES]
+    assert '"content": "Once upon a time"' in generate[sc.INPUT_MESSAGES]
+    assert '"content": "Be brief."' in generate[sc.SYSTEM_INSTRUCTIONS]
+    assert '"content": "This is a fake answer' in generate[sc.OUTPUT_MESSAGES]
+
+
+def test_a_failure_of_ours_never_reaches_the_application(recorded, server, monkeypatch):
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a tokentrail bug")
+
+    monkeypatch.setattr(ollama_provider.GenerateStreamState, "add", broken)
+    monkeypatch.setattr(ollama_provider.Generate, "info", staticmethod(broken))
+    chunks = list(client(server).chat(model=MODEL, messages=MESSAGES, stream=True))
+    response = client(server).chat(model=MODEL, messages=MESSAGES)
+    assert chunks[-1].done and len(chunks) == DEFAULT_CHUNKS + 1 and response.done
+    assert len(recorded.calls) == 2  # still one call each, without what could not be read
+    monkeypatch.setattr(ollama_provider.OllamaRequest, "request", broken)
+    assert client(server).chat(model=MODEL, messages=MESSAGES).done  # the request reader failed: not recorded
+    assert len(recorded.calls) == 2
+
+
 def test_registered_instrumentor_and_patch_set():
     assert OllamaInstrumentor().instrumentation_dependencies() == ("ollama >= 0.4.7",)
     patch = ollama_provider.patches()

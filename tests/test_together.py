@@ -241,6 +241,18 @@ def test_budget_refuses_before_sending(recorded, server):
     assert server.requests == []
 
 
+@pytest.mark.tokentrail(capture_content="SPAN_ONLY")
+def test_content_capture_of_chat_and_legacy_streams(recorded, server):
+    server.reset()
+    list(client(server).chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+    list(client(server).completions.create(model=MODEL, prompt="Once upon a time", stream=True))
+    chat, legacy = (dict(span.attributes) for span in recorded.spans())
+    assert '"content": "Say hello to the fake server"' in chat[sc.INPUT_MESSAGES]
+    assert '"content": "This is a fake answer' in chat[sc.OUTPUT_MESSAGES]
+    assert '"content": "Once upon a time"' in legacy[sc.INPUT_MESSAGES]
+    assert '"content": "This is a fake answer' in legacy[sc.OUTPUT_MESSAGES]
+
+
 def test_registered_instrumentor_and_patch_set():
     assert TogetherInstrumentor().instrumentation_dependencies() == ("together >= 2.0",)
     patch = together_provider.patches()
