@@ -684,3 +684,138 @@ class FakeBedrock:
         )
         client.meta.events.register("before-send.bedrock-runtime.*", self.handler)
         return client
+
+
+# --- Together: client.chat.completions.create (the together SDK) -----------------------------------
+
+TOGETHER_MODEL = "deepseek-ai/DeepSeek-V4.1-Flash"
+
+
+def together_usage() -> dict[str, Any]:
+    """Together's usage: OpenAI's three counts, ``cached_tokens`` (a part of the prompt) beside them."""
+    return {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500, "cached_tokens": 1024}
+
+
+def together_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A streamed chat completion as Together sends it: ``"usage": null`` on every chunk but the
+    last, which carries the finish reason and the usage (nothing asked for)."""
+
+    def chunk(word: str, finish_reason: str | None = None, usage: Any = None) -> dict[str, Any]:
+        delta = {"token_id": 1, "role": "assistant", "content": word, "tool_calls": None}
+        choice = {"index": 0, "text": word, "logprobs": None, "finish_reason": finish_reason,
+                  "seed": None, "delta": delta}  # fmt: skip
+        return {"id": "o9bench", "object": "chat.completion.chunk", "created": 1763700000,
+                "model": TOGETHER_MODEL, "choices": [choice], "usage": usage}  # fmt: skip
+
+    events = [chunk(word) for word in words(chunks - 1)]
+    events.append(chunk("", "stop", together_usage()))
+    return events
+
+
+@dataclass
+class FakeTogether:
+    """An ``httpx.MockTransport`` handler answering ``POST /v1/chat/completions`` like Together."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    chat_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        body = chat_completion_body()
+        self.chat_bytes = json.dumps(
+            {**body, "model": TOGETHER_MODEL, "prompt": [], "usage": together_usage()}
+        ).encode()
+        self.stream_bytes = sse(together_chunks(self.stream_chunks))
+
+    def handler(self, request: Any) -> Any:
+        import httpx
+
+        self.requests += 1
+        body = json.loads(request.content)
+        if not request.url.path.endswith("/chat/completions"):
+            return httpx.Response(404, json={"error": {"message": "not found"}})
+        stream = body.get("stream") is True
+        return httpx.Response(
+            200,
+            content=self.stream_bytes if stream else self.chat_bytes,
+            headers={"content-type": "text/event-stream" if stream else "application/json"},
+        )
+
+    def client(self) -> Any:
+        import httpx
+        import together
+
+        return together.Together(
+            api_key="tg-bench",
+            http_client=httpx.Client(transport=httpx.MockTransport(self.handler)),
+            max_retries=0,
+        )
+
+
+# --- Ollama: client.chat (the ollama SDK, NDJSON streams) ------------------------------------------
+
+OLLAMA_MODEL = "llama3.2"
+OLLAMA_PRICES = [{"provider": "ollama", "model": OLLAMA_MODEL, "input_mtok": 0.1, "output_mtok": 0.4}]
+"""A local model has no list price: the benchmark prices it through an override, as a user would."""
+
+
+def ollama_lines(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A streamed chat as Ollama sends it: one line per word, then the ``done`` line with the counts
+    (the last line is also the non-streamed response, with the whole text)."""
+    head = {"model": OLLAMA_MODEL, "created_at": "2026-01-01T00:00:00.000000Z"}
+    lines: list[dict[str, Any]] = [
+        {**head, "message": {"role": "assistant", "content": word}, "done": False}
+        for word in words(chunks - 1)
+    ]
+    lines.append({
+        **head,
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 6_000_000_000,
+        "load_duration": 1_000_000,
+        "prompt_eval_count": 1200,
+        "prompt_eval_duration": 24_000_000,
+        "eval_count": 300,
+        "eval_duration": 5_900_000_000,
+    })  # fmt: skip
+    return lines
+
+
+@dataclass
+class FakeOllama:
+    """An ``httpx.MockTransport`` handler answering ``POST /api/chat`` like an Ollama server."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    chat_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        lines = ollama_lines(self.stream_chunks)
+        text = "".join(line["message"]["content"] for line in lines)
+        self.chat_bytes = json.dumps(
+            {**lines[-1], "message": {"role": "assistant", "content": text}}
+        ).encode()
+        self.stream_bytes = "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+    def handler(self, request: Any) -> Any:
+        import httpx
+
+        self.requests += 1
+        body = json.loads(request.content)
+        if request.url.path != "/api/chat":
+            return httpx.Response(404, json={"error": "not found"})
+        stream = body.get("stream") is True
+        return httpx.Response(
+            200,
+            content=self.stream_bytes if stream else self.chat_bytes,
+            headers={"content-type": "application/x-ndjson" if stream else "application/json"},
+        )
+
+    def client(self) -> Any:
+        import httpx
+        import ollama
+
+        return ollama.Client(host="http://127.0.0.1:11434", transport=httpx.MockTransport(self.handler))

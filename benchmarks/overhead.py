@@ -1,10 +1,10 @@
-"""Per-call CPU overhead of tokentrail on the OpenAI, Anthropic, Gemini, Mistral and Cohere SDKs,
-against a hand-written OTel floor.
+"""Per-call CPU overhead of tokentrail on the OpenAI, Anthropic, Gemini, Bedrock, Mistral, Cohere,
+Together and Ollama SDKs, against a hand-written OTel floor.
 
 Run from the repository root::
 
     PYTHONPATH=src python benchmarks/overhead.py
-        [--provider openai|anthropic|gemini|bedrock|mistral|cohere|all]
+        [--provider openai|anthropic|gemini|bedrock|mistral|cohere|together|ollama|all]
         [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
         [--clock thread|process] [--json FILE]
 
@@ -20,11 +20,13 @@ answers with wire-format bodies), measured in one run:
 ``tokentrail``
     ``tokentrail.instrument(tracer_provider=tp, meter_provider=mp)`` on the same providers.
 
-The calls (``--provider``, default ``openai``; ``all`` runs the three one after the other and
+The calls (``--provider``, default ``openai``; ``all`` runs them one after the other and
 prints one table each): ``openai``: ``client.chat.completions.create``; ``anthropic``:
 ``client.messages.create``; ``gemini``: ``client.models.generate_content`` and
 ``generate_content_stream`` (google-genai); ``bedrock``: boto3's ``converse`` and
-``converse_stream`` (botocore answered in-process by a ``before-send`` handler). Each is measured
+``converse_stream`` (botocore answered in-process by a ``before-send`` handler); ``together``:
+``client.chat.completions.create`` (streams carry their usage on the last chunk); ``ollama``:
+``client.chat`` (NDJSON streams; the local model priced through an override). Each is measured
 for a non-streamed call and for a stream of ``--stream-chunks`` chunks (default 50) read to the
 end. The providers are real: a ``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter
 that drops spans, and a ``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
@@ -69,7 +71,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,14 +89,19 @@ from _common import (
     GEMINI_MODEL,
     MISTRAL_MODEL,
     MISTRAL_REQUEST,
+    OLLAMA_MODEL,
+    OLLAMA_PRICES,
     REQUEST_MODEL,
     STREAM_CHUNKS,
+    TOGETHER_MODEL,
     FakeAnthropic,
     FakeBedrock,
     FakeCohere,
     FakeGemini,
     FakeMistral,
+    FakeOllama,
     FakeOpenAI,
+    FakeTogether,
     gemini_request,
     isolate_ledger,
     make_providers,
@@ -103,7 +110,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "mistral", "cohere")
+PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "mistral", "cohere", "together", "ollama")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -418,6 +425,93 @@ class CohereFloor(Floor):
         self._end(span, start, COHERE_MODEL, response_id, input_tokens, output_tokens)
 
 
+class TogetherFloor(Floor):
+    provider = "together"
+    model = TOGETHER_MODEL
+    server = "api.together.ai"
+    max_tokens = 512
+    rates = (0.3, 1.2)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat.completions.create(**self.request())
+        usage = response.usage
+        self._end(span, start, response.model, response.id, usage.prompt_tokens, usage.completion_tokens)
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The last chunk carries the usage, unasked."""
+        start = time.perf_counter()
+        span = self._start()
+        model = response_id = usage = None
+        for chunk in self.client.chat.completions.create(**self.request(), stream=True):
+            model, response_id = chunk.model, chunk.id
+            if chunk.usage is not None:
+                usage = chunk.usage
+            yield chunk
+        self._end(
+            span,
+            start,
+            model,
+            response_id,
+            usage.prompt_tokens if usage is not None else 0,
+            usage.completion_tokens if usage is not None else 0,
+        )
+
+    @staticmethod
+    def request() -> dict[str, Any]:
+        return together_request()
+
+
+class OllamaFloor(Floor):
+    provider = "ollama"
+    model = OLLAMA_MODEL
+    server = "127.0.0.1"
+    max_tokens = 512
+    rates = (0.1, 0.4)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat(**OLLAMA_REQUEST)
+        self._end(span, start, response.model, None, response.prompt_eval_count, response.eval_count)
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The counts are on the last (``done``) line."""
+        start = time.perf_counter()
+        span = self._start()
+        model = last = None
+        for chunk in self.client.chat(**OLLAMA_REQUEST, stream=True):
+            model = chunk.model
+            if chunk.done:
+                last = chunk
+            yield chunk
+        self._end(
+            span,
+            start,
+            model,
+            None,
+            last.prompt_eval_count if last is not None else 0,
+            last.eval_count if last is not None else 0,
+        )
+
+
+OLLAMA_REQUEST: dict[str, Any] = {
+    "model": OLLAMA_MODEL,
+    "messages": CHAT_REQUEST["messages"],
+    "options": {"num_predict": 512, "temperature": 1, "seed": 7},
+}
+
+
+def together_request() -> dict[str, Any]:
+    """CHAT_REQUEST for Together's chat completions (``max_tokens``, its model)."""
+    request = {**CHAT_REQUEST, "model": TOGETHER_MODEL, "max_tokens": 512}
+    del request["max_completion_tokens"]
+    return request
+
+
 @dataclass
 class Workload:
     """One provider's call, bare: what the floor wraps and tokentrail patches."""
@@ -432,6 +526,7 @@ class Workload:
     stream_items: int  # items the application receives from one stream
     chunk_note: str  # what the per-chunk figure includes, for the table's footer
     note: str = ""  # anything else the reader of the table must know
+    options: dict[str, Any] = field(default_factory=dict)  # instrument()'s own, e.g. price overrides
 
 
 def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
@@ -548,6 +643,39 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
                 "the floor in the events."
             ),
         )
+    if provider == "together":
+        fake = FakeTogether(stream_chunks=stream_chunks)
+        client = fake.client()
+        create = client.chat.completions.create
+        request = together_request()
+        return Workload(
+            provider,
+            "client.chat.completions.create (together)",
+            fake,
+            client,
+            chat=lambda: create(**request),
+            stream=lambda: create(**request, stream=True),
+            floor=TogetherFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="the last chunk carries the usage, unasked; both read chunk.usage on every chunk.",
+        )
+    if provider == "ollama":
+        fake = FakeOllama(stream_chunks=stream_chunks)
+        client = fake.client()
+        chat = client.chat
+        return Workload(
+            provider,
+            "client.chat (ollama)",
+            fake,
+            client,
+            chat=lambda: chat(**OLLAMA_REQUEST),
+            stream=lambda: chat(**OLLAMA_REQUEST, stream=True),
+            floor=OllamaFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="NDJSON lines; the counts are on the last (done) line; both check every line for it.",
+            note="a local model: tokentrail prices it through an override (instrument(prices=...)).",
+            options={"prices": OLLAMA_PRICES},
+        )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
 
@@ -623,6 +751,7 @@ class Bench:
             tracer_provider=self.providers.tracer_provider,
             meter_provider=self.providers.meter_provider,
             budgets=budgets,
+            **self.workload.options,
         )
 
     def uninstrument(self) -> None:
@@ -682,6 +811,7 @@ class Bench:
             tracer_provider=providers.tracer_provider,
             meter_provider=providers.meter_provider,
             sinks=[seen.append],
+            **workload.options,
         )
         try:
             workload.chat()
@@ -699,6 +829,8 @@ class Bench:
             "bedrock": {"cache_read_tokens": 4000, "input_tokens": 7500},
             "mistral": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
             "cohere": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
+            "together": {"cache_read_tokens": 1024, "output_tokens": 300},
+            "ollama": {"input_tokens": 1200, "output_tokens": 300},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"

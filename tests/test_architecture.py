@@ -38,6 +38,8 @@ WIRE_FORMATS = {
     "bedrock": "_bedrock_wire",
     "mistral": "_mistral_wire",
     "cohere": "_cohere_wire",
+    "together": "_together_wire",
+    "ollama": "_ollama_wire",
     "langchain": None,
 }
 

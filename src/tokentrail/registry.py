@@ -160,6 +160,27 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         covers="chat (and streams), embed, rerank; priced on the billed units",
     ),
     ProviderEntry(
+        name="together",
+        sdk_module="together",
+        distribution="together",
+        floor="2.0",
+        implementation="tokentrail.providers.together",
+        instrumentor="TogetherInstrumentor",
+        title="the `together` SDK (Together AI)",
+        covers="chat completions and legacy completions (stream usage from the last chunk), embeddings; "
+        "streams, raw responses",
+    ),
+    ProviderEntry(
+        name="ollama",
+        sdk_module="ollama",
+        distribution="ollama",
+        floor="0.4.7",
+        implementation="tokentrail.providers.ollama",
+        instrumentor="OllamaInstrumentor",
+        title="the `ollama` SDK (a local or self-hosted Ollama server)",
+        covers="chat, generate (and their NDJSON streams), embed, embeddings; priced through overrides",
+    ),
+    ProviderEntry(
         name="langchain",
         sdk_module="langchain_core",
         distribution="langchain-core",

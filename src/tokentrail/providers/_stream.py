@@ -110,6 +110,14 @@ async def _follow_async(items: AsyncIterator[Any], call: Call, state: StreamStat
                 yield item
     except GeneratorExit:
         call.finish(state.result, incomplete=True)
+        # Closed or dropped unfinished: close the SDK's iterator now, in this same aclose(). Left
+        # to its own finaliser, it would close in a later task of the event loop, which may be
+        # shutting down and closing it at the same time ("aclose(): asynchronous generator is
+        # already running"); without tokentrail the SDK's iterator is the one being closed. Not
+        # when something (the loop's shutdown) is closing it already.
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None and not getattr(items, "ag_running", False):
+            await aclose()
         raise
     except BaseException as error:
         call.fail(error, state.result)

@@ -11,7 +11,7 @@ Provider quirks handled here, each once:
 * chat and legacy completion streams carry usage only with ``stream_options.include_usage``: we
   ask for it and keep the extra usage chunk from an application that did not ask;
 * xAI counts reasoning tokens outside ``completion_tokens``: reconciled against ``total_tokens``;
-* DeepSeek reports cache hits as ``prompt_cache_hit_tokens``;
+* DeepSeek reports cache hits as ``prompt_cache_hit_tokens``, Together as ``cached_tokens``;
 * OpenRouter (``usage.cost``) and xAI (``usage.cost_in_usd_ticks``) report what the call cost.
 """
 
@@ -75,6 +75,8 @@ def chat_usage(usage: Any) -> Usage:
     cached = _get(usage, "prompt_cache_hit_tokens")  # DeepSeek
     if cached is None:
         cached = _get(prompt_details, "cached_tokens")
+    if cached is None:
+        cached = _get(usage, "cached_tokens")  # Together: beside prompt_tokens, a part of it
     reasoning = _get(completion_details, "reasoning_tokens")
     output = completion
     # xAI bills reasoning on top of completion_tokens; OpenAI counts it inside. The total says

@@ -50,6 +50,8 @@ class StreamReply:
     events: list[str]
     """SSE frames; or binary frames (``bytes``) with a ``content_type`` of their own (Bedrock's)."""
     trailer: list[str] = field(default_factory=list)
+    content_type: str = "text/event-stream; charset=utf-8"
+    """Ollama's newline-delimited JSON streams are ``application/x-ndjson``."""
     cut_frame: str | None = None
     """How a cut stream ends: ``None`` drops the connection mid-body; a frame (Anthropic's ``error``
     event) is sent after the events that made it, and the body then ends cleanly, as the API

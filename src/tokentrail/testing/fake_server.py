@@ -18,7 +18,10 @@ the server's root, ``genai.Client(api_key="fake", http_options={"base_url": serv
 endpoint_url=server.url, region_name="us-east-1", ...)`` with any credentials.
 Mistral's
 (:mod:`._mistral_wire`, under ``/mistral``): ``Mistral(api_key="fake", server_url=server.url + "/mistral")``,
-and Cohere's v1 and v2 (:mod:`._cohere_wire`): ``cohere.ClientV2(api_key="fake", base_url=server.url)``.
+and Cohere's v1 and v2 (:mod:`._cohere_wire`): ``cohere.ClientV2(api_key="fake", base_url=server.url)``,
+Together's
+(:mod:`._together_wire`): ``Together(base_url=f"{server.url}/together", api_key="fake")``, and
+Ollama's native API (:mod:`._ollama_wire`, NDJSON streams): ``ollama.Client(host=server.url)``.
 
 Failures are scripted from the test (:meth:`FakeLLMServer.fail_next`,
 :meth:`FakeLLMServer.cut_next_stream`) or, when the test cannot reach the server object (a demo
@@ -62,7 +65,9 @@ from . import (
     _gemini_wire,
     _groq_wire,
     _mistral_wire,
+    _ollama_wire,
     _openai_wire,
+    _together_wire,
 )
 from ._wire import ErrorBuilder, Handler, JsonReply, StreamReply, WireRequest
 
@@ -127,6 +132,10 @@ class FakeLLMServer:
                              for path, handler in _mistral_wire.routes().items()})  # fmt: skip
         self._routes.update({path: _Route(handler, _cohere_wire.error_reply)
                              for path, handler in _cohere_wire.routes().items()})  # fmt: skip
+        self._routes.update({path: _Route(handler, _openai_wire.error_reply)
+                             for path, handler in _together_wire.routes().items()})  # fmt: skip
+        self._routes.update({path: _Route(handler, _ollama_wire.error_reply)
+                             for path, handler in _ollama_wire.routes().items()})  # fmt: skip
         self._anthropic = _anthropic_wire.AnthropicWire()  # holds this server's prompt cache
         self._routes.update({path: _Route(handler, _anthropic_wire.error_reply)
                              for path, handler in self._anthropic.routes().items()})  # fmt: skip
