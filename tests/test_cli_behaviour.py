@@ -23,7 +23,7 @@ from tokentrail.pricing import PROVIDER_ALIASES
 
 # Commands that run a server until stopped: their only output is one status line, and a broken
 # pipe there goes through the same dispatcher as every other command.
-SERVERS = {"serve", "fake-server"}
+SERVERS = {"serve", "dashboard", "fake-server"}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,10 @@ def argv_for(command: str, ledger: Path, files: dict[str, Path]) -> list[str]:
         "budget": ["budget", "status", "--budgets", str(files["budgets"]), "--ledger", str(ledger)],
         "estimate": ["estimate", "--model", "gpt-4o-mini", "--messages", str(files["messages"])],
         "stack": ["stack", "init", str(files["stack"]), "--force"],
+        "forecast": ["forecast", "--ledger", str(ledger)],
+        "whatif": ["whatif", "--ledger", str(ledger), "--model", "openai:gpt-4o-mini"],
+        "advise": ["advise", "--ledger", str(ledger)],
+        "ledger": ["ledger", "info", "--ledger", str(ledger)],
     }[command]
 
 

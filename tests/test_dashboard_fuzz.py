@@ -63,7 +63,7 @@ def test_every_dashboard_operation_documents_its_failures() -> None:
     [
         ("/v1/dashboard", {"since": "last tuesday"}, "since: 'last tuesday' is not a time"),
         ("/v1/dashboard", {"stack": "colour"}, "stack 'colour': use one of model, provider, agent, pipeline"),
-        ("/v1/dashboard", {"since": "1d", "until": "2d"}, "since '1d' is not before until '2d'"),
+        ("/v1/dashboard", {"since": "1d", "until": "2d"}, "since '1d' is after until '2d'"),
         ("/v1/whatif", {"candidate": ["gpt-4o-mini"]}, "candidate 'gpt-4o-mini': use PROVIDER:MODEL"),
         (
             "/v1/whatif",

@@ -60,8 +60,8 @@ class View:
         """(since, until) in epoch seconds; raises ValueError naming the bad setting."""
         since = _when("since", self.since or DEFAULT_SINCE, now)
         until = _when("until", self.until, now) if self.until else now
-        if since >= until:
-            raise ValueError(f"since {self.since!r} is not before until {self.until or 'now'!r}")
+        if since > until:  # equal is an empty range: no calls, not an error
+            raise ValueError(f"since {self.since!r} is after until {self.until or 'now'!r}")
         if self.stack not in STACK_KEYS:
             raise ValueError(f"stack {self.stack!r}: use one of {', '.join(STACK_KEYS)}")
         return since, until
