@@ -301,3 +301,56 @@ def test_instrument_provider_is_what_each_instrumentor_calls():
         in Path(importlib.import_module("tokentrail.instrumentation").__file__).read_text()
     )
     assert callable(_setup.instrument_provider)
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    from tokentrail.testing import FakeLLMServer
+
+    with FakeLLMServer() as running:
+        yield running
+
+
+def _every_family_call(server) -> list:
+    """One call through each family's mechanics: Stainless (groq), Speakeasy (mistralai), Fern
+    (cohere), botocore (Bedrock), class-level methods (ollama)."""
+    import boto3
+    import cohere
+    import groq
+    import ollama
+    from mistralai.client import Mistral
+
+    text = [{"role": "user", "content": "Say hello"}]
+    return [
+        lambda: groq.Groq(base_url=server.url, api_key="x", max_retries=0).chat.completions.create(
+            model="openai/gpt-oss-120b", messages=text
+        ),
+        lambda: Mistral(api_key="x", server_url=server.url + "/mistral").chat.complete(
+            model="mistral-small-latest", messages=text
+        ),
+        lambda: cohere.ClientV2(api_key="x", base_url=server.url).chat(
+            model="command-a-03-2025", messages=text
+        ),
+        lambda: boto3.client(
+            "bedrock-runtime",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+        ).converse(
+            modelId="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            messages=[{"role": "user", "content": [{"text": "Say hello"}]}],
+        ),
+        lambda: ollama.Client(host=server.url).chat(model="llama3.2", messages=text),
+    ]
+
+
+def test_suppress_instrumentation_is_honoured_by_every_sdk_family(recorded, fake_server):
+    calls = _every_family_call(fake_server)
+    with suppress_instrumentation():
+        for call in calls:
+            call()
+    assert recorded.spans() == [] and recorded.calls == []
+    for call in calls:
+        call()
+    assert len(recorded.calls) == len(calls)  # outside the block each family records its call

@@ -43,7 +43,7 @@ import wrapt
 from .. import _safety
 from ..budgets import BudgetExceeded
 from ..config import Settings
-from ..lifecycle import Call, active
+from ..lifecycle import Call, recording
 from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._stream import StreamProxy
 
@@ -104,7 +104,7 @@ class Instrumentation:
             return None
         if adapter is None:
             return None
-        telemetry = active()
+        telemetry = recording()
         if telemetry is None:
             return None
         try:

@@ -39,7 +39,7 @@ from .. import _safety
 from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
 from ..config import Settings
-from ..lifecycle import Call, active
+from ..lifecycle import Call, recording
 from ..records import ResponseInfo
 from ._contract import NOT_RECORDED, NotRecorded, Plan, http_status_error
 from ._stainless import endpoint_label
@@ -99,7 +99,7 @@ class Instrumentation:
     def _plan(
         self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any], stream: bool
     ) -> tuple[Plan, Call] | None:
-        telemetry = active()
+        telemetry = recording()
         if telemetry is None or kwargs.get("retries"):
             return None  # a retry runs inside the call that is already recorded
         try:

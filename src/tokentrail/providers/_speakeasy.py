@@ -40,7 +40,8 @@ from .. import _safety
 from .._patching import ClassPatches
 from ..budgets import BudgetExceeded
 from ..config import Settings
-from ..lifecycle import Call, active
+from ..lifecycle import Call
+from ..lifecycle import recording as telemetry_here
 from ..records import ResponseInfo
 from ._contract import NOT_RECORDED, NotRecorded, Plan, http_status_error
 from ._stainless import endpoint_label
@@ -122,7 +123,7 @@ class Instrumentation:
     # --- the wrappers -------------------------------------------------------------------------
 
     def _plan(self, sdk: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Plan, Call] | None:
-        telemetry = active()
+        telemetry = telemetry_here()  # None when not instrumented, or suppressed here
         if telemetry is None:
             return None
         try:
