@@ -21,6 +21,13 @@ PATTERN = re.compile(
 )
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_FARTHEST_BACK_S = 200 * 365 * 86400  # farther back than any ledger, near enough for every date type
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """A time as typed, for a one-line error: quoted, undecodable bytes escaped, cut short."""
+    quoted = f"'{text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')}'"
+    return quoted if len(quoted) <= limit else f"{quoted[: limit - 4]}...'"
 
 
 def parse_when(text: str, now: float | None = None) -> float:
@@ -32,7 +39,10 @@ def parse_when(text: str, now: float | None = None) -> float:
     value = text.strip().lower()
     relative = _RELATIVE.match(value)
     if relative:
-        return current.timestamp() - float(relative.group(1)) * _UNITS[relative.group(2)]
+        back = float(relative.group(1)) * _UNITS[relative.group(2)]
+        if back > _FARTHEST_BACK_S:
+            raise ValueError(f"{shown(text)} is too far back: use at most 200 years (e.g. 7d, 52w)")
+        return current.timestamp() - back
     midnight = current.replace(hour=0, minute=0, second=0, microsecond=0)
     if value == "now":
         return current.timestamp()
@@ -41,7 +51,6 @@ def parse_when(text: str, now: float | None = None) -> float:
     if value == "yesterday":
         return (midnight - timedelta(days=1)).timestamp()
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time: use {FORMS}") from None
-    return moment.timestamp()  # naive: local time
+        return datetime.fromisoformat(text.strip()).timestamp()  # naive: local time
+    except (ValueError, OverflowError, OSError):  # not a time, or one no clock can show (year 1)
+        raise ValueError(f"{shown(text)} is not a time: use {FORMS}") from None

@@ -115,6 +115,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:
+            raise  # the reader left: main() ends quietly, with the status a pipeline expects
         except Exception as exc:  # a case no check foresaw: still one line, never a traceback
             detail = " ".join(str(exc).split())
             detail = detail if len(detail) <= 200 else f"{detail[:197]}..."

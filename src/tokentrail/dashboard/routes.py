@@ -56,7 +56,9 @@ Until = Annotated[
 Stack = Annotated[
     str,
     Query(
-        description=f"spend stacked by: {', '.join(STACK_KEYS)}", json_schema_extra={"enum": list(STACK_KEYS)}
+        # Empty is what the page's form sends for the default: it means model, and says so.
+        description=f"spend stacked by: {', '.join(STACK_KEYS)} (empty: model)",
+        json_schema_extra={"enum": ["", *STACK_KEYS]},
     ),
 ]
 Candidates = Annotated[
