@@ -115,7 +115,10 @@ def add_dashboard(
     def details_of(view: View) -> dict[str, Any]:
         bounded(view)
         with reading() as connection:
-            return call_details(connection, view, trace_url=template, pricer=pricer)
+            try:
+                return call_details(connection, view, trace_url=template, pricer=pricer)
+            except ValueError as exc:  # a bad view: the client's to fix, whichever check found it
+                raise HTTPException(status_code=422, detail=str(exc)) from None
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(

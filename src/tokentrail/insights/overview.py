@@ -59,7 +59,7 @@ class View:
     def bounds(self, now: float) -> tuple[float, float]:
         """(since, until) in epoch seconds; raises ValueError naming the bad setting."""
         since = _when("since", self.since or DEFAULT_SINCE, now)
-        until = _when("until", self.until, now) if self.until else now
+        until = _when("until", self.until or "now", now)  # parsed alike: "now" is the same instant
         if since > until:  # equal is an empty range: no calls, not an error
             raise ValueError(f"since {self.since!r} is after until {self.until or 'now'!r}")
         if self.stack not in STACK_KEYS:
