@@ -82,26 +82,41 @@ PRICE_CONTEXT_KEYS = {
 
 
 class FrameworkLLMRun:
-    """An LLM run of a framework (LangChain, ...) in progress on this context.
+    """A framework's model call (LangChain, LiteLLM, an agent SDK) in progress on this context.
 
-    The framework integration opens one around the framework's model call; an SDK call that
-    tokentrail instruments inside it marks it ``covered``, and the integration then records
-    nothing itself: exactly one counted LLM call, whichever layer saw it.
+    The framework layer opens one just before its model call (see
+    :mod:`tokentrail.providers._framework`). A call tokentrail counts inside it - an instrumented
+    SDK call, or a framework layer further down that reports its own - marks it ``covered``, and
+    every framework run it is nested in: the layers above then record nothing themselves. Exactly
+    one counted call per model call, whichever layer saw it, however many layers are stacked
+    (CrewAI over LiteLLM over openai).
     """
 
-    __slots__ = ("covered",)
+    __slots__ = ("covered", "parent")
 
-    def __init__(self) -> None:
+    def __init__(self, parent: FrameworkLLMRun | None) -> None:
         self.covered = False
+        self.parent = parent
+
+    def mark_covered(self) -> None:
+        """A counted call happened inside: this run and the runs around it must not count it again."""
+        run: FrameworkLLMRun | None = self
+        while run is not None and not run.covered:
+            run.covered = True
+            run = run.parent
 
 
 _framework_llm_run: ContextVar[FrameworkLLMRun | None] = ContextVar(
     "tokentrail_framework_llm_run", default=None
 )
+_CURRENT: Any = object()
 
 
-def enter_framework_llm_run() -> tuple[FrameworkLLMRun, Token[FrameworkLLMRun | None]]:
-    run = FrameworkLLMRun()
+def enter_framework_llm_run(
+    parent: FrameworkLLMRun | None = _CURRENT,
+) -> tuple[FrameworkLLMRun, Token[FrameworkLLMRun | None]]:
+    """Open a framework run here, nested in ``parent`` (by default the run current here)."""
+    run = FrameworkLLMRun(_framework_llm_run.get() if parent is _CURRENT else parent)
     return run, _framework_llm_run.set(run)
 
 

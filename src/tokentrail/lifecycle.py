@@ -544,7 +544,7 @@ class Call:
             span_start = int(started_at * 1e9)
         framework_run = current_framework_llm_run()
         if framework_run is not None:
-            framework_run.covered = True  # the framework layer above must not count this call again
+            framework_run.mark_covered()  # the framework layers above must not count this call again
         # Context-local facts are read here, on the application's thread, in the call's context.
         self._price_context = current_price_context()
         self.attribution: Attribution = current_attribution()

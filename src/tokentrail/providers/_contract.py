@@ -27,9 +27,12 @@ Readers are pure functions of SDK objects: no OpenTelemetry, no lifecycle, no I/
 mechanics start the call (:mod:`tokentrail.lifecycle`), run the SDK, and end the call with what
 the readers read, off the calling thread where they can.
 
-A framework (LangChain) reports calls through the same records: its callbacks read a
-:class:`~tokentrail.records.RequestInfo` and a ``ResponseInfo`` with the same kind of pure
-readers, and its ``patches()`` returns a :class:`PatchSet` like any other.
+A framework layer (LangChain, LiteLLM, an agent SDK) reports calls through the same records: it
+reads a :class:`~tokentrail.records.RequestInfo` and a ``ResponseInfo`` with the same kind of pure
+readers, wraps each model call in a :class:`~tokentrail.providers._framework.ModelCall` (the one
+layering mechanism: an instrumented SDK call inside is the one counted, named by the framework;
+otherwise the framework's own report is), and its ``patches()`` returns a :class:`PatchSet` like
+any other.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ its children's from ``get_child`` (a new manager given the parent's inheritable 
 graph-event managers, for interrupts and resumes, are left alone).
 
 * **LLM runs.** If tokentrail instruments the SDK underneath (ChatOpenAI over ``openai``), that
-  SDK call is the one counted: the run is opened as a framework LLM run
-  (:func:`tokentrail.context.enter_framework_llm_run`), the SDK call marks it covered, and the
-  handler records nothing. Otherwise (a third-party model, a fake, an SDK we do not patch) the
-  handler reports the call after the fact from ``AIMessage.usage_metadata`` (or the
-  ``llm_output["token_usage"]`` of older integrations), provider and model from the run's
-  ``ls_*`` metadata.
+  SDK call is the one counted: the run is opened as a framework model call
+  (:class:`tokentrail.providers._framework.ModelCall`, the layering every framework shares), the
+  SDK call marks it covered, and the handler records nothing. Otherwise (a third-party model, a
+  fake, an SDK we do not patch) the handler reports the call after the fact from
+  ``AIMessage.usage_metadata`` (or the ``llm_output["token_usage"]`` of older integrations),
+  provider and model from the run's ``ls_*`` metadata.
 * **Scopes.** The top-level run and each LangGraph node open a roll-up span, so the calls made in
   a node nest under it and add up on it and on the graph, and the node's name becomes
   ``gen_ai.agent.name`` unless the application named an agent itself.
@@ -57,19 +57,17 @@ from .._patching import ClassPatches
 from ..context import (
     MAX_VALUE_LENGTH,
     Attribution,
-    FrameworkLLMRun,
     baggage_enabled,
     current_attribution,
     current_framework_llm_run,
     enter_attribution,
-    enter_framework_llm_run,
     exit_attribution,
-    exit_framework_llm_run,
     with_baggage,
 )
-from ..lifecycle import Unit, active, recording, start_unit
+from ..lifecycle import Unit, recording, start_unit
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
+from ._framework import ModelCall
 from .openai import chat_usage
 
 __all__ = [
@@ -255,14 +253,13 @@ _Entered = tuple[Token[Attribution], object]
 
 @dataclass(slots=True, eq=False)
 class _Batch:
-    """The framework LLM run shared by the LLM runs of one ``generate()`` call.
+    """The framework model call shared by the LLM runs of one ``generate()`` call.
 
     LangChain starts every prompt of a batch before it runs any of them, so their SDK calls can
     only mark whichever framework run is current: the runs of one batch share it.
     """
 
-    framework: FrameworkLLMRun
-    token: Token[FrameworkLLMRun | None]
+    call: ModelCall
     parent_run_id: UUID | None
     open_runs: int = 1
 
@@ -499,8 +496,8 @@ class TokentrailCallbackHandler:
                 sibling.open_runs += 1
                 batch = sibling
             else:
-                framework, token = enter_framework_llm_run()
-                batch = self._batches[id(framework)] = _Batch(framework, token, parent_run_id)
+                call = ModelCall().open()
+                batch = self._batches[id(call.run)] = _Batch(call, parent_run_id)
         invocation_params = kwargs.get("invocation_params")
         self._llm_runs[run_id] = _LLMRun(
             started_at,
@@ -518,26 +515,18 @@ class TokentrailCallbackHandler:
         if run is None:
             return
         self._release(run)
-        if run.batch.framework.covered:
+        call = run.batch.call
+        if call.covered:
             return  # an instrumented SDK call inside already counted it
-        telemetry = active()
-        if telemetry is None:
-            return
         request = request_info(run.operation, run.metadata, run.invocation_params, run.streamed)
-        attribution_token = enter_attribution(run.attribution)
-        span_token = otel_context.attach(run.otel_context)
-        # Our report is the framework's own call: it must not mark a batch sibling's run covered.
-        _, shield = enter_framework_llm_run()
-        try:
-            call = telemetry.start(request, started_at=run.started_at)
-        finally:
-            exit_framework_llm_run(shield)
-            otel_context.detach(span_token)
-            exit_attribution(attribution_token)
-        if error is None:
-            call.finish(response_info(response))
-        else:
-            call.fail(error, response_info(response) if response is not None else None)
+        call.report(
+            request,
+            response_info(response) if error is None or response is not None else None,
+            error,
+            started_at=run.started_at,
+            attribution=run.attribution,
+            parent_context=run.otel_context,
+        )
 
     def _release(self, run: _LLMRun) -> None:
         batch = run.batch
@@ -545,15 +534,10 @@ class TokentrailCallbackHandler:
             batch.open_runs -= 1
             last = batch.open_runs == 0
             if last:
-                self._batches.pop(id(batch.framework), None)
+                self._batches.pop(id(batch.call.run), None)
         # LangChain ends async runs in a copy of the context, where nothing set at the start can
         # be reset (the value stays in the caller's context, where it is stale and harmless).
-        undone = True
-        if last:
-            try:
-                exit_framework_llm_run(batch.token)
-            except ValueError:
-                undone = False
+        undone = batch.call.close() if last else True
         if run.entered is not None and undone:
             _exit(run.entered)
 
