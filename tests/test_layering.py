@@ -22,7 +22,7 @@ from conftest import Recorded
 from openai_wire import MODEL, FakeOpenAI
 from tokentrail import semconv as sc
 from tokentrail.context import current_attribution, current_framework_llm_run
-from tokentrail.providers._framework import ModelCall
+from tokentrail.providers._framework import AgentRun, ModelCall
 from tokentrail.records import RequestInfo, ResponseInfo
 from tokentrail.usage import Usage
 
@@ -101,19 +101,20 @@ def test_the_applications_own_names_win(recorded: Recorded) -> None:
     assert span.attributes["tokentrail.task"] == "t1"
 
 
-def test_stacked_frameworks_over_an_sdk_count_once_inner_names_filling_gaps(
+def test_stacked_frameworks_over_an_sdk_count_once_named_by_the_innermost(
     recorded: Recorded,
 ) -> None:
     client = FakeOpenAI().client()
     with (
         framework_call({"agent": "Crew agent", "label:workflow": "crew"}) as outer,
-        framework_call({"agent": "ignored: outer named it", "task": "inner task"}) as inner,
+        framework_call({"agent": "Inner agent", "task": "inner task"}) as inner,
     ):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert inner.covered and outer.covered
     (span,) = counted(recorded)
-    assert span.attributes[sc.AGENT_NAME] == "Crew agent"
+    assert span.attributes[sc.AGENT_NAME] == "Inner agent"  # the innermost framework names its calls
     assert span.attributes["tokentrail.task"] == "inner task"
+    assert span.attributes["tokentrail.label.workflow"] == "crew"
     assert len(recorded.calls) == 1
 
 
@@ -123,7 +124,7 @@ def test_stacked_frameworks_over_raw_http_count_once_by_the_inner_report(recorde
     assert not inner.covered
     assert outer.covered  # the inner layer's report covers the layers around it
     (span,) = counted(recorded)
-    assert span.attributes[sc.AGENT_NAME] == "Outer"
+    assert span.attributes[sc.AGENT_NAME] == "Outer"  # the inner layer named no agent
     assert span.attributes["tokentrail.task"] == "inner"
 
 
@@ -214,4 +215,36 @@ def test_any_stack_of_layers_counts_each_model_call_exactly_once(
     layer(0)
     assert len(counted(recorded)) == calls
     assert len(recorded.calls) == calls
-    assert {record.attribution["agent"] for record in recorded.calls} == {"layer 0"}
+    innermost = f"innermost {depth}" if not sdk_inside else f"layer {depth - 1}"
+    assert {record.attribution["agent"] for record in recorded.calls} == {innermost}
+
+
+def test_an_agent_run_is_a_rollup_span_naming_its_calls(recorded: Recorded) -> None:
+    client = FakeOpenAI().client()
+    with AgentRun("Planner").open({"label:workflow": "trip"}) as planner:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a"}])
+        with AgentRun("Booker"):  # an agent run as a tool of another
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "b"}])
+    assert planner.unit is not None
+    spans = {span.name: span for span in recorded.spans()}
+    calls = counted(recorded)
+    assert sorted(span.attributes[sc.AGENT_NAME] for span in calls) == ["Booker", "Planner"]
+    outer, inner = spans["invoke_agent Planner"], spans["invoke_agent Booker"]
+    for rollup in (outer, inner):
+        assert rollup.attributes[sc.OPERATION_NAME] == "invoke_agent"
+        assert sc.USAGE_INPUT_TOKENS not in rollup.attributes  # not a counted span
+    assert outer.attributes[sc.ROLLUP_CALLS] == 2
+    assert inner.attributes[sc.ROLLUP_CALLS] == 1
+    assert inner.parent.span_id == outer.context.span_id
+    assert all(span.attributes["tokentrail.label.workflow"] == "trip" for span in calls)
+    totals = sum(span.attributes[sc.USAGE_INPUT_TOKENS] for span in calls)
+    assert outer.attributes[sc.ROLLUP_INPUT_TOKENS] == totals
+
+
+def test_an_agent_run_never_renames_the_applications_agent(recorded: Recorded) -> None:
+    client = FakeOpenAI().client()
+    with tokentrail.attribute(agent="Mine"), AgentRun("Theirs"):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a"}])
+    (call,) = counted(recorded)
+    assert call.attributes[sc.AGENT_NAME] == "Mine"
+    assert current_attribution().values == {}

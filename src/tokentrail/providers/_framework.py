@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from contextvars import Token
+from contextvars import ContextVar, Token
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import context as otel_context
 
 from .. import _safety
+from .. import semconv as sc
 from ..context import (
+    MAX_VALUE_LENGTH,
     Attribution,
     FrameworkLLMRun,
     current_attribution,
@@ -40,23 +44,69 @@ from ..context import (
     exit_attribution,
     exit_framework_llm_run,
 )
-from ..lifecycle import recording
+from ..lifecycle import Unit, recording, start_unit
 from ..records import RequestInfo, ResponseInfo
 
-__all__ = ["ModelCall", "names_under"]
+__all__ = ["AgentRun", "ModelCall", "names_under"]
+
+# What _enter_names entered into a context: the attribution and the framework-set values.
+_Entered = tuple[Token[Attribution], Token[Mapping[str, str]]]
+
+
+# The attribution values framework layers set in this context (not the application): an inner
+# framework layer may replace those (a nested agent names its own calls), never the application's.
+_NONE_SET: Mapping[str, str] = MappingProxyType({})
+_framework_values: ContextVar[Mapping[str, str]] = ContextVar(
+    "tokentrail_framework_values", default=_NONE_SET
+)
 
 
 def names_under(attribution: Attribution, names: Mapping[str, str | None]) -> Attribution:
-    """``attribution`` with the framework's ``names`` filled in where the application set none.
+    """``attribution`` with the framework's ``names``: where the application set none, or where
+    only a framework layer around this one did (the innermost framework names its calls; the
+    application's own names always win).
 
     ``names`` are attribution keys (``agent``, ``agent_id``, ``task``, ``label:workflow``, ...);
-    empty or None values are skipped; values longer than an attribution value may be are cut.
+    empty or None values are skipped; values are cut to the longest an attribution value may be.
     """
-    given = {key: str(value)[:256] for key, value in names.items() if value}
-    missing = {key: value for key, value in given.items() if key not in attribution.values}
-    if not missing:
+    by_frameworks = _framework_values.get()
+    current = attribution.values
+    applied = {
+        key: text
+        for key, value in names.items()
+        if value and (key not in current or current[key] == by_frameworks.get(key))
+        for text in (str(value)[:MAX_VALUE_LENGTH],)
+        if current.get(key) != text
+    }
+    if not applied:
         return attribution
-    return Attribution.of({**attribution.values, **missing}, attribution.rollups)
+    return Attribution.of({**current, **applied}, attribution.rollups)
+
+
+def _enter_names(names: Mapping[str, str | None], rollup: Unit | None = None) -> _Entered | None:
+    """Make the framework's names (and a roll-up) current here; None when nothing changes."""
+    attribution = current_attribution()
+    named = names_under(attribution, names)
+    if rollup is not None:
+        named = replace(named, rollups=(*named.rollups, rollup.rollup))
+    if named is attribution:
+        return None
+    set_here = {key: value for key, value in named.values.items() if attribution.values.get(key) != value}
+    values_token = _framework_values.set({**_framework_values.get(), **set_here})
+    return enter_attribution(named), values_token
+
+
+def _exit_names(entered: _Entered | None) -> bool:
+    """Undo :func:`_enter_names`; False in another context than the one entered (nothing to undo)."""
+    if entered is None:
+        return True
+    attribution_token, values_token = entered
+    try:
+        exit_attribution(attribution_token)
+        _framework_values.reset(values_token)
+    except ValueError:
+        return False
+    return True
 
 
 class ModelCall:
@@ -67,14 +117,14 @@ class ModelCall:
     raises into the application.
     """
 
-    __slots__ = ("_attribution", "_attribution_token", "_otel_context", "_run", "_run_token", "started_at")
+    __slots__ = ("_attribution", "_entered", "_otel_context", "_run", "_run_token", "started_at")
 
     def __init__(self) -> None:
         self.started_at = 0.0
         self._run: FrameworkLLMRun | None = None
         self._run_token: Token[FrameworkLLMRun | None] | None = None
         self._attribution: Attribution | None = None
-        self._attribution_token: Token[Attribution] | None = None
+        self._entered: _Entered | None = None
         self._otel_context: otel_context.Context | None = None
 
     def open(self, names: Mapping[str, str | None] | None = None) -> ModelCall:
@@ -82,13 +132,9 @@ class ModelCall:
         try:
             self.started_at = time.time()
             self._run, self._run_token = enter_framework_llm_run()
-            attribution = current_attribution()
             if names:
-                named = names_under(attribution, names)
-                if named is not attribution:
-                    self._attribution_token = enter_attribution(named)
-                    attribution = named
-            self._attribution = attribution
+                self._entered = _enter_names(names)
+            self._attribution = current_attribution()
             self._otel_context = otel_context.get_current()
         except Exception as exc:
             _safety.internal_error("framework.open", exc)
@@ -99,9 +145,9 @@ class ModelCall:
         framework that ends its calls in a copy of the context): nothing of it can be undone there,
         and that copy dies on its own."""
         try:
-            if self._attribution_token is not None:
-                token, self._attribution_token = self._attribution_token, None
-                exit_attribution(token)
+            entered, self._entered = self._entered, None
+            if not _exit_names(entered):
+                return False
             if self._run_token is not None:
                 token_run, self._run_token = self._run_token, None
                 exit_framework_llm_run(token_run)
@@ -177,3 +223,62 @@ class ModelCall:
                 call.fail(error, response)
         except Exception as exc:
             _safety.internal_error("framework.report", exc)
+
+
+class AgentRun:
+    """An agent's run (an agent SDK's ``Runner.run``, a PydanticAI ``Agent.run``, a CrewAI task's
+    agent): a roll-up span ``invoke_agent {name}`` that adds up the calls inside it, whose calls
+    carry the agent's name (``gen_ai.agent.name``) unless the application named one itself.
+
+    The span carries only ``tokentrail.rollup.*`` totals, never a call's ``gen_ai.usage.*``: the
+    calls inside are the counted ones. ``close`` in the context ``open`` ran in; a handoff closes
+    one run and opens the next agent's. Every method is guarded.
+    """
+
+    __slots__ = ("_entered", "_opened", "_otel_token", "name", "unit")
+
+    def __init__(self, name: str) -> None:
+        self.name = str(name)[:MAX_VALUE_LENGTH] or "agent"
+        self.unit: Unit | None = None
+        self._opened = False
+        self._entered: _Entered | None = None
+        self._otel_token: object = None
+
+    def open(self, names: Mapping[str, str | None] | None = None) -> AgentRun:
+        """Open the roll-up span and name the calls inside; ``names`` adds other attribution keys
+        (``agent_id``, ``task``, ``label:workflow``) with the same precedence as the name. Opening
+        an open run does nothing (``with AgentRun(name).open(names):`` is one opening)."""
+        if self._opened:
+            return self
+        self._opened = True
+        try:
+            if recording() is None:
+                return self
+            given = {"agent": self.name, **(names or {})}
+            attribution = names_under(current_attribution(), given)
+            span_attributes = {**attribution.span_attributes, sc.OPERATION_NAME: "invoke_agent"}
+            self.unit = start_unit(f"invoke_agent {self.name}", span_attributes)
+            self._entered = _enter_names(given, self.unit)
+            if self.unit is not None:
+                self._otel_token = self.unit.activate()
+        except Exception as exc:
+            _safety.internal_error("framework.agent_open", exc)
+        return self
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the span (its totals are set once the calls inside have been added up)."""
+        try:
+            entered, self._entered = self._entered, None
+            token, self._otel_token = self._otel_token, None
+            if _exit_names(entered) and token is not None:
+                Unit.deactivate(token)
+            if self.unit is not None:
+                self.unit.end(error)
+        except Exception as exc:
+            _safety.internal_error("framework.agent_close", exc)
+
+    def __enter__(self) -> AgentRun:
+        return self.open()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.close(exc)
