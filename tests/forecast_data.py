@@ -20,6 +20,7 @@ from ledger_data import fill
 from tokentrail.insights.forecast import fit, period_bounds, project
 from tokentrail.ledger import open_ledger
 from tokentrail.ledger.query import Filters, report
+from tokentrail.ledger.source import LedgerSource
 from tokentrail.pricing import Cost
 from tokentrail.records import CallRecord
 from tokentrail.usage import Usage
@@ -104,7 +105,7 @@ def backtest(path: Path, cutoffs: list[float]) -> list[Score]:
     inside: dict[str, list[bool]] = {"day": [], "week": [], "month": []}
     try:
         for now in cutoffs:
-            model = fit(connection, Filters(), now=now)
+            model = fit(LedgerSource(connection, path), Filters(), now=now)
             for period, (start, end) in period_bounds(now).items():
                 spent = report(connection, (), Filters(start, now)).totals.cost_usd
                 actual = report(connection, (), Filters(start, end)).totals.cost_usd

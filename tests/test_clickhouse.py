@@ -41,7 +41,10 @@ from tokentrail.ledger import open_ledger
 from tokentrail.ledger._rows import is_call_span
 from tokentrail.ledger.clickhouse import ENV_PASSWORD, ClickHouseError, ClickHouseSource, chdb_session
 from tokentrail.ledger.exporter import LedgerSpanExporter
+from tokentrail.insights.forecast import projections
+from tokentrail.insights.whatif import calls_in, reprice
 from tokentrail.ledger.query import Filters, export_rows, report, trend
+from tokentrail.ledger.source import LedgerSource
 from tokentrail.testing import FakeLLMServer
 from tokentrail.testing.clickhouse_table import create_table, exporter_row, insert_rows
 
@@ -351,6 +354,55 @@ def test_the_cli_over_clickhouse_answers_as_over_the_ledger(stored, capsys, monk
     assert sorted(got_csv[1:]) == sorted(expected_csv[1:])
     lines = run("export", "--format", "jsonl", "--pipeline", "adhoc", *over_chdb).splitlines()
     assert lines and all(json.loads(line)["pipeline"] == "adhoc" for line in lines)
+
+
+def test_forecast_over_clickhouse_equals_the_ledgers(stored, source):
+    """The same spend model and projections, read from the stored spans as from the ledger."""
+    now = time.time()
+    ledger = LedgerSource(stored["connection"], stored["ledger"])
+    for filters in (Filters(), Filters(where={"user": "alice"}), Filters(model="gpt-4o-mini")):
+        expected_model, expected = projections(ledger, filters, now=now)
+        got_model, got = projections(source, filters, now=now)
+        assert expected_model.level_usd_per_day > 0
+        assert_same(got_model.describe(), expected_model.describe(), str(filters))
+        assert_same([p.as_dict() for p in got], [p.as_dict() for p in expected], str(filters))
+
+
+def test_whatif_over_clickhouse_reprices_the_same_calls(stored, source):
+    """The same calls, with the same token mix and times, priced at the same candidates."""
+    candidates = [("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5")]
+    for filters in (Filters(), Filters(pipeline="nightly"), Filters(where={"agent": "QA"})):
+        expected = reprice(
+            calls_in(LedgerSource(stored["connection"], stored["ledger"]), filters), candidates
+        )
+        got = reprice(calls_in(source, filters), candidates)
+        assert expected.mix.calls > 0
+        assert_same(got.as_dict(), expected.as_dict(), str(filters))
+
+
+def test_forecast_and_whatif_cli_take_the_clickhouse_source(stored, capsys, monkeypatch):
+    monkeypatch.setenv(ENV_PASSWORD, PASSWORD)
+    over_http = ["--source", "clickhouse", "--url", stored["http"].url, "--table", TABLE]
+    code = main(["whatif", "--model", "openai:gpt-4.1-mini", "--format", "json", *over_http])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    got = json.loads(out)
+    code = main(
+        ["whatif", "--model", "openai:gpt-4.1-mini", "--format", "json", "--ledger", str(stored["ledger"])]
+    )
+    expected = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert_same(got, expected)
+    code = main(["forecast", "--format", "json", *over_http])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert PASSWORD not in out + err
+    forecast = json.loads(out)
+    assert {p["period"] for p in forecast["projections"]} >= {"day", "week", "month"}
+    assert forecast["daily_rate_usd"] > 0
+    code = main(["forecast", "--ledger", str(stored["ledger"]), "--url", "http://localhost:8123"])
+    assert code != 0
+    assert "--url is for --source clickhouse" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from ledger_data import fill, random_records, raw_rows
 from tokentrail.insights.forecast import SpendModel, exhaustion_time, fit, project
 from tokentrail.ledger import open_ledger
 from tokentrail.ledger.query import Filters
+from tokentrail.ledger.source import LedgerSource
 
 ROOT = Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -55,7 +56,7 @@ def test_minutes_of_history_answer_from_the_rate_so_far(tmp_path):
     first = min(r["start_time"] for r in rows)
     connection = open_ledger(path, create=False)
     try:
-        model = fit(connection, Filters(), now=now)
+        model = fit(LedgerSource(connection, path), Filters(), now=now)
     finally:
         connection.close()
     assert model.confidence == "low"

@@ -1,26 +1,21 @@
 """``tokentrail forecast``: where spend will end this day, week and month (and each configured
-budget's window), with an 80% interval, from the ledger's history."""
+budget's window), with an 80% interval, from the history in the ledger (or, ``--source
+clickhouse``, in the spans a collector stores)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import time
+from collections.abc import Mapping
 
 from ..budgets import budget_statuses
 from ..config import ConfigError
 from ..insights.forecast import METHOD, fit, project, projections
 from ..ledger.query import Filters
-from ..ledger.spend import spend
-from ._common import (
-    CliError,
-    add_filter_arguments,
-    add_output_arguments,
-    filters_from,
-    ledger_path,
-    open_output,
-    open_reading,
-)
+from ..ledger.source import CallSource
+from ._common import CliError, add_filter_arguments, add_output_arguments, filters_from, open_output
+from ._source import add_source_arguments, reading_source
 from ._tables import render_rows
 
 HELP = "projected spend to the end of the day, week, month and budget windows"
@@ -30,6 +25,7 @@ COLUMNS = ("period", "spent_usd", "projected_usd", "low_usd", "high_usd", "limit
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("forecast", help=HELP, description=HELP + f". Method: {METHOD}.")
     add_filter_arguments(parser)
+    add_source_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument(
         "--budget", metavar="NAME", action="append", default=[], help="also this configured budget's window"
@@ -47,12 +43,11 @@ def run(args: argparse.Namespace) -> int:
         )
     now = time.time()
     history = Filters(None, None, filters.pipeline, filters.model, filters.provider, filters.where)
-    connection = open_reading(args)
-    try:
-        model, found = projections(connection, history, now=now)
-        for status in _budgets(args, now):
+    with reading_source(args) as source:
+        model, found = projections(source, history, now=now)
+        for status in _budgets(args, source, now):
             scoped = Filters(where=dict(status["scope"]))
-            fitted = fit(connection, scoped, now=now)
+            fitted = fit(source, scoped, now=now)
             found.append(
                 project(
                     fitted,
@@ -63,13 +58,12 @@ def run(args: argparse.Namespace) -> int:
                     status["usd"],
                 )
             )
-    finally:
-        connection.close()
+        name = source.name
     data = {**model.describe(), "filters": filters.describe(), "projections": [p.as_dict() for p in found]}
     rows = [[p.as_dict()[column] for column in COLUMNS] for p in found]
     notes = sorted({note for p in found for note in p.notes})
     heading = [
-        f"tokentrail forecast · ledger {ledger_path(args)}",
+        f"tokentrail forecast · {name}",
         f"confidence {model.confidence}, {model.history_days:.1f} days of history, "
         f"daily rate ${model.level_usd_per_day:,.6f}",
         f"method: {METHOD}",
@@ -79,14 +73,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budgets(args: argparse.Namespace, now: float) -> list[dict]:
+def _budgets(args: argparse.Namespace, source: CallSource, now: float) -> list[dict]:
     if not args.budget:
         return []
     path = args.budgets or os.environ.get("TOKENTRAIL_BUDGETS")
     if not path:
         raise CliError("--budget needs the budgets file: pass --budgets FILE or set TOKENTRAIL_BUDGETS")
+
+    def spent_in(_where: object, scope: Mapping[str, str], since: float | None, until: float) -> float:
+        # A budget's spend so far, from the source the forecast reads (the ledger or ClickHouse).
+        return source.report((), Filters(since, until, where=dict(scope))).totals.cost_usd or 0.0
+
     try:
-        statuses = {status["name"]: status for status in budget_statuses(path, ledger_path(args), spend, now)}
+        statuses = {status["name"]: status for status in budget_statuses(path, source.name, spent_in, now)}
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     chosen = []

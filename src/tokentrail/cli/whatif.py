@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..insights.whatif import CAVEATS, CandidateUnpriced, calls_with_usage, reprice
+from ..insights.whatif import CAVEATS, CandidateUnpriced, calls_in, reprice
 from ..pricing import genai_provider_id
-from ._common import (
-    CliError,
-    add_ledger_argument,
-    add_output_arguments,
-    filters_from,
-    ledger_path,
-    open_output,
-    open_reading,
-)
+from ._common import CliError, add_ledger_argument, add_output_arguments, filters_from, open_output
+from ._source import add_source_arguments, reading_source
 from ._tables import render_rows
 
 HELP = "price the selected calls' token mix at other models (what-if)"
@@ -50,6 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=[],
         help="only calls whose KEY (model, provider, agent, user, label:KEY, ...) is VALUE; repeatable",
     )
+    add_source_arguments(parser)
     add_output_arguments(parser)
 
 
@@ -74,13 +68,12 @@ def candidates_from(models: list[str], providers: list[str]) -> list[tuple[str, 
 def run(args: argparse.Namespace) -> int:
     candidates = candidates_from(args.model, args.provider)
     filters = filters_from(argparse.Namespace(**{**vars(args), "model": None, "provider": None}))
-    connection = open_reading(args)
-    try:
-        found = reprice(calls_with_usage(connection, filters), candidates)
-    except CandidateUnpriced as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        connection.close()
+    with reading_source(args) as source:
+        try:
+            found = reprice(calls_in(source, filters), candidates)
+        except CandidateUnpriced as exc:
+            raise CliError(str(exc)) from None
+        name = source.name
     data = {"filters": filters.describe(), **found.as_dict()}
     mix = found.mix
     rows = [["actual", "-", found.actual_usd, 0.0, 1.0]]
@@ -89,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         ratio = cost / found.actual_usd if found.actual_usd else None
         rows.append([f"{c.provider}:{c.model}", c.priced_model, cost, cost - found.actual_usd, ratio])
     heading = [
-        f"tokentrail whatif · ledger {ledger_path(args)}",
+        f"tokentrail whatif · {name}",
         f"{mix.calls:,} calls with usage: uncached input {mix.uncached_input:,}, cache read "
         f"{mix.cache_read:,}, "
         f"cache write {mix.cache_write:,}, output {mix.output:,}, reasoning {mix.reasoning:,}",

@@ -24,6 +24,7 @@ from ..insights.forecast import projections
 from ..insights.overview import DEFAULT_SINCE, DEFAULT_TRACE_URL, STACK_KEYS, View, call_details, overview
 from ..insights.whatif import CandidateUnpriced, calls_with_usage, reprice
 from ..ledger.api import INVALID, UNAVAILABLE
+from ..ledger.source import LedgerSource
 from ..pricing import Pricer
 from ..timespec import PATTERN
 from .fragments import render_advice, render_details, render_whatif
@@ -284,7 +285,7 @@ def add_dashboard(
     ) -> dict[str, Any]:
         view = view_of(DEFAULT_SINCE, "", provider, model, agent, pipeline, user, "model")
         with reading() as connection:
-            fitted, found = projections(connection, view.filters(None, None))
+            fitted, found = projections(LedgerSource(connection, ledger), view.filters(None, None))
         return {**fitted.describe(), "projections": [p.as_dict() for p in found]}
 
     @app.get("/v1/whatif", responses=answers, summary="The selected calls' token mix priced at other models")

@@ -26,7 +26,6 @@ measures the method's error on ledgers generated with known trends, weekly cycle
 from __future__ import annotations
 
 import math
-import sqlite3
 import statistics
 import time
 from collections.abc import Mapping
@@ -34,7 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..ledger.query import Filters, export_rows, report
+from ..ledger.query import Filters
+from ..ledger.source import CallSource
 
 __all__ = [
     "Projection",
@@ -151,12 +151,10 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
-def hourly_spend(
-    connection: sqlite3.Connection, filters: Filters, since: float, until: float
-) -> dict[float, float]:
+def hourly_spend(source: CallSource, filters: Filters, since: float, until: float) -> dict[float, float]:
     """Spend per local hour (keyed by the hour's start, epoch seconds) in [since, until)."""
     scoped = Filters(since, until, filters.pipeline, filters.model, filters.provider, filters.where)
-    found = report(connection, ["hour"], scoped)
+    found = source.report(["hour"], scoped)
     spend: dict[float, float] = {}
     for group in found.groups:
         if group.value is None:
@@ -167,7 +165,7 @@ def hourly_spend(
 
 
 def fit(
-    connection: sqlite3.Connection,
+    source: CallSource,
     filters: Filters | None = None,
     *,
     now: float | None = None,
@@ -178,12 +176,12 @@ def fit(
     filters = filters or Filters()
     now = time.time() if now is None else now
     since = now - history_days * 86400
-    hours = hourly_spend(connection, filters, since, now)
-    return fit_hours(hours, now, first_call=_first_call_time(connection, filters, now, hours))
+    hours = hourly_spend(source, filters, since, now)
+    return fit_hours(hours, now, first_call=_first_call_time(source, filters, now, hours))
 
 
 def _first_call_time(
-    connection: sqlite3.Connection, filters: Filters, now: float, hours: Mapping[float, float]
+    source: CallSource, filters: Filters, now: float, hours: Mapping[float, float]
 ) -> float | None:
     if not hours:
         return None
@@ -192,8 +190,8 @@ def _first_call_time(
         return first_hour  # a long history: the hour is precise enough
     # A short history: the exact time of the first call sets the rate so far.
     scoped = Filters(first_hour, now, filters.pipeline, filters.model, filters.provider, filters.where)
-    _, rows = export_rows(connection, scoped)
-    first = next(rows, None)
+    _, rows = source.export_rows(scoped)
+    first = next(iter(rows), None)
     return first_hour if first is None else max(first_hour, first[0])
 
 
@@ -378,15 +376,15 @@ def exhaustion_time(model: SpendModel, spent: float, limit: float, end: float) -
 
 
 def projections(
-    connection: sqlite3.Connection, filters: Filters | None = None, *, now: float | None = None
+    source: CallSource, filters: Filters | None = None, *, now: float | None = None
 ) -> tuple[SpendModel, list[Projection]]:
     """The model and the projections to the end of the local day, week and month."""
     filters = filters or Filters()
     now = time.time() if now is None else now
-    model = fit(connection, filters, now=now)
+    model = fit(source, filters, now=now)
     found = []
     for period, (start, end) in period_bounds(now).items():
         scoped = Filters(start, now, filters.pipeline, filters.model, filters.provider, filters.where)
-        spent = report(connection, (), scoped).totals.cost_usd
+        spent = source.report((), scoped).totals.cost_usd
         found.append(project(model, period, start, end, spent))
     return model, found

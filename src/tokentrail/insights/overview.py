@@ -17,6 +17,7 @@ from typing import Any
 from ..budgets import budget_statuses
 from ..ledger.details import cache_writes, latency_by_model, top_calls
 from ..ledger.query import Filters, Totals, report
+from ..ledger.source import LedgerSource
 from ..ledger.spend import spend
 from ..pricing import Pricer
 from ..timespec import FORMS, PATTERN, parse_when
@@ -227,7 +228,7 @@ def budget_panel(
         item = dict(status)
         item["calls_refused"] = None
         if status["window_start"] is not None and status["window_end"] is not None:
-            model = fit(connection, Filters(where=dict(status["scope"])), now=now)
+            model = fit(LedgerSource(connection, ledger), Filters(where=dict(status["scope"])), now=now)
             found = project(
                 model,
                 f"budget:{status['name']}",
