@@ -37,12 +37,12 @@ import tokentrail
 from clickhouse_support import ChdbHttpServer, chdb_dir
 from tokentrail import semconv as sc
 from tokentrail.cli import main
+from tokentrail.insights.forecast import projections
+from tokentrail.insights.whatif import calls_in, reprice
 from tokentrail.ledger import open_ledger
 from tokentrail.ledger._rows import is_call_span
 from tokentrail.ledger.clickhouse import ENV_PASSWORD, ClickHouseError, ClickHouseSource, chdb_session
 from tokentrail.ledger.exporter import LedgerSpanExporter
-from tokentrail.insights.forecast import projections
-from tokentrail.insights.whatif import calls_in, reprice
 from tokentrail.ledger.query import Filters, export_rows, report, trend
 from tokentrail.ledger.source import LedgerSource
 from tokentrail.testing import FakeLLMServer

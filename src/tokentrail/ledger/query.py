@@ -11,6 +11,7 @@ Days and hours are those of the local time zone of the machine running the repor
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sqlite3
@@ -168,6 +169,10 @@ def _iso(epoch: float | None) -> str | None:
 
 def _key_sql(key: str, *, rollup: bool) -> str:
     time_column = "bucket" if rollup else "start_time"
+    if rollup and key in _TIME_KEYS:
+        # Grouped by bucket here and folded into local days or hours in Python (_local_period):
+        # SQLite's 'localtime' per rollup row was a third of a 30-day report by day and model.
+        return "bucket"
     if key == "day":
         return f"date({time_column}, 'unixepoch', 'localtime')"
     if key == "hour":
@@ -227,13 +232,29 @@ def _query(
     return connection.execute(sql, params).fetchall()
 
 
-def _totals(values: Sequence[Any]) -> Totals:
-    totals = Totals(*values)
-    # SUM() over no rows is NULL: an empty range adds up to zero.
-    for name in TOTAL_FIELDS:
-        if getattr(totals, name) is None:
-            setattr(totals, name, 0.0 if name.endswith("_usd") else 0)
-    return totals
+@functools.lru_cache(maxsize=8192)
+def _local_period(key: str, bucket: float) -> str:
+    """The local day or hour of a rollup bucket, as SQLite's ``date(..., 'localtime')`` gives it."""
+    moment = datetime.fromtimestamp(bucket)
+    return moment.strftime("%Y-%m-%d" if key == "day" else "%Y-%m-%d %H:00")
+
+
+_ZEROS = tuple(0.0 if name.endswith("_usd") else 0 for name in TOTAL_FIELDS)
+
+
+def _sums(values: Sequence[Any]) -> list[Any]:
+    """A row's measures as a list of numbers: SUM() over no rows is NULL, an empty range adds up to zero."""
+    return [zero if value is None else value for value, zero in zip(values, _ZEROS, strict=True)]
+
+
+def _add(into: list[Any], values: Sequence[Any]) -> None:
+    # Reports merge tens of thousands of groups (20,000 pipelines on the dashboard's first load):
+    # plain lists of figures add several times faster than Totals objects field by field. As in
+    # Totals.add, an unknown figure (None: cache savings over spans) stays unknown.
+    into[:] = [
+        None if mine is None or theirs is None else mine + theirs
+        for mine, theirs in zip(into, values, strict=True)
+    ]
 
 
 def report(
@@ -250,19 +271,26 @@ def report(
         validate_key(key)
     for key in filters.where:
         validate_key(key, for_filter=True)
-    flat: dict[tuple[Any, ...], Totals] = {}
+    flat: dict[tuple[Any, ...], list[Any]] = {}
+    width = len(by)
+    periods = [(index, key) for index, key in enumerate(by) if key in _TIME_KEYS]
 
-    def collect(rows: list[tuple[Any, ...]]) -> None:
+    def collect(rows: list[tuple[Any, ...]], *, rollup: bool = False) -> None:
         for row in rows:
-            key = tuple(row[: len(by)])
-            totals = _totals(row[len(by) :])
-            if totals.calls == 0:
-                continue
+            if not row[width]:
+                continue  # no calls (the measures start with the count)
+            key = row[:width]
+            if rollup and periods:
+                folded = list(key)
+                for index, name in periods:
+                    folded[index] = _local_period(name, folded[index])
+                key = tuple(folded)
+            sums = _sums(row[width:])
             existing = flat.get(key)
             if existing is None:
-                flat[key] = totals
+                flat[key] = sums
             else:
-                existing.add(totals)
+                _add(existing, sums)
 
     raw_only = any(key in RAW_ONLY_KEYS for key in filters.where)
     since, until = filters.since, filters.until
@@ -271,7 +299,7 @@ def report(
     if raw_only or not use_rollup or (first is not None and last is not None and first >= last):
         collect(_query(connection, by, filters, rollup=False, low=since, high=until))
     else:
-        collect(_query(connection, by, filters, rollup=True, low=first, high=last))
+        collect(_query(connection, by, filters, rollup=True, low=first, high=last), rollup=True)
         if since is not None and first is not None and since < first:
             collect(_query(connection, by, filters, rollup=False, low=since, high=first))
         if until is not None and last is not None and last < until:
@@ -280,21 +308,28 @@ def report(
 
 
 def _build(
-    by: Sequence[str], flat: Mapping[tuple[Any, ...], Totals], filters: Filters, source: str
+    by: Sequence[str], flat: Mapping[tuple[Any, ...], list[Any] | Totals], filters: Filters, source: str
 ) -> Report:
-    totals = Totals()
+    """The report of ``flat`` (key values -> their figures, as :data:`TOTAL_FIELDS` in a list or as
+    :class:`Totals`): totals, nested groups, each level sorted."""
+    flat = {
+        key: figures if isinstance(figures, list) else [getattr(figures, name) for name in TOTAL_FIELDS]
+        for key, figures in flat.items()
+    }
+    overall = list(_ZEROS)
     for leaf in flat.values():
-        totals.add(leaf)
+        _add(overall, leaf)
     if not by:
-        return Report((), totals, [], filters, source)
+        return Report((), Totals(*overall), [], filters, source)
     root: dict[Any, Any] = {}
     for values, leaf in flat.items():
         level = root
         for depth, value in enumerate(values):
             entry = level.get(value)
             if entry is None:
-                entry = level[value] = [Totals(), {}]
-            entry[0].add(leaf)
+                entry = level[value] = [list(leaf), {}]
+            else:
+                _add(entry[0], leaf)
             if depth == len(values) - 1:
                 break
             level = entry[1]
@@ -305,7 +340,7 @@ def _build(
             Group(
                 key,
                 None if value is None else str(value),
-                sums,
+                Totals(*sums),
                 groups(children, depth + 1) if children else [],
             )
             for value, (sums, children) in level.items()
@@ -316,7 +351,7 @@ def _build(
             made.sort(key=lambda g: (-g.totals.cost_usd, -g.totals.calls, g.value or ""))
         return made
 
-    return Report(tuple(by), totals, groups(root, 0), filters, source)
+    return Report(tuple(by), Totals(*overall), groups(root, 0), filters, source)
 
 
 def trend(
