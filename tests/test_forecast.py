@@ -43,8 +43,10 @@ def test_backtest_error_is_bounded(scenario, tmp_path):
     for score in scores:
         assert score.forecasts >= 12
         assert score.mape <= BOUNDS[scenario][score.period], (scenario, score)
-        # An 80% interval that holds the actual total at least some of the time is not a point.
-        assert score.coverage > 0.3, (scenario, score)
+        # The 80% interval is calibrated (a measured spread, widened by the factor the backtests
+        # showed): with a dozen-odd forecasts per period it holds the actual total well over half the
+        # time (the README's backtests, 138 forecasts each: 76-100%).
+        assert score.coverage >= 0.6, (scenario, score)
 
 
 def test_minutes_of_history_answer_from_the_rate_so_far(tmp_path):
