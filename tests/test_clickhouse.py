@@ -38,7 +38,7 @@ from clickhouse_support import ChdbHttpServer, chdb_dir
 from tokentrail import semconv as sc
 from tokentrail.cli import main
 from tokentrail.insights.forecast import projections
-from tokentrail.insights.whatif import calls_in, reprice
+from tokentrail.insights.whatif import calls_with_usage, reprice
 from tokentrail.ledger import open_ledger
 from tokentrail.ledger._rows import is_call_span
 from tokentrail.ledger.clickhouse import ENV_PASSWORD, ClickHouseError, ClickHouseSource, chdb_session
@@ -60,6 +60,8 @@ def _workload(server: FakeLLMServer, claude_server: FakeLLMServer) -> None:
     client = openai.OpenAI(base_url=server.base_url, api_key="sk-fake", max_retries=0)
     claude = anthropic.Anthropic(base_url=claude_server.url, api_key="fake", max_retries=0)
     hi = [{"role": "user", "content": "hi"}]
+    guide = "Team conventions: small functions, tests first, errors say what to do. " * 80
+    cached_system = [{"type": "text", "text": guide, "cache_control": {"type": "ephemeral"}}]
     plan = [
         ("nightly", "PM", "alice", "search", "gpt-4o"),
         ("nightly", "Dev", "bob", "billing", "gpt-4o-mini"),
@@ -87,6 +89,10 @@ def _workload(server: FakeLLMServer, claude_server: FakeLLMServer) -> None:
                     client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
                 if agent == "PM":
                     claude.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=hi)
+                    # A cached system prompt: written once, then read (the cache-write panels).
+                    claude.messages.create(
+                        model="claude-sonnet-4-5", max_tokens=64, messages=hi, system=cached_system
+                    )
         with tokentrail.attribute(pipeline="nightly", agent="QA"):
             server.fail_next(429)
             with pytest.raises(openai.RateLimitError):
@@ -373,9 +379,9 @@ def test_whatif_over_clickhouse_reprices_the_same_calls(stored, source):
     candidates = [("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5")]
     for filters in (Filters(), Filters(pipeline="nightly"), Filters(where={"agent": "QA"})):
         expected = reprice(
-            calls_in(LedgerSource(stored["connection"], stored["ledger"]), filters), candidates
+            calls_with_usage(LedgerSource(stored["connection"], stored["ledger"]), filters), candidates
         )
-        got = reprice(calls_in(source, filters), candidates)
+        got = reprice(calls_with_usage(source, filters), candidates)
         assert expected.mix.calls > 0
         assert_same(got.as_dict(), expected.as_dict(), str(filters))
 
@@ -487,9 +493,62 @@ def test_serve_answers_from_clickhouse(stored):
         nightly = report(stored["connection"], (), Filters(pipeline="nightly")).totals
         assert_same(budget["spent_usd"], nightly.cost_usd)
         assert budget["calls"] == nightly.calls
+        with urllib.request.urlopen(url + "/", timeout=30) as response:  # the dashboard, over ClickHouse
+            assert response.status == 200 and b"<table" in response.read()
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dashboards(stored):
+    """The dashboard app over the ledger and over the same spans in ClickHouse (chdb)."""
+    from fastapi.testclient import TestClient
+
+    from tokentrail.dashboard.app import create_dashboard_app
+
+    source = ClickHouseSource(f"chdb://{stored['dir']}", table=TABLE)
+    over_ledger = TestClient(create_dashboard_app(stored["ledger"]))
+    over_clickhouse = TestClient(create_dashboard_app("", source=source))
+    yield over_ledger, over_clickhouse
+    source.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/dashboard",
+        "/v1/dashboard?stack=agent&user=alice",
+        "/v1/dashboard/calls",
+        "/v1/dashboard/calls?pipeline=nightly",
+        "/v1/advice",
+        "/v1/whatif?candidate=openai:gpt-4.1-mini&candidate=anthropic:claude-haiku-4-5",
+        "/v1/forecast",
+    ],
+)
+def test_the_dashboard_over_clickhouse_shows_the_ledgers_figures(dashboards, path):
+    over_ledger, over_clickhouse = dashboards
+    expected, got = over_ledger.get(path), over_clickhouse.get(path)
+    assert expected.status_code == got.status_code == 200, (expected.text, got.text)
+    expected_data, got_data = expected.json(), got.json()
+    if path.startswith("/v1/dashboard?") or path == "/v1/dashboard":
+        assert expected_data["totals"]["calls"] > 0
+        # Cache savings need the price card's rates, which spans do not carry (the report's rule).
+        for data in (expected_data, got_data):
+            data["cache"].pop("savings_usd", None)
+    if path == "/v1/dashboard/calls":  # the per-call panels have something to compare
+        assert expected_data["top_calls"] and expected_data["latency"]
+        assert all(call["trace_url"] for call in got_data["top_calls"])
+        writes = expected_data["cache_writes"]
+        assert writes["writes_read"] + writes["writes_never_read"] > 0
+    assert_same(_comparable(got_data), _comparable(expected_data), path)
+
+
+def test_the_dashboard_page_renders_over_clickhouse(dashboards):
+    _, over_clickhouse = dashboards
+    page = over_clickhouse.get("/")
+    assert page.status_code == 200 and "<table" in page.text
+    assert over_clickhouse.get("/dashboard/details").status_code == 200
 
 
 def _get(url: str, path: str) -> dict:

@@ -19,6 +19,7 @@ from tokentrail.insights.whatif import calls_with_usage, reprice
 from tokentrail.ledger import open_ledger
 from tokentrail.ledger.details import CACHE_TTL_S
 from tokentrail.ledger.query import Filters
+from tokentrail.ledger.source import LedgerSource
 
 ROOT = Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -77,7 +78,7 @@ def test_whatif_equals_calc_price_call_by_call(ledger, where):
     filters = Filters(where=dict(where))
     connection = open_ledger(ledger, create=False)
     try:
-        found = reprice(calls_with_usage(connection, filters), CANDIDATES)
+        found = reprice(calls_with_usage(LedgerSource(connection, ledger), filters), CANDIDATES)
     finally:
         connection.close()
     rows = [
@@ -151,7 +152,7 @@ def test_cheaper_relatives_by_name():
 def test_advice_dollars_equal_calc_price(ledger):
     connection = open_ledger(ledger, create=False)
     try:
-        found = {a.kind: a for a in advise(connection, Filters())}
+        found = {a.kind: a for a in advise(LedgerSource(connection, ledger), Filters())}
     finally:
         connection.close()
     rows = sorted(raw_rows(ledger), key=lambda r: r["start_time"])

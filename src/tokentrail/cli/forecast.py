@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Mapping
 
 from ..budgets import budget_statuses
 from ..config import ConfigError
 from ..insights.forecast import METHOD, fit, project, projections
 from ..ledger.query import Filters
-from ..ledger.source import CallSource
+from ..ledger.source import CallSource, spend_reader
 from ._common import CliError, add_filter_arguments, add_output_arguments, filters_from, open_output
 from ._source import add_source_arguments, reading_source
 from ._tables import render_rows
@@ -80,12 +79,10 @@ def _budgets(args: argparse.Namespace, source: CallSource, now: float) -> list[d
     if not path:
         raise CliError("--budget needs the budgets file: pass --budgets FILE or set TOKENTRAIL_BUDGETS")
 
-    def spent_in(_where: object, scope: Mapping[str, str], since: float | None, until: float) -> float:
-        # A budget's spend so far, from the source the forecast reads (the ledger or ClickHouse).
-        return source.report((), Filters(since, until, where=dict(scope))).totals.cost_usd or 0.0
-
     try:
-        statuses = {status["name"]: status for status in budget_statuses(path, source.name, spent_in, now)}
+        statuses = {
+            status["name"]: status for status in budget_statuses(path, source.name, spend_reader(source), now)
+        }
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     chosen = []

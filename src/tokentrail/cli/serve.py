@@ -56,7 +56,6 @@ def serve(args: argparse.Namespace, *, open_browser: bool) -> int:
         import uvicorn
 
         from ..dashboard.app import ENV_TRACE_URL, check_trace_url, create_dashboard_app
-        from ..ledger.api import create_app
     except ImportError:
         raise CliError(
             "tokentrail serve needs FastAPI and uvicorn: pip install 'tokentrail[serve]'"
@@ -73,7 +72,7 @@ def serve(args: argparse.Namespace, *, open_browser: bool) -> int:
     if getattr(args, "source", "ledger") == "clickhouse":
         source = open_call_source(args)  # fails now, not on the first request
         path = None
-        shown = f"{source.name}; the dashboard reads a ledger: JSON API only"
+        shown = f"{source.name}; dashboard at /"
     else:
         if hasattr(args, "source"):  # `tokentrail dashboard` reads the ledger alone
             check_source_arguments(args)
@@ -100,11 +99,9 @@ def serve(args: argparse.Namespace, *, open_browser: bool) -> int:
     address = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{address}:{port}"
     print(f"tokentrail serve: {url} ({shown}; docs at /docs, OpenAPI at /openapi.json)", flush=True)
-    app: Any
-    if source is None:
-        app = create_dashboard_app(path, args.budgets, trace_url=trace_url, refresh_s=args.refresh)
-    else:
-        app = create_app(path, args.budgets, source=source)
+    app: Any = create_dashboard_app(
+        path or "", args.budgets, source=source, trace_url=trace_url, refresh_s=args.refresh
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     if open_browser:
         webbrowser.open(url + "/")

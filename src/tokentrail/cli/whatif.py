@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..insights.whatif import CAVEATS, CandidateUnpriced, calls_in, reprice
+from ..insights.whatif import CAVEATS, CandidateUnpriced, calls_with_usage, reprice
 from ..pricing import genai_provider_id
 from ._common import CliError, add_ledger_argument, add_output_arguments, filters_from, open_output
 from ._source import add_source_arguments, reading_source
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     filters = filters_from(argparse.Namespace(**{**vars(args), "model": None, "provider": None}))
     with reading_source(args) as source:
         try:
-            found = reprice(calls_in(source, filters), candidates)
+            found = reprice(calls_with_usage(source, filters), candidates)
         except CandidateUnpriced as exc:
             raise CliError(str(exc)) from None
         name = source.name

@@ -1,4 +1,5 @@
-"""The app ``tokentrail serve`` runs: the ledger API with the dashboard on top."""
+"""The app ``tokentrail serve`` runs: the ledger API (or the same API over ClickHouse) with the
+dashboard on top."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ..ledger.api import create_app, ledger_reader
+from ..ledger.api import create_app, source_reader
+from ..ledger.source import CallSource
 from .routes import add_dashboard
 
 __all__ = ["ENV_TRACE_URL", "check_trace_url", "create_dashboard_app"]
@@ -20,19 +22,20 @@ def create_dashboard_app(
     path: str | Path,
     budgets: str | Path | None = None,
     *,
+    source: CallSource | None = None,
     trace_url: str | None = None,
     refresh_s: float = DEFAULT_REFRESH_S,
 ) -> FastAPI:
-    """The read-only API over the ledger at ``path`` and the dashboard at ``/``.
+    """The read-only API over the ledger at ``path`` (or over ``source``, a fleet's ClickHouse) and
+    the dashboard at ``/``.
 
     ``trace_url`` turns a trace id into a link to the user's trace UI (``{trace_id}`` is replaced;
     default ``TOKENTRAIL_TRACE_URL``, else Jaeger's ``http://localhost:16686/trace/{trace_id}``)."""
-    app = create_app(path, budgets)
+    app = create_app(path, budgets, source=source)
     ledger = Path(path).expanduser()
     add_dashboard(
         app,
-        ledger_reader(ledger),
-        ledger,
+        source_reader(ledger, source),
         budgets_file=budgets or os.environ.get("TOKENTRAIL_BUDGETS"),
         trace_url=trace_url or os.environ.get(ENV_TRACE_URL) or None,
         refresh_s=refresh_s,

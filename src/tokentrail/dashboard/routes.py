@@ -2,13 +2,12 @@
 after the first paint, its two static files, and the JSON behind them (``/v1/dashboard``,
 ``/v1/forecast``, ``/v1/whatif``, ``/v1/advice``), described in the OpenAPI document.
 
-Every route reads the ledger read-only, like the rest of the API, and answers a filter it cannot
-use with a 422 naming the setting.
+Every route reads the ledger read-only (or, ``serve --source clickhouse``, a fleet's ClickHouse),
+like the rest of the API, and answers a filter it cannot use with a 422 naming the setting.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -24,7 +23,7 @@ from ..insights.forecast import projections
 from ..insights.overview import DEFAULT_SINCE, DEFAULT_TRACE_URL, STACK_KEYS, View, call_details, overview
 from ..insights.whatif import CandidateUnpriced, calls_with_usage, reprice
 from ..ledger.api import INVALID, UNAVAILABLE
-from ..ledger.source import LedgerSource
+from ..ledger.source import CallSource
 from ..pricing import Pricer
 from ..timespec import PATTERN
 from .fragments import render_advice, render_details, render_whatif
@@ -84,14 +83,14 @@ def parse_candidates(texts: list[str]) -> list[tuple[str, str]]:
 
 def add_dashboard(
     app: FastAPI,
-    reading: Callable[[], AbstractContextManager[sqlite3.Connection]],
-    ledger: Path,
+    reading: Callable[[], AbstractContextManager[CallSource]],
     *,
     budgets_file: str | Path | None,
     trace_url: str | None,
     refresh_s: float,
 ) -> None:
-    """Add the dashboard's routes to ``app``; ``reading`` opens the ledger read-only."""
+    """Add the dashboard's routes to ``app``; ``reading`` gives the source one request reads (the
+    ledger, opened read-only, or a fleet's ClickHouse)."""
     pricer = Pricer()
     template = trace_url or DEFAULT_TRACE_URL
 
@@ -101,12 +100,11 @@ def add_dashboard(
         return View(since or DEFAULT_SINCE, until, provider, model, agent, pipeline, user, stack or "model")
 
     def figures(view: View) -> dict[str, Any]:
-        with reading() as connection:
+        with reading() as source:
             try:
                 return overview(
-                    connection,
+                    source,
                     view,
-                    ledger=ledger,
                     budgets_file=budgets_file,
                     pricer=pricer,
                 )
@@ -115,9 +113,9 @@ def add_dashboard(
 
     def details_of(view: View) -> dict[str, Any]:
         bounded(view)
-        with reading() as connection:
+        with reading() as source:
             try:
-                return call_details(connection, view, trace_url=template, pricer=pricer)
+                return call_details(source, view, trace_url=template, pricer=pricer)
             except ValueError as exc:  # a bad view: the client's to fix, whichever check found it
                 raise HTTPException(status_code=422, detail=str(exc)) from None
 
@@ -222,8 +220,8 @@ def add_dashboard(
 
     def advice_of(view: View) -> list[dict[str, Any]]:
         since, until = bounded(view)
-        with reading() as connection:
-            return [item.as_dict() for item in advise(connection, view.filters(since, until), pricer)]
+        with reading() as source:
+            return [item.as_dict() for item in advise(source, view.filters(since, until), pricer)]
 
     def whatif_of(view: View, candidates: list[str]) -> dict[str, Any]:
         since, until = bounded(view)
@@ -233,9 +231,9 @@ def add_dashboard(
             raise HTTPException(status_code=422, detail=str(exc)) from None
         if not pairs:
             raise HTTPException(status_code=422, detail="candidate: name at least one PROVIDER:MODEL")
-        with reading() as connection:
+        with reading() as source:
             try:
-                found = reprice(calls_with_usage(connection, view.filters(since, until)), pairs, pricer)
+                found = reprice(calls_with_usage(source, view.filters(since, until)), pairs, pricer)
             except CandidateUnpriced as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from None
         return found.as_dict()
@@ -284,8 +282,8 @@ def add_dashboard(
         provider: str = "", model: str = "", agent: str = "", pipeline: str = "", user: str = ""
     ) -> dict[str, Any]:
         view = view_of(DEFAULT_SINCE, "", provider, model, agent, pipeline, user, "model")
-        with reading() as connection:
-            fitted, found = projections(LedgerSource(connection, ledger), view.filters(None, None))
+        with reading() as source:
+            fitted, found = projections(source, view.filters(None, None))
         return {**fitted.describe(), "projections": [p.as_dict() for p in found]}
 
     @app.get("/v1/whatif", responses=answers, summary="The selected calls' token mix priced at other models")

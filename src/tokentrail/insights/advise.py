@@ -19,13 +19,12 @@ stake computed call by call from the calls' own token counts and the price catal
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..ledger.details import cache_writes
 from ..ledger.query import Filters
+from ..ledger.source import CallSource
 from ..pricing import Pricer
 from .overview import write_premium_usd
 from .whatif import CALL_COLUMNS, Call, own_card, usage_rows
@@ -135,8 +134,8 @@ def _keyed(key: tuple[Any, ...], **figures: Any) -> dict[str, Any]:
     return {"provider": provider, "model": model, "pipeline": pipeline, "agent": agent, **figures}
 
 
-def _unread(connection: sqlite3.Connection, filters: Filters, pricer: Pricer) -> Advice:
-    unread, _ = cache_writes(connection, filters)
+def _unread(source: CallSource, filters: Filters, pricer: Pricer) -> Advice:
+    unread, _ = source.cache_writes(filters)
     by_model: dict[tuple[str, str | None], list[float]] = {}
     for row in unread:
         premium = write_premium_usd(pricer, row)
@@ -292,9 +291,9 @@ class _Call(Call):
         return (self.provider, self.model, self.pipeline, self.agent)
 
 
-def _calls(connection: sqlite3.Connection, filters: Filters) -> Iterator[_Call]:
+def _calls(source: CallSource, filters: Filters) -> Iterator[_Call]:
     stream, pipeline, agent = (CALL_COLUMNS.index(name) for name in ("stream", "pipeline", "agent"))
-    for call, row in usage_rows(connection, filters):
+    for call, row in usage_rows(source, filters):
         yield _Call(
             call.at,
             call.provider,
@@ -308,13 +307,14 @@ def _calls(connection: sqlite3.Connection, filters: Filters) -> Iterator[_Call]:
         )
 
 
-def advise(connection: sqlite3.Connection, filters: Filters, pricer: Pricer | None = None) -> list[Advice]:
-    """Every kind of advice for the calls matching ``filters``, the most at stake first."""
+def advise(source: CallSource, filters: Filters, pricer: Pricer | None = None) -> list[Advice]:
+    """Every kind of advice for the calls matching ``filters`` in ``source`` (the ledger or a
+    fleet's ClickHouse), the most at stake first."""
     pricer = pricer or Pricer()
-    calls: list[Any] = list(_calls(connection, filters))
+    calls: list[Any] = list(_calls(source, filters))
     found = [
         _uncached(calls, pricer),
-        _unread(connection, filters, pricer),
+        _unread(source, filters, pricer),
         _batch(calls, pricer),
         _reasoning(calls, pricer),
         _cheaper(calls, pricer),

@@ -7,7 +7,6 @@ same filters. The page renders this dict and nothing else (``/v1/dashboard`` ser
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..budgets import budget_statuses
-from ..ledger.details import cache_writes, latency_by_model, top_calls
-from ..ledger.query import Filters, Totals, report
-from ..ledger.source import LedgerSource
-from ..ledger.spend import spend
+from ..ledger.query import Filters, Totals
+from ..ledger.source import CallSource, spend_reader
 from ..pricing import Pricer
 from ..timespec import FORMS, PATTERN, parse_when
 from ..usage import Usage
@@ -104,13 +101,13 @@ def _labels(since: float, until: float, hourly: bool) -> list[str]:
     return labels
 
 
-def _series(connection: sqlite3.Connection, view: View, since: float, until: float) -> dict[str, Any]:
+def _series(source: CallSource, view: View, since: float, until: float) -> dict[str, Any]:
     hourly = until - since <= HOURLY_UP_TO_S
     period = "hour" if hourly else "day"
     labels = _labels(since, until, hourly)
     position = {label: i for i, label in enumerate(labels)}
     filters = view.filters(since, until)
-    stacked = report(connection, [period, view.stack], filters)
+    stacked = source.report([period, view.stack], filters)
     totals = [Totals() for _ in labels]
     stacks: dict[str | None, list[float]] = {}
     for group in stacked.groups:
@@ -123,7 +120,7 @@ def _series(connection: sqlite3.Connection, view: View, since: float, until: flo
     order = sorted(stacks, key=lambda value: -sum(stacks[value]))
     # The previous period: the same length just before, period by period.
     length = until - since
-    previous = report(connection, [period], view.filters(since - length, since))
+    previous = source.report([period], view.filters(since - length, since))
     previous_labels = _labels(since - length, since, hourly)[-len(labels) :] if labels else []
     previous_cost = {group.value: group.totals.cost_usd for group in previous.groups}
     return {
@@ -205,8 +202,8 @@ def _cache(totals: Totals) -> dict[str, Any]:
     }
 
 
-def _unread_writes(connection: sqlite3.Connection, filters: Filters, pricer: Pricer) -> dict[str, Any]:
-    unread, read = cache_writes(connection, filters)
+def _unread_writes(source: CallSource, filters: Filters, pricer: Pricer) -> dict[str, Any]:
+    unread, read = source.cache_writes(filters)
     premiums = [write_premium_usd(pricer, row) for row in unread]
     return {
         "writes_read": len(read),
@@ -217,18 +214,17 @@ def _unread_writes(connection: sqlite3.Connection, filters: Filters, pricer: Pri
     }
 
 
-def budget_panel(
-    connection: sqlite3.Connection, budgets_file: str | Path | None, ledger: Path, now: float
-) -> dict[str, Any]:
-    """Each configured budget: spend, percent, burn rate, projected end of window, breach date."""
+def budget_panel(source: CallSource, budgets_file: str | Path | None, now: float) -> dict[str, Any]:
+    """Each configured budget: spend, percent, burn rate, projected end of window, breach date, all
+    read from ``source`` (the ledger, or a fleet's ClickHouse)."""
     if not budgets_file:
         return {"configured": False, "items": [], "note": "no budgets file: start serve with --budgets FILE"}
     items = []
-    for status in budget_statuses(str(budgets_file), ledger, spend, now):
+    for status in budget_statuses(str(budgets_file), source.name, spend_reader(source), now):
         item = dict(status)
         item["calls_refused"] = None
         if status["window_start"] is not None and status["window_end"] is not None:
-            model = fit(LedgerSource(connection, ledger), Filters(where=dict(status["scope"])), now=now)
+            model = fit(source, Filters(where=dict(status["scope"])), now=now)
             found = project(
                 model,
                 f"budget:{status['name']}",
@@ -259,10 +255,9 @@ def _top(groups: list[Any]) -> list[dict[str, Any]]:
 
 
 def overview(
-    connection: sqlite3.Connection,
+    source: CallSource,
     view: View,
     *,
-    ledger: Path,
     budgets_file: str | Path | None = None,
     pricer: Pricer | None = None,
     now: float | None = None,
@@ -274,7 +269,7 @@ def overview(
     pricer = pricer or Pricer()
     since, until = view.bounds(now)
     filters = view.filters(since, until)
-    by_model = report(connection, ["model"], filters)
+    by_model = source.report(["model"], filters)
     totals = by_model.totals
     models = [
         {
@@ -297,12 +292,12 @@ def overview(
         "generated_at": _iso(now),
         "catalogue": pricer.catalogue_version,
         "totals": totals.as_dict(),
-        **_series(connection, view, since, until),
+        **_series(source, view, since, until),
         "cache": _cache(totals),
-        "budgets": budget_panel(connection, budgets_file, ledger, now),
+        "budgets": budget_panel(source, budgets_file, now),
         "top": {
-            "pipelines": _top(report(connection, ["pipeline"], filters).groups),
-            "agents": _top(report(connection, ["agent"], filters).groups),
+            "pipelines": _top(source.report(["pipeline"], filters).groups),
+            "agents": _top(source.report(["agent"], filters).groups),
         },
         "models": models,
         "unpriced": {"calls": totals.unpriced_calls, "catalogue": pricer.catalogue_version},
@@ -310,7 +305,7 @@ def overview(
 
 
 def call_details(
-    connection: sqlite3.Connection,
+    source: CallSource,
     view: View,
     *,
     trace_url: str = DEFAULT_TRACE_URL,
@@ -324,10 +319,10 @@ def call_details(
     pricer = pricer or Pricer()
     since, until = view.bounds(now)
     filters = view.filters(since, until)
-    calls = top_calls(connection, filters, TOP_N)
+    calls = source.top_calls(filters, TOP_N)
     for call in calls:
         call["trace_url"] = trace_url.replace("{trace_id}", call["trace_id"]) if call["trace_id"] else None
-    latency = latency_by_model(connection, filters)
+    latency = source.latency_by_model(filters)
     return {
         "view": {**view.query(), "since_epoch": since, "until_epoch": until},
         "top_calls": calls,
@@ -341,7 +336,7 @@ def call_details(
             }
             for model, timing in sorted(latency.items(), key=lambda item: item[0] or "")
         ],
-        "cache_writes": _unread_writes(connection, filters, pricer),
+        "cache_writes": _unread_writes(source, filters, pricer),
     }
 
 

@@ -8,15 +8,12 @@ The comparison is with what the same calls cost (the calls that had a known cost
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..ledger._schema import COLUMN_NAMES
-from ..ledger.details import select_calls
 from ..ledger.query import Filters
-from ..ledger.source import CallSource, LedgerSource
+from ..ledger.source import CallSource
 from ..pricing import PriceCard, Pricer
 from ..usage import Usage
 
@@ -27,7 +24,6 @@ __all__ = [
     "CandidateUnpriced",
     "Repricing",
     "TokenMix",
-    "calls_in",
     "calls_with_usage",
     "reprice",
     "usage_rows",
@@ -98,41 +94,17 @@ def own_card(pricer: Pricer, call: Call, context: Mapping[str, str] | None = Non
     return None
 
 
-def usage_rows(connection: sqlite3.Connection, filters: Filters) -> Iterator[tuple[Call, tuple[Any, ...]]]:
+def usage_rows(source: CallSource, filters: Filters) -> Iterator[tuple[Call, tuple[Any, ...]]]:
     """(call, its row of :data:`CALL_COLUMNS`) for the calls matching ``filters`` that reported
     usage, in time order."""
-    for row in select_calls(connection, filters, CALL_COLUMNS, with_usage=True):
+    for row in source.select_calls(filters, CALL_COLUMNS, with_usage=True):
         usage = Usage(*(value or 0 for value in row[_USAGE_AT:]))
         yield Call(row[0], row[1], row[2], usage, row[3], (row[4], row[2], row[5])), row
 
 
-def calls_with_usage(connection: sqlite3.Connection, filters: Filters) -> Iterator[Call]:
-    """The calls matching ``filters`` that reported usage, in time order."""
-    return (call for call, _ in usage_rows(connection, filters))
-
-
-_EXPORTED = {name: index for index, name in enumerate(COLUMN_NAMES)}
-_EXPORTED_CALL = tuple(_EXPORTED[name] for name in CALL_COLUMNS)
-
-
-def calls_in(source: CallSource, filters: Filters) -> Iterator[Call]:
-    """:func:`calls_with_usage` over any source: the ledger reads only the columns repricing needs;
-    another source (ClickHouse) gives its calls as ledger rows, which are read the same way."""
-    if isinstance(source, LedgerSource):
-        return calls_with_usage(source.connection, filters)
-    _, rows = source.export_rows(filters)
-    return (
-        Call(
-            row[0],
-            row[1],
-            row[2],
-            Usage(*(value or 0 for value in row[_USAGE_AT:])),
-            row[3],
-            (row[4], row[2], row[5]),
-        )
-        for row in (tuple(exported[index] for index in _EXPORTED_CALL) for exported in rows)
-        if row[_USAGE_AT] is not None  # a call that reported usage has its input tokens
-    )
+def calls_with_usage(source: CallSource, filters: Filters) -> Iterator[Call]:
+    """The calls matching ``filters`` in ``source`` that reported usage, in time order."""
+    return (call for call, _ in usage_rows(source, filters))
 
 
 @dataclass(slots=True)

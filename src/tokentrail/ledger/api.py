@@ -28,10 +28,10 @@ from ._schema import SCHEMA_VERSION, LedgerError, open_ledger
 from .clickhouse import ClickHouseError
 from .query import _LABEL as LABEL_KEY
 from .query import BY_KEYS, Filters, Group, Report, Totals, UnknownKeyError, report, trend
-from .source import CallSource
+from .source import CallSource, LedgerSource, spend_reader
 from .spend import spend
 
-__all__ = ["create_app", "ledger_reader"]
+__all__ = ["create_app", "ledger_reader", "source_reader"]
 
 
 class Usage(BaseModel):
@@ -224,6 +224,34 @@ def ledger_reader(ledger: Path) -> Callable[[], AbstractContextManager[sqlite3.C
     return reading
 
 
+def source_reader(
+    ledger: Path, source: CallSource | None = None
+) -> Callable[[], AbstractContextManager[CallSource]]:
+    """The source one request reads: the ledger, opened read-only for it (as :func:`ledger_reader`
+    opens it), or ``source`` (a fleet's ClickHouse), shared. A source that cannot answer is a 503,
+    an unknown filter key a 422."""
+    if source is None:
+        reading = ledger_reader(ledger)
+
+        @contextmanager
+        def from_ledger() -> Iterator[CallSource]:
+            with reading() as connection:
+                yield LedgerSource(connection, ledger)
+
+        return from_ledger
+
+    @contextmanager
+    def from_source() -> Iterator[CallSource]:
+        try:
+            yield source
+        except UnknownKeyError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except ClickHouseError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+
+    return from_source
+
+
 def create_app(
     path: str | Path | None, budgets: str | Path | None = None, *, source: CallSource | None = None
 ) -> FastAPI:
@@ -398,18 +426,16 @@ def create_app(
     )
     def configured_budgets() -> list[dict[str, Any]]:
 
-        if source is not None:
-            raise HTTPException(
-                status_code=404, detail=f"configured budgets are read from the ledger, not from {source.name}"
-            )
         if not budgets_file:
             raise HTTPException(
                 status_code=404,
                 detail="no budgets configured: start serve with --budgets FILE or TOKENTRAIL_BUDGETS",
             )
         try:
-            return budget_statuses(str(budgets_file), ledger, spend)
-        except (ConfigError, LedgerError) as exc:
+            if source is None:
+                return budget_statuses(str(budgets_file), ledger, spend)
+            return budget_statuses(str(budgets_file), source.name, spend_reader(source))
+        except (ConfigError, LedgerError, ClickHouseError) as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from None
         except sqlite3.DatabaseError as exc:
             raise unreadable(exc) from None

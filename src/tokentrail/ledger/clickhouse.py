@@ -44,6 +44,8 @@ from ..semconv import ATTRIBUTION_KEYS, LABEL_PREFIX
 from ..totals import FIELDS as _TOTAL_FIELDS
 from ..usage import SUMMED_FIELDS, USAGE_FIELDS
 from ._rows import row_from_span
+from ._schema import COLUMN_NAMES
+from .details import CACHE_COLUMNS, TOP_CALL_COLUMNS, ModelLatency, read_window, split_cache_writes
 from .query import (
     _LABEL,
     _TIME_KEYS,
@@ -190,6 +192,18 @@ def _where(filters: Filters, query: _Query) -> str:
     return " WHERE " + " AND ".join(clauses)
 
 
+def _checked(filters: Filters) -> Filters:
+    for key in filters.where:
+        validate_key(key, for_filter=True)
+        if key in _TIME_KEYS:
+            raise UnknownKeyError(f"--where {key}=...: filter time with --since / --until")
+    return filters
+
+
+_TIME_ORDER = "Timestamp, TraceId, SpanId"
+_COLUMN_INDEX = {name: index for index, name in enumerate(COLUMN_NAMES)}
+
+
 def _nanos(epoch: float) -> int:
     return round(epoch * 1e9)
 
@@ -305,27 +319,101 @@ class ClickHouseSource:
         """(how many, the calls in time order) as ledger rows
         (:data:`~tokentrail.ledger._schema.COLUMN_NAMES`), each made from its span the way the
         ledger's span exporter makes it (rates and cache savings from the price catalogue)."""
-        filters = filters or Filters()
-        for key in filters.where:
-            validate_key(key, for_filter=True)
-            if key in _TIME_KEYS:
-                raise UnknownKeyError(f"--where {key}=...: filter time with --since / --until")
         query = _Query()
-        where = _where(filters, query)
+        where = _where(_checked(filters or Filters()), query)
         count = int(self._backend.rows(f"SELECT count() FROM {self.table_sql}{where}", query.params)[0][0])
+        return count, self._rows(where, query)
+
+    def _rows(
+        self, where: str, query: _Query, *, order: str = _TIME_ORDER, limit: int | None = None
+    ) -> Iterator[Any]:
+        """Ledger rows of the call spans ``where`` selects, in ``order``."""
         sql = (
             "SELECT toUnixTimestamp64Nano(Timestamp), Duration, TraceId, SpanId, ServiceName, SpanAttributes "
-            f"FROM {self.table_sql}{where} ORDER BY Timestamp, TraceId, SpanId"
+            f"FROM {self.table_sql}{where} ORDER BY {order}" + (f" LIMIT {int(limit)}" if limit else "")
         )
         pricer = Pricer()
+        for start, duration, trace_id, span_id, service, attributes in self._backend.stream(
+            sql, query.params
+        ):
+            yield row_from_span(_span(start, duration, trace_id, span_id, service, attributes), pricer)
 
-        def rows() -> Iterator[Any]:
-            for start, duration, trace_id, span_id, service, attributes in self._backend.stream(
-                sql, query.params
-            ):
-                yield row_from_span(_span(start, duration, trace_id, span_id, service, attributes), pricer)
+    # --- single calls (details.py's questions, over this table) ------------------------------------
 
-        return count, rows()
+    def select_calls(
+        self, filters: Filters, columns: Sequence[str], *, with_usage: bool = False
+    ) -> Iterator[tuple[Any, ...]]:
+        """``columns`` of the matching calls (with usage, if ``with_usage``) in time order."""
+        indexes = [_COLUMN_INDEX[name] for name in columns]
+        query = _Query()
+        where = _where(_checked(filters), query) + (f" AND {_HAS_USAGE}" if with_usage else "")
+        for row in self._rows(where, query):
+            yield tuple(row[index] for index in indexes)
+
+    def top_calls(self, filters: Filters, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` most expensive priced calls (ties: the latest first); sorted and cut here."""
+        query = _Query()
+        where = _where(_checked(filters), query) + f" AND {_HAS_COST}"
+        order = f"toFloat64OrZero({_attr(sc.COST_AMOUNT)}) DESC, Timestamp DESC"
+        indexes = [_COLUMN_INDEX[name] for name in TOP_CALL_COLUMNS]
+        return [
+            {name: row[index] for name, index in zip(TOP_CALL_COLUMNS, indexes, strict=True)}
+            for row in self._rows(where, query, order=order, limit=limit)
+        ]
+
+    def latency_by_model(self, filters: Filters) -> dict[str | None, ModelLatency]:
+        """Nearest-rank p50 / p95 of duration and time to first chunk per model, picked here from
+        each model's sorted values, as :func:`~tokentrail.ledger.details.percentile` picks them."""
+        query = _Query()
+        where = _where(_checked(filters), query)
+        ttfc = f"toFloat64OrNull(nullIf({_attr(sc.RESPONSE_TIME_TO_FIRST_CHUNK)}, ''))"
+
+        def rank(values: str, fraction: float) -> str:
+            return (
+                f"if(length({values}) = 0, NULL, "
+                f"arrayElement({values}, toUInt64(greatest(1, ceil({fraction} * length({values}))))))"
+            )
+
+        sql = (
+            f"SELECT model, {rank('d', 0.5)}, {rank('d', 0.95)}, {rank('t', 0.5)}, {rank('t', 0.95)} FROM ("
+            f"SELECT {_key_sql('model')} AS model, arraySort(groupArray(Duration / 1e9)) AS d, "
+            f"arraySort(groupArray({ttfc})) AS t FROM {self.table_sql}{where} GROUP BY model)"
+        )
+        found = {}
+        for model, p50, p95, ttfc50, ttfc95 in self._backend.rows(sql, query.params):
+            found[model] = ModelLatency(
+                *(None if value is None else float(value) for value in (p50, p95, ttfc50, ttfc95))
+            )
+        return found
+
+    def cache_writes(self, filters: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(unread, read) cache writes, as :func:`~tokentrail.ledger.details.cache_writes` answers."""
+        query = _Query()
+        where = _where(_checked(filters), query) + f" AND {_count('cache_write_tokens')} > 0"
+        indexes = [_COLUMN_INDEX[name] for name in CACHE_COLUMNS]
+        writes = [
+            {name: row[index] for name, index in zip(CACHE_COLUMNS, indexes, strict=True)}
+            for row in self._rows(where, query)
+        ]
+        if not writes:
+            return [], []
+        after, until = read_window(writes)
+        reads_query = _Query()
+        reads_where = _where(Filters(), reads_query) + (
+            f" AND toUnixTimestamp64Nano(Timestamp) / 1e9 > {reads_query.bind(after, 'Float64')}"
+            f" AND toUnixTimestamp64Nano(Timestamp) / 1e9 <= {reads_query.bind(until, 'Float64')}"
+            f" AND Timestamp >= fromUnixTimestamp64Nano({reads_query.bind(_nanos(after) - 1000, 'Int64')})"
+            f" AND {_count('cache_read_tokens')} > 0"
+        )
+        sql = (
+            f"SELECT {_attr(sc.PROVIDER_NAME)}, {_key_sql('model')}, toUnixTimestamp64Nano(Timestamp) "
+            f"FROM {self.table_sql}{reads_where} ORDER BY {_TIME_ORDER}"
+        )
+        reads = (
+            (provider, model, int(at) / 1e9)
+            for provider, model, at in self._backend.stream(sql, reads_query.params)
+        )
+        return split_cache_writes(writes, reads)
 
     def check(self) -> None:
         """Raises :class:`ClickHouseError` unless the table can be read."""

@@ -10,19 +10,23 @@ from __future__ import annotations
 import math
 import sqlite3
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .query import Filters, _where, validate_key
 
 __all__ = [
+    "CACHE_COLUMNS",
     "CACHE_TTL_S",
+    "TOP_CALL_COLUMNS",
     "ModelLatency",
     "cache_writes",
     "latency_by_model",
     "percentile",
+    "read_window",
     "select_calls",
+    "split_cache_writes",
     "top_calls",
 ]
 
@@ -157,18 +161,32 @@ def cache_writes(
     ]
     if not writes:
         return [], []
-    low = writes[0]["start_time"]
-    high = writes[-1]["start_time"] + CACHE_TTL_1H_S
-    reads: dict[tuple[str, str | None], list[float]] = {}
-    for provider, model, at in connection.execute(
+    low, high = read_window(writes)
+    reads = connection.execute(
         "SELECT provider, model, start_time FROM calls WHERE start_time > ? AND start_time <= ? "
         "AND cache_read_tokens > 0 ORDER BY start_time",
         (low, high),
-    ):
-        reads.setdefault((provider, model), []).append(at)
+    )
+    return split_cache_writes(writes, reads)
+
+
+def read_window(writes: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """(after, until): where the reads of these writes (in time order) can be."""
+    return writes[0]["start_time"], writes[-1]["start_time"] + CACHE_TTL_1H_S
+
+
+def split_cache_writes(
+    writes: list[dict[str, Any]], reads: Iterable[tuple[str, str | None, float]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(unread, read) of ``writes`` (:data:`CACHE_COLUMNS` dicts, in time order) given the calls
+    with cache reads in their :func:`read_window` as (provider, model, start time), in time order:
+    the ledger's and any other source's answer alike."""
+    reads_of: dict[tuple[str, str | None], list[float]] = {}
+    for provider, model, at in reads:
+        reads_of.setdefault((provider, model), []).append(at)
     unread, read = [], []
     for write in writes:
-        times = reads.get((write["provider"], write["model"]), [])
+        times = reads_of.get((write["provider"], write["model"]), [])
         ttl = CACHE_TTL_1H_S if write["cache_write_1h_tokens"] else CACHE_TTL_S
         (read if _any_between(times, write["start_time"], write["start_time"] + ttl) else unread).append(
             write

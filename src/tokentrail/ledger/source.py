@@ -3,21 +3,24 @@ fleet's store (ClickHouse), so every command asks its questions the same way of 
 
 A :class:`CallSource` answers :mod:`.query`'s questions with the same signatures, less the
 connection, and the same results (:class:`~.query.Report`, ``(period, Totals)`` points, ledger
-rows). ``tokentrail report | trend | export | serve`` take one; a new command (a forecast, a
-what-if) written against it works over the ledger and ClickHouse alike.
+rows), and the questions about single calls of :mod:`.details` (the most expensive calls, latency
+percentiles per model, cache writes read again, selected columns of every call). ``tokentrail
+report | trend | export | forecast | whatif | advise | serve`` and the dashboard take one: a command
+written against it works over the ledger and ClickHouse alike.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import query
+from . import details, query
+from .details import ModelLatency
 from .query import Filters, Report, Totals
 
-__all__ = ["CallSource", "LedgerSource"]
+__all__ = ["CallSource", "LedgerSource", "spend_reader"]
 
 
 class CallSource(Protocol):
@@ -31,6 +34,18 @@ class CallSource(Protocol):
     ) -> list[tuple[str, Totals]]: ...
 
     def export_rows(self, filters: Filters | None = None) -> tuple[int, Iterator[Any]]: ...
+
+    def select_calls(
+        self, filters: Filters, columns: Sequence[str], *, with_usage: bool = False
+    ) -> Iterator[tuple[Any, ...]]:
+        """``columns`` (ledger column names) of the matching calls in time order."""
+        ...
+
+    def top_calls(self, filters: Filters, limit: int) -> list[dict[str, Any]]: ...
+
+    def latency_by_model(self, filters: Filters) -> dict[str | None, ModelLatency]: ...
+
+    def cache_writes(self, filters: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
 
     def check(self) -> None:
         """Raises unless the source can be read (a health check)."""
@@ -56,8 +71,33 @@ class LedgerSource:
     def export_rows(self, filters: Filters | None = None) -> tuple[int, Iterator[Any]]:
         return query.export_rows(self.connection, filters)
 
+    def select_calls(
+        self, filters: Filters, columns: Sequence[str], *, with_usage: bool = False
+    ) -> Iterator[tuple[Any, ...]]:
+        return details.select_calls(self.connection, filters, columns, with_usage=with_usage)
+
+    def top_calls(self, filters: Filters, limit: int) -> list[dict[str, Any]]:
+        return details.top_calls(self.connection, filters, limit)
+
+    def latency_by_model(self, filters: Filters) -> dict[str | None, ModelLatency]:
+        return details.latency_by_model(self.connection, filters)
+
+    def cache_writes(self, filters: Filters) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return details.cache_writes(self.connection, filters)
+
     def check(self) -> None:
         self.connection.execute("SELECT 1 FROM calls LIMIT 1").fetchall()
 
     def close(self) -> None:
         self.connection.close()
+
+
+def spend_reader(source: CallSource) -> Any:
+    """A budget spend reader (``budgets.status.SpendReader``) over ``source``: what budget status and
+    forecasts use when they read somewhere else than the local ledger (its first argument, the
+    ledger's path, is ignored)."""
+
+    def spent(_ledger: object, scope: Mapping[str, str], since: float | None, until: float) -> float:
+        return source.report((), Filters(since, until, where=dict(scope))).totals.cost_usd or 0.0
+
+    return spent
