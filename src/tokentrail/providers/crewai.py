@@ -453,7 +453,8 @@ class Instrumentation:
         try:
             task = args[0] if args else kwargs.get("task")
             self._ensure_llm(getattr(agent, "llm", None))
-            self._ensure_llm(getattr(agent, "function_calling_llm", None))
+            # Read past the deprecated property (it warns on every access).
+            self._ensure_llm(vars(agent).get("function_calling_llm"))
             names = agent_names(agent, task)
             return AgentRun(names.pop("agent") or "agent").open(names)
         except Exception as exc:
