@@ -51,6 +51,7 @@ os.environ["CREWAI_TRACING_ENABLED"] = "false"
 os.environ["CREWAI_STORAGE_DIR"] = _HOME
 os.environ["HOME"] = _HOME
 os.environ.pop("OPENAI_API_KEY", None)
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # LiteLLM fetches its cost map from the web otherwise
 
 from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
 
@@ -68,9 +69,9 @@ ROLES = ("Researcher", "Writer")
 TASKS = ("research", "Write the announcement")  # the second task has no name: its description's first line
 
 
-def expected_cost(model: str, **tokens: int) -> float:
+def expected_cost(model: str, provider: str = "openai", **tokens: int) -> float:
     """What genai-prices computes for these tokens: our figure must equal it."""
-    price = genai_prices.calc_price(genai_prices.Usage(**tokens), model, provider_id="openai")
+    price = genai_prices.calc_price(genai_prices.Usage(**tokens), model, provider_id=provider)
     return float(price.total_price)
 
 
@@ -115,7 +116,8 @@ def instrument(recorded: Recorded, server: FakeLLMServer, providers: list[str], 
 
 
 def two_agent_crew(server: FakeLLMServer, **llm_options: Any) -> Crew:
-    llm = LLM(model=MODEL, base_url=server.base_url, api_key="sk-test-SECRET", **llm_options)
+    llm_options = {"model": MODEL, "base_url": server.base_url, "api_key": "sk-test-SECRET", **llm_options}
+    llm = LLM(**llm_options)
     researcher = Agent(role=ROLES[0], goal="Find the facts", backstory="A careful analyst.", llm=llm)
     writer = Agent(role=ROLES[1], goal="Write it up", backstory="A clear writer.", llm=llm)
     research = Task(
@@ -135,7 +137,9 @@ def run_crew(recorded: Recorded, tmp_path: Path) -> Iterator[Any]:
         def run(providers: list[str], kickoff: str = "kickoff", **llm_options: Any) -> CrewRun:
             ledger = tmp_path / "ledger.sqlite"
             instrument(recorded, server, providers, ledger)
-            crew = two_agent_crew(server, **llm_options)
+            # An option may be a function of the server (its root URL, not the OpenAI base URL).
+            options = {key: value(server) if callable(value) else value for key, value in llm_options.items()}
+            crew = two_agent_crew(server, **options)
             result = crew.kickoff() if kickoff == "kickoff" else asyncio.run(getattr(crew, kickoff)())
             tokentrail.flush()
             tokentrail.uninstrument()  # closes the ledger: its rows are on disk
@@ -144,8 +148,12 @@ def run_crew(recorded: Recorded, tmp_path: Path) -> Iterator[Any]:
         yield run
 
 
+MODEL_PATHS = ("/chat/completions", "/v1/messages", "/api/chat", "/api/generate")
+
+
 def chat_requests(server: FakeLLMServer) -> int:
-    return sum(1 for r in server.requests if r.path.endswith("/chat/completions"))
+    """The model calls the server answered (LiteLLM's Ollama route also asks /api/show: no call)."""
+    return sum(1 for r in server.requests if r.path.endswith(MODEL_PATHS))
 
 
 # --- the matrix: SDK layer instrumented or not x CrewAI layer on or off --------------------------
@@ -275,6 +283,60 @@ def test_streamed_calls_are_counted_once_with_their_usage(run_crew, sdk_layer):
     counted = run.counted()
     assert len(counted) == chat_requests(run.server) == 2
     assert all(s.attributes[sc.USAGE_OUTPUT_TOKENS] > 0 for s in counted)
+    assert [s.attributes[sc.AGENT_NAME] for s in counted] == list(ROLES)
+
+
+# --- through LiteLLM (CrewAI's fallback for the providers it has no native client for) --------
+#
+# LiteLLM reaches Anthropic and Ollama over its own HTTP client, not their SDKs: with no LiteLLM
+# layer, CrewAI's layer reports each call from the usage CrewAI tracks; with tokentrail's LiteLLM
+# layer (when instrumented) that layer reports it and covers CrewAI's. Either way: exactly one
+# counted call per model call, named by the crew's agent.
+
+CLAUDE = "claude-sonnet-4-5"
+
+
+def root_url(server: FakeLLMServer) -> str:
+    """The server's root: LiteLLM adds the provider's own path (``/v1/messages``, ``/api/...``)."""
+    return server.url
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_crew_over_litellm_raw_http_is_counted_once(run_crew, stream):
+    pytest.importorskip("litellm", reason="CrewAI's LiteLLM fallback needs crewai[litellm]")
+    # The anthropic SDK layer is on too: LiteLLM does not call the SDK, so it must not matter.
+    run = run_crew(
+        ["anthropic", "crewai"],
+        model=f"anthropic/{CLAUDE}",
+        base_url=root_url,
+        is_litellm=True,
+        stream=stream,
+    )
+    counted = run.counted()
+    assert chat_requests(run.server) == len(counted) == len(run.recorded.calls) == len(run.ledger_rows()) == 2
+    assert all(r.path == "/v1/messages" and r.body["model"] == CLAUDE for r in run.server.requests)
+    assert [s.attributes[sc.AGENT_NAME] for s in counted] == list(ROLES)
+    for call in run.recorded.calls:
+        usage = call.usage
+        assert call.provider == "anthropic" and call.request_model == CLAUDE
+        assert usage is not None and usage.input_tokens > 0 and usage.output_tokens > 0
+        cost = expected_cost(
+            call.response_model or call.request_model,
+            "anthropic",
+            input_tokens=usage.input_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+        )
+        assert call.cost is not None and math.isclose(call.cost.total, cost, rel_tol=1e-9)
+
+
+def test_litellms_ollama_route_is_counted_once(run_crew):
+    pytest.importorskip("litellm", reason="CrewAI's LiteLLM fallback needs crewai[litellm]")
+    run = run_crew(["ollama", "crewai"], model="ollama/llama3.2", base_url=root_url, is_litellm=True)
+    counted = run.counted()
+    assert chat_requests(run.server) == len(counted) == len(run.recorded.calls) == 2
+    assert all(call.provider == "ollama" and call.request_model == "llama3.2" for call in run.recorded.calls)
     assert [s.attributes[sc.AGENT_NAME] for s in counted] == list(ROLES)
 
 
