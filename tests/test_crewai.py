@@ -19,7 +19,10 @@ import json
 import math
 import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ from opentelemetry import trace
 
 import tokentrail
 from conftest import Recorded
+from tokentrail import _safety
 from tokentrail import semconv as sc
 from tokentrail.testing import FakeLLMServer
 
@@ -233,6 +237,7 @@ def test_agents_and_the_crew_are_roll_up_spans_with_their_totals(run_crew, sdk_l
 
 def test_report_by_agent_lists_both_agents(run_crew, capsys):
     run = run_crew(["openai", "crewai"])
+    capsys.readouterr()  # what CrewAI printed while the crew ran
     code = cli_main(["report", "--ledger", str(run.ledger), "--by", "agent", "--format", "json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -376,6 +381,42 @@ def test_crewai_leaves_the_global_providers_and_the_key_alone(run_crew):
         assert "sk-test-SECRET" not in repr(dict(span.attributes or {}))
     for row in run.ledger_rows():
         assert "sk-test-SECRET" not in repr(row)
+
+
+def test_a_bug_in_the_layer_never_reaches_the_application(run_crew, monkeypatch):
+    failures: list[Any] = []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        failures.append(args)
+        raise KeyError("tokentrail bug")
+
+    monkeypatch.setattr(cw, "usage_of", broken)
+    monkeypatch.setattr(cw, "agent_names", broken)
+    run = run_crew(["crewai"])
+
+    assert run.result.raw.startswith("This is a fake answer")  # the crew's answer, as ever
+    assert chat_requests(run.server) == 2
+    assert _safety.errors_total == len(failures) >= 4  # each agent's start, each response's usage
+    assert run.recorded.calls == []  # nothing could be read: nothing made up
+
+
+def test_nothing_is_imported_from_crewai_until_the_application_does():
+    code = textwrap.dedent(
+        """
+        import sys
+        import tokentrail
+        tokentrail.instrument(providers=["crewai"], ledger=False)
+        assert "crewai" not in sys.modules, "imported crewai"
+        import crewai.crew
+        assert type(vars(crewai.crew.Crew)["kickoff"]).__name__ == "FunctionWrapper"
+        print("ok")
+        """
+    )
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
 def test_uninstrument_removes_the_patches(recorded):
