@@ -291,6 +291,41 @@ def test_streamed_calls_are_counted_once_with_their_usage(run_crew, sdk_layer):
     assert [s.attributes[sc.AGENT_NAME] for s in counted] == list(ROLES)
 
 
+@pytest.mark.parametrize("sdk_layer", [True, False], ids=["sdk-on", "sdk-off"])
+def test_an_applications_own_llm_class_making_two_requests_a_call(recorded, tmp_path, sdk_layer):
+    # The shape of a native client's tool loop: one `call`, two requests, each response's usage
+    # tracked. The class is defined after instrument(): the agent's first task patches it.
+    import openai
+    from crewai.llms.base_llm import BaseLLM
+
+    class TwoStepLLM(BaseLLM):
+        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
+            client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0)
+            text = ""
+            for _ in range(2):
+                reply = client.chat.completions.create(
+                    model=self.model, messages=[{"role": "user", "content": "step"}]
+                )
+                usage = reply.usage
+                self._track_token_usage_internal(
+                    {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+                )
+                text = reply.choices[0].message.content or ""
+            return text
+
+    with FakeLLMServer() as server:
+        instrument(recorded, server, (["openai"] if sdk_layer else []) + ["crewai"], tmp_path / "l.sqlite")
+        llm = TwoStepLLM(model=MODEL, base_url=server.base_url, api_key="sk-test-SECRET")
+        agent = Agent(role=ROLES[0], goal="Find the facts", backstory="A careful analyst.", llm=llm)
+        task = Task(name=TASKS[0], description="Research.", expected_output="Notes.", agent=agent)
+        Crew(agents=[agent], tasks=[task], name=CREW_NAME).kickoff()
+        requests = chat_requests(server)
+        counted = [s for s in recorded.spans() if sc.USAGE_INPUT_TOKENS in (s.attributes or {})]
+    assert requests == len(counted) == len(recorded.calls) == 2  # each request once, not the call once
+    assert all(s.attributes[sc.AGENT_NAME] == ROLES[0] for s in counted)
+    assert len({s.context.span_id for s in counted}) == 2
+
+
 # --- through LiteLLM (CrewAI's fallback for the providers it has no native client for) --------
 #
 # LiteLLM reaches Anthropic and Ollama over its own HTTP client, not their SDKs: with no LiteLLM
