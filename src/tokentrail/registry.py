@@ -190,6 +190,17 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         title="LangChain and LangGraph (`langchain-core`): any chat model, graph and node spans",
         covers="every chat model and LLM run; LangGraph nodes as roll-up spans naming the agent",
     ),
+    ProviderEntry(
+        name="crewai",
+        sdk_module="crewai",
+        distribution="crewai",
+        floor="1.15.0",
+        implementation="tokentrail.providers.crewai",
+        instrumentor="CrewAIInstrumentor",
+        title="CrewAI (`crewai`): crews, agents and tasks naming every model call",
+        covers="every LLM call of a crew (native clients and the LiteLLM fallback); crew kickoffs and "
+        "each agent's task as roll-up spans naming the agent, task and crew",
+    ),
 )
 
 _BY_NAME = {provider.name: provider for provider in PROVIDERS}

@@ -47,7 +47,7 @@ from ..context import (
 from ..lifecycle import Unit, recording, start_unit
 from ..records import RequestInfo, ResponseInfo
 
-__all__ = ["AgentRun", "ModelCall", "names_under"]
+__all__ = ["AgentRun", "ModelCall", "WorkflowRun", "names_under"]
 
 # What _enter_names entered into a context: the attribution and the framework-set values.
 _Entered = tuple[Token[Attribution], Token[Mapping[str, str]]]
@@ -278,6 +278,63 @@ class AgentRun:
             _safety.internal_error("framework.agent_close", exc)
 
     def __enter__(self) -> AgentRun:
+        return self.open()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.close(exc)
+
+
+class WorkflowRun:
+    """A framework's workflow run around its agents (a CrewAI crew's kickoff): a roll-up span
+    ``workflow {name}`` that adds up every call inside it, whose calls carry the workflow's name
+    (the ``label:workflow`` attribution key) unless the application set one itself.
+
+    Like :class:`AgentRun` it carries only ``tokentrail.rollup.*`` totals, and no
+    ``gen_ai.operation.name``: it is no model call and no agent. ``close`` in the context ``open``
+    ran in. Every method is guarded.
+    """
+
+    __slots__ = ("_entered", "_opened", "_otel_token", "name", "unit")
+
+    def __init__(self, name: str) -> None:
+        self.name = str(name)[:MAX_VALUE_LENGTH] or "workflow"
+        self.unit: Unit | None = None
+        self._opened = False
+        self._entered: _Entered | None = None
+        self._otel_token: object = None
+
+    def open(self, names: Mapping[str, str | None] | None = None) -> WorkflowRun:
+        """Open the roll-up span and name the calls inside; ``names`` adds other attribution keys.
+        Opening an open run does nothing."""
+        if self._opened:
+            return self
+        self._opened = True
+        try:
+            if recording() is None:
+                return self
+            given = {"label:workflow": self.name, **(names or {})}
+            attribution = names_under(current_attribution(), given)
+            self.unit = start_unit(f"workflow {self.name}", attribution.span_attributes)
+            self._entered = _enter_names(given, self.unit)
+            if self.unit is not None:
+                self._otel_token = self.unit.activate()
+        except Exception as exc:
+            _safety.internal_error("framework.workflow_open", exc)
+        return self
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the span (its totals are set once the calls inside have been added up)."""
+        try:
+            entered, self._entered = self._entered, None
+            token, self._otel_token = self._otel_token, None
+            if _exit_names(entered) and token is not None:
+                Unit.deactivate(token)
+            if self.unit is not None:
+                self.unit.end(error)
+        except Exception as exc:
+            _safety.internal_error("framework.workflow_close", exc)
+
+    def __enter__(self) -> WorkflowRun:
         return self.open()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
