@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ OPENAI = "openai/gpt-4o-mini"
 BEDROCK_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 # The fake server's OpenAI face listens on loopback: the application maps it, as it would a proxy.
 OPENAI_HOSTS = {"127.0.0.1": "openai"}
+LITELLM_VERSION = tuple(int(part) for part in version("litellm").split(".")[:2])
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +214,32 @@ async def test_aembedding_and_atext_completion(recorded, server):
         "text_completion",
     ]
     assert len(llm_spans(recorded)) == 2
+
+
+@pytest.mark.skipif(
+    LITELLM_VERSION < (1, 110),
+    reason="LiteLLM 1.100 fails completion(acompletion=True) itself, without tokentrail",
+)
+async def test_completion_with_the_acompletion_flag_is_counted_when_awaited(recorded, server):
+    pending = litellm.completion(model=OLLAMA, messages=MESSAGES, api_base=server.url, acompletion=True)
+    assert recorded.spans() == []  # nothing has been sent yet
+    response = await pending
+
+    (span,) = counted(recorded)
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == response.usage.completion_tokens
+    assert len(llm_spans(recorded)) == 1
+
+
+def test_text_completion_stream(recorded, server):
+    plain = litellm.text_completion(model=OLLAMA, prompt="Say hello", api_base=server.url)
+    chunks = list(litellm.text_completion(model=OLLAMA, prompt="Say hello", api_base=server.url, stream=True))
+
+    assert chunks
+    first, second = counted(recorded)
+    assert first.attributes[sc.OPERATION_NAME] == second.attributes[sc.OPERATION_NAME] == "text_completion"
+    assert second.attributes[sc.REQUEST_STREAM] is True
+    assert second.attributes[sc.USAGE_OUTPUT_TOKENS] == plain.usage.completion_tokens
+    assert len(recorded.calls) == 2
 
 
 def test_responses_over_litellms_http_is_priced_by_tokentrail(recorded, server):

@@ -386,7 +386,10 @@ class _StreamState:
                 self.reasons.append(reason)
 
     def result(self, stream: Any, provider: str | None) -> ResponseInfo:
-        usage = self.usage if self.usage is not None else _kept_usage(stream)
+        # LiteLLM's record of the provider's last chunk first: the chunks a text-completion stream
+        # hands out carry a zeroed placeholder usage on some releases (1.100).
+        kept = _kept_usage(stream)
+        usage = kept if kept is not None else self.usage
         return ResponseInfo(
             response_model=_unprefixed(self.model, provider),
             response_id=self.response_id,
@@ -411,14 +414,15 @@ def _kept_usage(stream: Any) -> Any:
 class _Report:
     """The deferred report of one streamed LiteLLM call: made once, when the stream ends."""
 
-    __slots__ = ("call", "ended", "provider", "request", "state")
+    __slots__ = ("args", "call", "ended", "kwargs", "operation", "state")
 
     def __init__(
-        self, call: ModelCall, request: Callable[[], RequestInfo | None], provider: str | None
+        self, call: ModelCall, operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         self.call = call
-        self.request = request
-        self.provider = provider
+        self.operation = operation
+        self.args = args
+        self.kwargs = kwargs
         self.state = _StreamState()
         self.ended = False
 
@@ -429,7 +433,10 @@ class _Report:
         try:
             if self.call.covered:
                 return  # an instrumented SDK's stream inside counted it
-            self.call.report(self.request(), self.state.result(stream, self.provider), error)
+            request = request_info(self.operation, self.args, self.kwargs, sys.modules.get("litellm"))
+            request.stream = True
+            provider = _provider_of(stream, self.args, self.kwargs)
+            self.call.report(request, self.state.result(stream, provider), error)
         except Exception as exc:
             _safety.internal_error("litellm.stream_end", exc)
 
@@ -563,36 +570,25 @@ def _finish(
             return result  # completion(acompletion=True): the awaited call is the one followed
         if call.covered:
             return result  # an instrumented SDK call inside counted it
-        litellm = sys.modules.get("litellm")
         if error is None and _is_stream(result):
-            request = _lazy_request(operation, args, kwargs, litellm)
-            provider = resolve(kwargs.get("model", args[0] if args else None), kwargs, litellm)[1]
-            return _FollowedStream(result, _Report(call, request, provider))
-        request = request_info(operation, args, kwargs, litellm)
-        provider = resolve(kwargs.get("model", args[0] if args else None), kwargs, litellm)[1]
-        hidden = _get(result, "_hidden_params")
-        if isinstance(hidden, Mapping) and _text(hidden.get("custom_llm_provider")):
-            provider = hidden["custom_llm_provider"]
-        response = response_info(result, provider) if error is None else None
+            # Read when the stream ends, and only if no SDK inside counted it; the keywords are
+            # copied now (the application may reuse its dict), the values are its own.
+            return _FollowedStream(result, _Report(call, operation, args, dict(kwargs)))
+        request = request_info(operation, args, kwargs, sys.modules.get("litellm"))
+        response = response_info(result, _provider_of(result, args, kwargs)) if error is None else None
         call.report(request, response, error)
     except Exception as exc:
         _safety.internal_error("litellm.finish", exc)
     return result
 
 
-def _lazy_request(
-    operation: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], litellm: Any
-) -> Callable[[], RequestInfo | None]:
-    # Read when the stream ends, and only if no SDK inside counted it; the keywords are copied
-    # now (the application may reuse its dict), the values are the application's own.
-    kwargs = dict(kwargs)
-
-    def read() -> RequestInfo | None:
-        request = request_info(operation, args, kwargs, litellm)
-        request.stream = True
-        return request
-
-    return read
+def _provider_of(result: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+    """LiteLLM's provider for a call: as its response says (``_hidden_params``), else as resolved."""
+    hidden = _get(result, "_hidden_params")
+    if isinstance(hidden, Mapping) and _text(hidden.get("custom_llm_provider")):
+        return str(hidden["custom_llm_provider"])
+    model = kwargs.get("model", args[0] if args else None)
+    return resolve(model, kwargs, sys.modules.get("litellm"))[1]
 
 
 def _sync_wrapper(operation: str) -> Callable[..., Any]:
@@ -622,7 +618,7 @@ def _async_wrapper(operation: str) -> Callable[..., Any]:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if _inside.get() or recording() is None:
+        if recording() is None:
             return wrapped(*args, **kwargs)
         return _run_async(wrapped, operation, args, kwargs)
 
@@ -632,7 +628,11 @@ def _async_wrapper(operation: str) -> Callable[..., Any]:
 async def _run_async(
     wrapped: Callable[..., Any], operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    # Runs in the awaiting task: the marks are set and undone in its context.
+    # Runs in the awaiting task: the marks are set and undone in its context, and whether another
+    # entry point is running is asked there too (``completion(acompletion=True)`` makes this
+    # coroutine inside the sync entry point; it runs once the application awaits it).
+    if _inside.get():
+        return await wrapped(*args, **kwargs)
     token = _inside.set(True)
     try:
         call = _start(kwargs)
