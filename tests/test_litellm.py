@@ -453,6 +453,13 @@ def test_a_bug_in_the_layer_never_reaches_the_application(recorded, server, monk
     assert tokentrail.flush() is None
 
 
+def test_a_mocked_litellm_call_reaches_no_provider_and_is_not_recorded(recorded):
+    response = litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="hi there")
+
+    assert response.choices[0].message.content == "hi there"
+    assert recorded.spans() == [] and recorded.calls == []
+
+
 # --- names, ledger, report ------------------------------------------------------------------------
 
 

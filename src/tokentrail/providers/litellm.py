@@ -356,14 +356,13 @@ def _names(kwargs: Mapping[str, Any]) -> dict[str, str]:
 class _StreamState:
     """What a LiteLLM stream has told so far: the last usage, model, id and finish reasons."""
 
-    __slots__ = ("done", "model", "reasons", "response_id", "usage")
+    __slots__ = ("model", "reasons", "response_id", "usage")
 
     def __init__(self) -> None:
         self.usage: Any = None
         self.model: str | None = None
         self.response_id: str | None = None
         self.reasons: list[str] = []
-        self.done = False
 
     def add(self, item: Any) -> None:
         response = _get(item, "response")  # a Responses-API event: the final one has it all
@@ -591,11 +590,16 @@ def _provider_of(result: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
     return resolve(model, kwargs, sys.modules.get("litellm"))[1]
 
 
+def _not_a_model_call(kwargs: Mapping[str, Any]) -> bool:
+    """LiteLLM's mocked calls (``mock_response=...``) reach no provider and bill nothing."""
+    return kwargs.get("mock_response") is not None
+
+
 def _sync_wrapper(operation: str) -> Callable[..., Any]:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if _inside.get() or recording() is None:
+        if _inside.get() or _not_a_model_call(kwargs) or recording() is None:
             return wrapped(*args, **kwargs)
         token = _inside.set(True)
         try:
@@ -618,7 +622,7 @@ def _async_wrapper(operation: str) -> Callable[..., Any]:
     def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if recording() is None:
+        if _not_a_model_call(kwargs) or recording() is None:
             return wrapped(*args, **kwargs)
         return _run_async(wrapped, operation, args, kwargs)
 
