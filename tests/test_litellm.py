@@ -297,6 +297,53 @@ def test_router_calls_are_counted_once(recorded, server):
     assert len(server.requests) == 2
 
 
+@pytest.mark.tokentrail(providers=["anthropic", "openai", "litellm"])
+def test_anthropic_over_litellms_http_with_cache_writes_is_priced_by_tokentrail(recorded, server):
+    system = "You are a careful assistant. " * 250
+    response = litellm.completion(
+        model="anthropic/claude-sonnet-4-5",
+        api_base=server.url,
+        api_key="sk-ant-test-SECRET",
+        messages=[
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+            },
+            {"role": "user", "content": "hello there"},
+        ],
+    )
+
+    assert server.requests[-1].path == "/v1/messages"  # LiteLLM's own client, not the anthropic SDK
+    (span,) = counted(recorded)
+    attributes = span.attributes
+    assert attributes[sc.PROVIDER_NAME] == "anthropic"
+    usage = response.usage
+    written = usage.prompt_tokens_details.cache_creation_tokens
+    assert written > 0
+    # LiteLLM's prompt_tokens already includes the cache write: the input total, not added twice.
+    assert attributes[sc.USAGE_INPUT_TOKENS] == usage.prompt_tokens
+    assert attributes[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] == written
+    cost = expected_cost(
+        attributes[sc.RESPONSE_MODEL], "anthropic",
+        input_tokens=usage.prompt_tokens, cache_write_tokens=written, output_tokens=usage.completion_tokens,
+    )  # fmt: skip
+    assert math.isclose(attributes[sc.COST_AMOUNT], cost, rel_tol=1e-9)
+    (call,) = recorded.calls
+    assert call.usage is not None and call.usage.provider_cost_usd is None  # LiteLLM's figure: unused
+    assert "sk-ant-test-SECRET" not in json.dumps({k: str(v) for k, v in attributes.items()})
+
+
+def test_a_stream_dropped_unfinished_is_reported_once(recorded, server):
+    stream = ollama(server, stream=True)
+    next(iter(stream))
+    del stream
+    gc.collect()
+
+    (span,) = llm_spans(recorded)
+    assert span.attributes[sc.PROVIDER_NAME] == "ollama"
+    assert len(recorded.calls) == 1
+
+
 def test_bedrock_route_agrees_with_tokentrails_bedrock_module(recorded, server, aws):
     """The same wire answer through boto3 (tokentrail's bedrock module) and LiteLLM's Bedrock route."""
     import boto3
