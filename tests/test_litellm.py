@@ -36,7 +36,7 @@ from tokentrail import semconv as sc
 from tokentrail.cli import main as cli_main
 from tokentrail.context import current_attribution, current_framework_llm_run
 from tokentrail.providers import litellm as ll
-from tokentrail.providers._framework import AgentRun
+from tokentrail.providers._framework import AgentRun, framework_parses_raw_streams
 from tokentrail.testing import FakeLLMServer
 
 pytestmark = pytest.mark.tokentrail(providers=["openai", "litellm"])
@@ -462,6 +462,29 @@ def test_openai_sdk_route_stream_is_counted_once_with_its_usage(recorded, server
     assert len(llm_spans(recorded)) == 1
 
 
+@pytest.mark.tokentrail(providers=["openai", "litellm"], provider_hosts=OPENAI_HOSTS)
+async def test_openai_sdk_route_stream_without_include_usage_still_has_its_usage(recorded, server):
+    """LiteLLM only reads the openai SDK's parsed stream: the openai layer may ask for the usage
+    chunk on LiteLLM's raw request and keep it from LiteLLM, which sees the stream it asked for."""
+    plain = via_openai(server)
+    stream = via_openai(server, stream=True)
+    chunks = list(stream)
+    astream = await litellm.acompletion(
+        model=OPENAI, messages=MESSAGES, api_base=server.base_url, api_key="sk-test-SECRET", stream=True
+    )
+    achunks = [chunk async for chunk in astream]
+
+    assert not any(getattr(chunk, "usage", None) for chunk in chunks + achunks)  # as asked: none
+    assert [chunk.choices[0].finish_reason for chunk in chunks][-1] == "stop"
+    assert server.requests[-1].body["stream_options"] == {"include_usage": True}  # asked on the wire
+    _, streamed, astreamed = counted(recorded)
+    for span in (streamed, astreamed):
+        assert span.attributes[sc.USAGE_INPUT_TOKENS] == plain.usage.prompt_tokens
+        assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == plain.usage.completion_tokens
+    assert len(llm_spans(recorded)) == 3
+    assert not framework_parses_raw_streams()  # the mark is gone once LiteLLM returned
+
+
 # --- failures -------------------------------------------------------------------------------------
 
 
@@ -576,6 +599,8 @@ def _matrix(sdk: bool, framework: bool) -> Any:
 def test_matrix_one_counted_call_whenever_a_layer_is_on(recorded, server, sdk, framework, route):
     if route == "openai_sdk":
         via_openai(server)
+        # With include_usage: every combination has the usage on the wire (without it, only the
+        # two layers together can ask for it: test_openai_sdk_route_stream_without_include_usage...).
         for _ in via_openai(server, stream=True, stream_options={"include_usage": True}):
             pass
     else:

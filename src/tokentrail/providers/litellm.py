@@ -57,7 +57,7 @@ from .._patching import ClassPatches
 from ..lifecycle import recording
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
-from ._framework import ModelCall
+from ._framework import ModelCall, done_parsing_raw_streams, parsing_raw_streams
 from ._locate import server_of
 
 __all__ = [
@@ -602,6 +602,7 @@ def _sync_wrapper(operation: str) -> Callable[..., Any]:
         if _inside.get() or _not_a_model_call(kwargs) or recording() is None:
             return wrapped(*args, **kwargs)
         token = _inside.set(True)
+        raw = parsing_raw_streams()
         try:
             call = _start(kwargs)
             if call is None:
@@ -613,6 +614,7 @@ def _sync_wrapper(operation: str) -> Callable[..., Any]:
                 raise
             return _finish(call, operation, args, kwargs, result, None)
         finally:
+            done_parsing_raw_streams(raw)
             _inside.reset(token)
 
     return wrapper
@@ -638,6 +640,7 @@ async def _run_async(
     if _inside.get():
         return await wrapped(*args, **kwargs)
     token = _inside.set(True)
+    raw = parsing_raw_streams()
     try:
         call = _start(kwargs)
         if call is None:
@@ -649,6 +652,7 @@ async def _run_async(
             raise
         return _finish(call, operation, args, kwargs, result, None)
     finally:
+        done_parsing_raw_streams(raw)
         _inside.reset(token)
 
 
