@@ -457,6 +457,21 @@ def test_with_raw_response_stream(recorded):
     assert_chat_span(recorded.span(), stream=True)
 
 
+def test_raw_response_dropped_after_parse_leaves_its_stream_to_end_the_call(recorded):
+    # LiteLLM parses the raw response and keeps only the stream: dropping the raw response must
+    # not end the stream's call before the usage chunk arrives.
+    fake = FakeOpenAI()
+    raw = fake.client().chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    stream = raw.parse()
+    del raw
+    gc.collect()
+    chunks = list(stream)
+    assert chunks[-1].usage.prompt_tokens == 1200
+    assert_chat_span(recorded.span(), stream=True)
+
+
 def test_with_streaming_response(recorded):
     fake = FakeOpenAI()
     with fake.client().chat.completions.with_streaming_response.create(model=MODEL, messages=MESSAGES) as raw:

@@ -191,6 +191,17 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         covers="every chat model and LLM run; LangGraph nodes as roll-up spans naming the agent",
     ),
     ProviderEntry(
+        name="litellm",
+        sdk_module="litellm",
+        distribution="litellm",
+        floor="1.100",
+        implementation="tokentrail.providers.litellm",
+        instrumentor="LiteLLMInstrumentor",
+        title="LiteLLM (`litellm`): one API over a hundred providers, and its `Router`",
+        covers="completion, text_completion, embedding, responses (sync, async, streams) and the Router; "
+        "counted by the SDK layer underneath when there is one (openai), else from LiteLLM's usage",
+    ),
+    ProviderEntry(
         name="crewai",
         sdk_module="crewai",
         distribution="crewai",

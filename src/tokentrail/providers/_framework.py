@@ -47,7 +47,15 @@ from ..context import (
 from ..lifecycle import Unit, recording, start_unit
 from ..records import RequestInfo, ResponseInfo
 
-__all__ = ["AgentRun", "ModelCall", "WorkflowRun", "names_under"]
+__all__ = [
+    "AgentRun",
+    "ModelCall",
+    "WorkflowRun",
+    "done_parsing_raw_streams",
+    "framework_parses_raw_streams",
+    "names_under",
+    "parsing_raw_streams",
+]
 
 # What _enter_names entered into a context: the attribution and the framework-set values.
 _Entered = tuple[Token[Attribution], Token[Mapping[str, str]]]
@@ -59,6 +67,31 @@ _NONE_SET: Mapping[str, str] = MappingProxyType({})
 _framework_values: ContextVar[Mapping[str, str]] = ContextVar(
     "tokentrail_framework_values", default=_NONE_SET
 )
+
+
+# Set by a framework layer whose own code (not the application) parses the raw SDK responses it
+# asks for, and only reads them through the SDK's parsed stream (LiteLLM's openai route): an SDK
+# layer may then ask for a stream's usage chunk on a raw request too, since it drops that chunk
+# from the parsed stream before anyone sees it.
+_parses_raw_streams: ContextVar[bool] = ContextVar("tokentrail_framework_parses_raw_streams", default=False)
+
+
+def parsing_raw_streams() -> Token[bool]:
+    """Mark the current context: the framework running here parses its raw SDK streams itself.
+    Undo with :func:`done_parsing_raw_streams`."""
+    return _parses_raw_streams.set(True)
+
+
+def done_parsing_raw_streams(token: Token[bool]) -> None:
+    try:
+        _parses_raw_streams.reset(token)
+    except ValueError:  # another context than the one marked: nothing of it to undo here
+        pass
+
+
+def framework_parses_raw_streams() -> bool:
+    """True inside a framework call whose raw SDK streams only the framework parses."""
+    return _parses_raw_streams.get()
 
 
 def names_under(attribution: Attribution, names: Mapping[str, str | None]) -> Attribution:

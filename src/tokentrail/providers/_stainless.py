@@ -268,13 +268,16 @@ class _RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_plan = plan
         self._self_owner = owner
         self._self_parsed: dict[Any, Any] = {}
-        weakref.finalize(self, _end_unparsed, call)
+        self._self_unparsed = weakref.finalize(self, _end_unparsed, call)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         parsed = self.__wrapped__.parse(*args, **kwargs)
         key = id(parsed)
         if key not in self._self_parsed:
             self._self_parsed[key] = self._self_owner.wrap_parsed(self._self_plan, self._self_call, parsed)
+            # Parsed: the stream (or body) now ends the call. Dropping the raw response after its
+            # parse() (LiteLLM does) must not end the stream's call before its usage arrives.
+            self._self_unparsed.detach()
         return self._self_parsed[key]
 
     def close(self) -> None:
@@ -290,6 +293,7 @@ class _AsyncRawResponseProxy(_RawResponseProxy):
         key = id(parsed)
         if key not in self._self_parsed:
             self._self_parsed[key] = self._self_owner.wrap_parsed(self._self_plan, self._self_call, parsed)
+            self._self_unparsed.detach()
         return self._self_parsed[key]
 
     async def close(self) -> None:  # type: ignore[override]

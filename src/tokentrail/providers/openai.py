@@ -30,6 +30,7 @@ from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage, usage_given
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._framework import framework_parses_raw_streams
 from ._locate import Located, Locator, locate, provider_for_host, server_of
 from ._read import field as _get
 from ._stainless import RAW_RESPONSE_HEADER, Instrumentation, installed_sdk
@@ -615,7 +616,7 @@ class OpenAIAdapter:
             and (endpoint is _CHAT or endpoint is _LEGACY)
             and settings.inject_stream_usage
             and provider in _INCLUDE_USAGE_OK
-            and not _is_raw(options)
+            and (not _is_raw(options) or framework_parses_raw_streams())
         ):
             stream_options = body.get("stream_options")
             asked = isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True
