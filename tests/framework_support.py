@@ -31,12 +31,17 @@ COST = sc.COST_AMOUNT
 
 
 @contextmanager
-def instrumented(ledger: Path, providers: list[str], server: Any, **options: Any) -> Iterator[Recorded]:
+def instrumented(
+    ledger: Path, providers: list[str], server: Any, anthropic_server: Any = None, **options: Any
+) -> Iterator[Recorded]:
     """tokentrail on fresh in-memory providers, writing ``ledger``; uninstrumented (flushed) after.
 
-    The fake ``server``'s address is OpenAI's (as tests/test_openai_pipeline.py names it).
+    The fake ``server``'s address is OpenAI's (as tests/test_openai_pipeline.py names it), the
+    ``anthropic_server``'s Anthropic's.
     """
-    port = urlsplit(server.url).port
+    hosts = {f"127.0.0.1:{urlsplit(server.url).port}": "openai"}
+    if anthropic_server is not None:
+        hosts[f"127.0.0.1:{urlsplit(anthropic_server.url).port}"] = "anthropic"
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -51,7 +56,7 @@ def instrumented(ledger: Path, providers: list[str], server: Any, **options: Any
         sinks=[recorded.finished.append],
         providers=providers,
         ledger=ledger,
-        provider_hosts={f"127.0.0.1:{port}": "openai"},
+        provider_hosts=hosts,
         **options,
     )
     try:
@@ -82,6 +87,7 @@ def pricer_cost(provider: str, model: str, span: Any) -> float:
         input_tokens=attributes[sc.USAGE_INPUT_TOKENS],
         output_tokens=attributes[sc.USAGE_OUTPUT_TOKENS],
         cache_read_tokens=attributes.get(sc.USAGE_CACHE_READ_INPUT_TOKENS, 0),
+        cache_write_tokens=attributes.get(sc.USAGE_CACHE_CREATION_INPUT_TOKENS, 0),
     )
     # Priced as the lifecycle prices it: the model the provider answered with, if it named one.
     priced = attributes.get(sc.RESPONSE_MODEL) or model
@@ -93,13 +99,16 @@ def token_points(recorded: Recorded) -> list[Any]:
     return recorded.points("gen_ai.client.token.usage", gen_ai__token__type="input")
 
 
-def assert_each_call_once(recorded: Recorded, ledger: Path, agents: list[str], model: str) -> None:
+def assert_each_call_once(recorded: Recorded, ledger: Path, agents: list[str], model: str | None) -> None:
     """One counted span, one set of token metrics and one ledger row per model call, named by
-    ``agents`` (in call order), each priced as genai-prices prices its tokens."""
+    ``agents`` (in call order), each priced as genai-prices prices its tokens (``model`` None: the
+    span's own provider and model)."""
     spans = sorted(counted(recorded), key=lambda span: span.start_time)
     assert [span.attributes.get(sc.AGENT_NAME) for span in spans] == agents
     for span in spans:
-        assert math.isclose(span.attributes[COST], pricer_cost("openai", model, span), rel_tol=1e-9)
+        provider = span.attributes[sc.PROVIDER_NAME]
+        priced = model or span.attributes[sc.REQUEST_MODEL]
+        assert math.isclose(span.attributes[COST], pricer_cost(provider, priced, span), rel_tol=1e-9)
     assert sum(point.count for point in token_points(recorded)) == len(agents)
     assert len(recorded.calls) == len(agents)
     rows = raw_rows(ledger) if agents else []
