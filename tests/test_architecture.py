@@ -29,7 +29,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 # What the fake provider server speaks for each provider (tokentrail.testing.<module>): a new SDK
 # provider needs its wire format there, so that its tests drive the real SDK over HTTP. A framework
-# (LangChain) runs over the SDKs' own wire formats: None.
+# (LangChain, the OpenAI Agents SDK, PydanticAI) runs over the SDKs' own wire formats: None.
 WIRE_FORMATS = {
     "openai": "_openai_wire",
     "anthropic": "_anthropic_wire",
@@ -41,6 +41,8 @@ WIRE_FORMATS = {
     "together": "_together_wire",
     "ollama": "_ollama_wire",
     "langchain": None,
+    "openai_agents": None,
+    "pydantic_ai": None,
 }
 
 
