@@ -196,6 +196,10 @@ class Instrumentation:
     def remove(self) -> None:
         self._installed = False
         self._patches.undo()
+        with self._lock:  # their spans' finish is no longer seen: end them now
+            runs, self._agent_runs = list(self._agent_runs.values()), {}
+        for _, run in runs:
+            run.close()
 
     @property
     def installed(self) -> bool:
@@ -234,9 +238,11 @@ class Instrumentation:
             # Only a span made current names what runs inside it (the runner's are).
             if current and getattr(data, "type", None) == "agent":
                 with self._lock:
-                    if id(span) in self._agent_runs:
-                        return result
+                    known = self._agent_runs.get(id(span))
+                    if known is not None and known[0] is span:
+                        return result  # started twice: the SDK ignores it, so do we
                     run = AgentRun(str(getattr(data, "name", "") or "agent"))
+                    # (an entry of a span that was never finished, whose id this one reuses, is dropped)
                     self._agent_runs[id(span)] = (span, run)
                 run.open()
         except Exception as exc:
