@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openai import AsyncOpenAI
 from pydantic_ai import Agent
 from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -129,6 +132,28 @@ def test_without_the_sdk_layers_pydantic_ais_own_usage_is_reported(servers, tmp_
             for s in counted(recorded)
         )  # fmt: skip
     assert figures[3] == figures[1]  # the same tokens and cost whichever layer counted them
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.integers(min_value=1, max_value=60), streamed=st.booleans())
+def test_pydantic_ais_figures_equal_the_sdk_layers_at_any_length(servers, tmp_path, words, streamed):
+    # The answer's length is set per request (X-Fake-Chunks): the framework layer's report of a
+    # request (SDK layer off) has the tokens and cost the openai layer reads from the wire.
+    figures = []
+    for providers in (["openai", "pydantic_ai"], ["pydantic_ai"]):
+        # A client per run: each run has its own event loop.
+        headers = {"X-Fake-Chunks": str(words)}
+        client = AsyncOpenAI(base_url=servers[0].base_url, api_key="fake", default_headers=headers)
+        model = OpenAIChatModel(OPENAI_MODEL, provider=OpenAIProvider(openai_client=client))
+        ledger = f"{words}-{streamed}-{len(providers)}.sqlite"
+        with recording(tmp_path, servers, providers, ledger) as recorded:
+            run_agent(Agent(model, name="Planner"), "run_stream" if streamed else "run")
+        (span,) = counted(recorded)
+        figures.append(
+            tuple(span.attributes[key] for key in (sc.USAGE_INPUT_TOKENS, sc.USAGE_OUTPUT_TOKENS, COST))
+        )
+    assert figures[0] == figures[1]
+    assert figures[0][1] == words
 
 
 def test_anthropic_cache_tokens_reported_from_pydantic_ais_usage(servers, tmp_path):
