@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from anthropic import AsyncAnthropic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai import AsyncOpenAI
@@ -53,19 +54,45 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 def servers() -> Iterator[tuple[FakeLLMServer, FakeLLMServer]]:
     """One fake server named OpenAI's, one Anthropic's (by address, as a real deployment would be)."""
     with FakeLLMServer() as openai_server, FakeLLMServer() as anthropic_server:
+        _ANTHROPIC_USABLE.append(_anthropic_model_works(anthropic_server))
         yield openai_server, anthropic_server
 
 
+# Whether the installed PydanticAI's AnthropicModel can call the installed anthropic SDK at all
+# (probed once, before tokentrail is instrumented): the floor, pydantic-ai-slim 2.31, sends
+# arguments anthropic 1.17 (the previous major, in the previous-majors venv) no longer takes.
+_ANTHROPIC_USABLE: list[bool] = []
+
+
+def _anthropic_model_works(anthropic_server: FakeLLMServer) -> bool:
+    client = AsyncAnthropic(base_url=anthropic_server.url, api_key="fake")
+    model = AnthropicModel(ANTHROPIC_MODEL, provider=AnthropicProvider(anthropic_client=client))
+    try:
+        Agent(model, name="probe").run_sync("probe")
+    except TypeError:
+        return False
+    return True
+
+
 def openai_model(servers: Any) -> OpenAIChatModel:
-    return OpenAIChatModel(
-        OPENAI_MODEL, provider=OpenAIProvider(base_url=servers[0].base_url, api_key="fake")
-    )
+    client = AsyncOpenAI(base_url=servers[0].base_url, api_key="fake")
+    return OpenAIChatModel(OPENAI_MODEL, provider=OpenAIProvider(openai_client=client))
 
 
 def anthropic_model(servers: Any) -> AnthropicModel:
-    return AnthropicModel(
-        ANTHROPIC_MODEL, provider=AnthropicProvider(base_url=servers[1].url, api_key="fake")
-    )
+    if not _ANTHROPIC_USABLE[-1]:
+        pytest.skip("this PydanticAI's AnthropicModel cannot call this anthropic SDK (upstream)")
+    # The SDK's own client: PydanticAI's default HTTP client must match the SDK's HTTP library.
+    client = AsyncAnthropic(base_url=servers[1].url, api_key="fake")
+    return AnthropicModel(ANTHROPIC_MODEL, provider=AnthropicProvider(anthropic_client=client))
+
+
+def team(servers: Any) -> list[tuple[str, Any, str]]:
+    """(agent name, model, provider): a Planner on OpenAI and a Writer on Anthropic (where usable)."""
+    agents = [("Planner", openai_model(servers), "openai")]
+    if _ANTHROPIC_USABLE[-1]:
+        agents.append(("Writer", anthropic_model(servers), "anthropic"))
+    return agents
 
 
 def recording(tmp_path: Any, servers: Any, providers: list[str], name: str = "ledger.sqlite") -> Any:
@@ -100,19 +127,21 @@ def run_agent(agent: Agent, mode: str) -> str:
 def test_each_request_counted_once_named_by_its_agent_and_rolled_up(servers, tmp_path, capsys, mode):
     ledger = tmp_path / "ledger.sqlite"
     with recording(tmp_path, servers, [*SDK_LAYERS, "pydantic_ai"]) as recorded:
-        planner = Agent(openai_model(servers), name="Planner", instructions="Plan.")
-        writer = Agent(anthropic_model(servers), name="Writer", instructions="Write.")
-        outputs = [run_agent(planner, mode), run_agent(writer, mode)]
+        agents = team(servers)
+        outputs = [
+            run_agent(Agent(model, name=name, instructions="Plan."), mode) for name, model, _ in agents
+        ]
         summary = tokentrail.summary(format="dict")
+    names = [name for name, _, _ in agents]
     assert all(isinstance(output, str) and output for output in outputs)  # unchanged answers
-    assert_each_call_once(recorded, ledger, ["Planner", "Writer"], None)
+    assert_each_call_once(recorded, ledger, names, None)
     by_agent = {span.attributes[sc.AGENT_NAME]: span for span in counted(recorded)}
-    assert by_agent["Planner"].attributes[sc.PROVIDER_NAME] == "openai"
-    assert by_agent["Writer"].attributes[sc.PROVIDER_NAME] == "anthropic"
-    assert set(rollups(recorded)) == {"invoke_agent Planner", "invoke_agent Writer"}
+    for name, _, provider in agents:
+        assert by_agent[name].attributes[sc.PROVIDER_NAME] == provider
+    assert set(rollups(recorded)) == {f"invoke_agent {name}" for name in names}
     assert_rollup_totals(recorded)
-    assert report_by_agent(capsys, ledger) == {"Planner": 1, "Writer": 1}
-    assert {name: agent["calls"] for name, agent in summary["agents"].items()} == {"Planner": 1, "Writer": 1}
+    assert report_by_agent(capsys, ledger) == dict.fromkeys(names, 1)
+    assert {name: agent["calls"] for name, agent in summary["agents"].items()} == dict.fromkeys(names, 1)
     assert current_attribution().values == {}  # nothing left in the caller's context
 
 
@@ -122,9 +151,10 @@ def test_without_the_sdk_layers_pydantic_ais_own_usage_is_reported(servers, tmp_
     for providers in ([*SDK_LAYERS, "pydantic_ai"], ["pydantic_ai"]):
         ledger = tmp_path / f"{len(providers)}.sqlite"
         with recording(tmp_path, servers, providers, ledger.name) as recorded:
-            run_agent(Agent(openai_model(servers), name="Planner"), mode)
-            run_agent(Agent(anthropic_model(servers), name="Writer"), mode)
-        assert_each_call_once(recorded, ledger, ["Planner", "Writer"], None)
+            agents = team(servers)
+            for name, model, _ in agents:
+                run_agent(Agent(model, name=name), mode)
+        assert_each_call_once(recorded, ledger, [name for name, _, _ in agents], None)
         assert_rollup_totals(recorded)
         figures[len(providers)] = sorted(
             (s.attributes[sc.AGENT_NAME], s.attributes[sc.PROVIDER_NAME], s.attributes[sc.USAGE_INPUT_TOKENS],
@@ -275,11 +305,10 @@ def test_with_pydantic_ais_instrumentation_each_request_is_still_counted_once(se
 @pytest.mark.parametrize("which", ["openai", "anthropic"])
 def test_matrix_one_counted_call_per_request(servers, tmp_path, sdk_layers, framework_layer, which):
     providers = [*(SDK_LAYERS if sdk_layers else []), *(["pydantic_ai"] if framework_layer else [])]
-    model = openai_model(servers) if which == "openai" else anthropic_model(servers)
+    make = openai_model if which == "openai" else anthropic_model
     with recording(tmp_path, servers, providers) as recorded:
-        agent = Agent(model, name="Planner")
-        run_agent(agent, "run")
-        run_agent(agent, "run_stream")
+        for mode in ("run", "run_stream"):  # a client per run: each run has its own event loop
+            run_agent(Agent(make(servers), name="Planner"), mode)
     spans = counted(recorded)
     if not providers:
         assert spans == [] and recorded.calls == []

@@ -248,10 +248,15 @@ class Instrumentation:
 
 def _on_iter(wrapped: Callable[..., Any], agent: Any, args: Any, kwargs: Any) -> Any:
     try:
-        if kwargs.get("infer_name", True) and getattr(agent, "name", None) is None:
-            # PydanticAI names an unnamed agent after the caller's variable, found by walking up
-            # from its own frame; this wrapper would be the frame it finds. Do it from here, as it
-            # would (from the frame that called iter: the application, or run() / run_stream()).
+        # PydanticAI (from the releases that walk up past the frames holding the agent as `self`,
+        # `_entry_point_caller`) names an unnamed agent after the variable of the frame that called
+        # iter: this wrapper would be the frame it finds. Do it from here, as it would. (Older
+        # releases look only at the frame right above iter's generator, contextlib's: unchanged.)
+        if (
+            kwargs.get("infer_name", True)
+            and getattr(agent, "name", None) is None
+            and hasattr(agent, "_entry_point_caller")
+        ):
             infer = getattr(agent, "_infer_name", None)
             if callable(infer):
                 infer(inspect.currentframe())
