@@ -238,11 +238,10 @@ class Instrumentation:
             # Only a span made current names what runs inside it (the runner's are).
             if current and getattr(data, "type", None) == "agent":
                 with self._lock:
-                    known = self._agent_runs.get(id(span))
-                    if known is not None and known[0] is span:
+                    if id(span) in self._agent_runs:
                         return result  # started twice: the SDK ignores it, so do we
                     run = AgentRun(str(getattr(data, "name", "") or "agent"))
-                    # (an entry of a span that was never finished, whose id this one reuses, is dropped)
+                    # The entry holds the span: its id cannot be reused while the run is open.
                     self._agent_runs[id(span)] = (span, run)
                 run.open()
         except Exception as exc:
@@ -253,7 +252,7 @@ class Instrumentation:
         try:
             with self._lock:
                 entry = self._agent_runs.pop(id(span), None)
-            if entry is not None and entry[0] is span:
+            if entry is not None:
                 entry[1].close(_span_error(span))
         except Exception as exc:
             _safety.internal_error("openai_agents.span_finish", exc)
@@ -365,12 +364,13 @@ _instrumentation: Instrumentation | None = None
 def patches() -> Instrumentation | None:
     """The patch set for the OpenAI Agents SDK, or None if ``openai-agents`` is not installed."""
     global _instrumentation
+    if _instrumentation is not None:
+        return _instrumentation
     if importlib.util.find_spec("agents") is None:
         return None
     try:  # ``agents`` is a common name: make sure it is the OpenAI Agents SDK's
         importlib.metadata.version("openai-agents")
     except importlib.metadata.PackageNotFoundError:
         return None
-    if _instrumentation is None:
-        _instrumentation = Instrumentation()
+    _instrumentation = Instrumentation()
     return _instrumentation
