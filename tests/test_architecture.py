@@ -29,7 +29,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 # What the fake provider server speaks for each provider (tokentrail.testing.<module>): a new SDK
 # provider needs its wire format there, so that its tests drive the real SDK over HTTP. A framework
-# (LangChain, LiteLLM, CrewAI) runs over the SDKs' or providers' own wire formats: None.
+# (LangChain, LiteLLM, CrewAI, the OpenAI Agents SDK, PydanticAI) runs over the SDKs' or providers' own
+# wire formats: None.
 WIRE_FORMATS = {
     "openai": "_openai_wire",
     "anthropic": "_anthropic_wire",
@@ -43,6 +44,8 @@ WIRE_FORMATS = {
     "langchain": None,
     "litellm": None,
     "crewai": None,
+    "openai_agents": None,
+    "pydantic_ai": None,
 }
 
 

@@ -285,6 +285,45 @@ def test_unknown_model_name_comes_back_as_sent(client: openai.OpenAI) -> None:
     assert completion.model == "my-finetune"
 
 
+# --- scripted tool calls (X-Fake-Tool-Call) ------------------------------------------------------
+
+
+def test_a_scripted_tool_call_in_chat_completions_streamed_or_not(server: FakeLLMServer) -> None:
+    headers = {"X-Fake-Tool-Call": "transfer_to_booker", "X-Fake-Tool-Arguments": '{"why": "dinner"}'}
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-fake", default_headers=headers)
+    plain = client.chat.completions.create(model="gpt-4o-mini", messages=SAY_HELLO)
+    (call,) = plain.choices[0].message.tool_calls or []
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "transfer_to_booker",
+        {"why": "dinner"},
+    )
+    assert plain.choices[0].finish_reason == "tool_calls" and plain.choices[0].message.content is None
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=SAY_HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    deltas = [tool for chunk in chunks for choice in chunk.choices for tool in choice.delta.tool_calls or []]
+    assert deltas[0].id.startswith("call_fake") and deltas[0].function.name == "transfer_to_booker"
+    assert "".join(delta.function.arguments or "" for delta in deltas) == call.function.arguments
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].usage == plain.usage  # the usage a text answer would have had
+
+
+def test_a_scripted_tool_call_in_responses_streamed_or_not(server: FakeLLMServer) -> None:
+    headers = {"X-Fake-Tool-Call": "research"}
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-fake", default_headers=headers)
+    plain = client.responses.create(model="gpt-4o-mini", input="hello")
+    (item,) = plain.output
+    assert (item.type, item.name, item.arguments) == ("function_call", "research", "{}")
+    with client.responses.stream(model="gpt-4o-mini", input="hello") as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert "response.function_call_arguments.done" in events
+    assert [(i.type, i.name) for i in final.output] == [("function_call", "research")]
+    assert final.usage == plain.usage
+
+
 # --- responses ----------------------------------------------------------------------------------
 
 RESPONSE_EVENTS = [

@@ -248,3 +248,17 @@ def test_an_agent_run_never_renames_the_applications_agent(recorded: Recorded) -
     (call,) = counted(recorded)
     assert call.attributes[sc.AGENT_NAME] == "Mine"
     assert current_attribution().values == {}
+
+
+def test_an_agent_run_inside_a_model_call_does_not_cover_it(recorded: Recorded) -> None:
+    # A framework model call whose implementation runs another agent (PydanticAI's FunctionModel
+    # delegating): the inner agent's SDK call is its own; the outer call still reports its usage.
+    client = FakeOpenAI().client()
+    with framework_call() as outer:
+        with AgentRun("Specialist"):
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert current_framework_llm_run() is outer.run  # the agent run's shield is gone again
+    assert not outer.covered
+    spans = counted(recorded)
+    assert sorted(span.attributes[sc.PROVIDER_NAME] for span in spans) == ["anthropic", "openai"]
+    assert len(recorded.calls) == 2

@@ -212,6 +212,28 @@ PROVIDERS: tuple[ProviderEntry, ...] = (
         covers="every LLM call of a crew (native clients and the LiteLLM fallback); crew kickoffs and "
         "each agent's task as roll-up spans naming the agent, task and crew",
     ),
+    ProviderEntry(
+        name="openai_agents",
+        sdk_module="agents",
+        distribution="openai-agents",
+        floor="0.20",
+        implementation="tokentrail.providers.openai_agents",
+        instrumentor="OpenAIAgentsInstrumentor",
+        title="the OpenAI Agents SDK (`openai-agents`): agents, handoffs, their model calls",
+        covers="`Runner.run` / `run_sync` / `run_streamed`: each agent as a roll-up span naming its "
+        "calls; model calls the SDK below does not count, from the SDK's own usage",
+    ),
+    ProviderEntry(
+        name="pydantic_ai",
+        sdk_module="pydantic_ai",
+        distribution="pydantic-ai-slim",
+        floor="2.31",
+        implementation="tokentrail.providers.pydantic_ai",
+        instrumentor="PydanticAIInstrumentor",
+        title="PydanticAI (`pydantic-ai-slim`): agent runs and their model requests",
+        covers="`Agent.run` / `run_sync` / `run_stream` / `iter` as roll-up spans naming their calls; "
+        "model requests the SDK below does not count, from PydanticAI's own usage",
+    ),
 )
 
 _BY_NAME = {provider.name: provider for provider in PROVIDERS}

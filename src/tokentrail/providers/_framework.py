@@ -39,6 +39,7 @@ from ..context import (
     Attribution,
     FrameworkLLMRun,
     current_attribution,
+    current_framework_llm_run,
     enter_attribution,
     enter_framework_llm_run,
     exit_attribution,
@@ -268,7 +269,7 @@ class AgentRun:
     one run and opens the next agent's. Every method is guarded.
     """
 
-    __slots__ = ("_entered", "_opened", "_otel_token", "name", "unit")
+    __slots__ = ("_entered", "_opened", "_otel_token", "_shield", "name", "unit")
 
     def __init__(self, name: str) -> None:
         self.name = str(name)[:MAX_VALUE_LENGTH] or "agent"
@@ -276,6 +277,7 @@ class AgentRun:
         self._opened = False
         self._entered: _Entered | None = None
         self._otel_token: object = None
+        self._shield: Token[FrameworkLLMRun | None] | None = None
 
     def open(self, names: Mapping[str, str | None] | None = None) -> AgentRun:
         """Open the roll-up span and name the calls inside; ``names`` adds other attribution keys
@@ -294,6 +296,10 @@ class AgentRun:
             self._entered = _enter_names(given, self.unit)
             if self.unit is not None:
                 self._otel_token = self.unit.activate()
+            # An agent run inside a framework's model call (a PydanticAI FunctionModel that runs
+            # another agent) makes model calls of its own: they must not cover the one around it.
+            if current_framework_llm_run() is not None:
+                _, self._shield = enter_framework_llm_run(None)
         except Exception as exc:
             _safety.internal_error("framework.agent_open", exc)
         return self
@@ -303,6 +309,12 @@ class AgentRun:
         try:
             entered, self._entered = self._entered, None
             token, self._otel_token = self._otel_token, None
+            shield, self._shield = self._shield, None
+            if shield is not None:
+                try:
+                    exit_framework_llm_run(shield)
+                except ValueError:
+                    pass  # closed in another context than opened: nothing of it to undo here
             if _exit_names(entered) and token is not None:
                 Unit.deactivate(token)
             if self.unit is not None:

@@ -348,15 +348,20 @@ def chat_completions(req: WireRequest) -> JsonReply | StreamReply:
         "service_tier": call.service_tier,
         "system_fingerprint": _SYSTEM_FINGERPRINT,
     }
+    finish_reason = "tool_calls" if req.tool_call else call.finish_reason
+    call_id = f"call_fake{req.serial:012d}"
     if not stream:
         message = {"role": "assistant", "content": call.generation.text, "refusal": None, "annotations": []}
+        if req.tool_call:
+            message["content"] = None
+            message["tool_calls"] = [_chat_tool_call(call_id, req.tool_call, req.tool_arguments)]
         return JsonReply(200, {
             "id": head["id"],
             "object": "chat.completion",
             "created": req.created,
             "model": call.model,
             "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": call.finish_reason}
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
             ],
             "usage": completion_usage(call),
             "service_tier": call.service_tier,
@@ -373,11 +378,21 @@ def chat_completions(req: WireRequest) -> JsonReply | StreamReply:
         return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
     chunks = [chunk([choice({"role": "assistant", "content": "", "refusal": None})])]
-    chunks += [chunk([choice({"content": piece})]) for piece in call.generation.pieces]
-    chunks.append(chunk([choice({}, call.finish_reason)]))
+    if req.tool_call:
+        opening = {**_chat_tool_call(call_id, req.tool_call, ""), "index": 0}
+        chunks.append(chunk([choice({"tool_calls": [opening]})]))
+        arguments = {"index": 0, "function": {"arguments": req.tool_arguments}}
+        chunks.append(chunk([choice({"tool_calls": [arguments]})]))
+    else:
+        chunks += [chunk([choice({"content": piece})]) for piece in call.generation.pieces]
+    chunks.append(chunk([choice({}, finish_reason)]))
     if include_usage:
         chunks.append({**chunk([]), "usage": completion_usage(call)})
     return StreamReply([sse_data(c) for c in chunks], trailer=["data: [DONE]\n\n"])
+
+
+def _chat_tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 # --- legacy completions -------------------------------------------------------------------------
@@ -444,6 +459,13 @@ def responses(req: WireRequest) -> JsonReply | StreamReply:
     has_reasoning = call.generation.reasoning_tokens > 0
     has_message = bool(text) or not call.generation.truncated
     output = [reasoning_item] if has_reasoning else []
+    function_call = None
+    if req.tool_call:  # a function call instead of the message
+        has_message = False
+        function_call = {"id": f"fc_fake{serial}", "type": "function_call", "status": "completed",
+                         "call_id": f"call_fake{serial}", "name": req.tool_call,
+                         "arguments": req.tool_arguments}  # fmt: skip
+        output.append(function_call)
     if has_message:
         output.append(message(done_status, [text_part(text)]))
 
@@ -460,6 +482,16 @@ def responses(req: WireRequest) -> JsonReply | StreamReply:
     if has_reasoning:
         events.append({"type": "response.output_item.added", "output_index": 0, "item": reasoning_item})
         events.append({"type": "response.output_item.done", "output_index": 0, "item": reasoning_item})
+    if function_call is not None:
+        index = len(output) - 1
+        events.append({"type": "response.output_item.added", "output_index": index,
+                       "item": {**function_call, "status": "in_progress", "arguments": ""}})  # fmt: skip
+        events.append({"type": "response.function_call_arguments.delta", "item_id": function_call["id"],
+                       "output_index": index, "delta": req.tool_arguments})  # fmt: skip
+        events.append({"type": "response.function_call_arguments.done", "item_id": function_call["id"],
+                       "output_index": index, "arguments": req.tool_arguments,
+                       "name": req.tool_call})  # fmt: skip
+        events.append({"type": "response.output_item.done", "output_index": index, "item": function_call})
     if has_message:
         index = len(output) - 1
         where = {"item_id": message_id, "output_index": index, "content_index": 0}

@@ -28,6 +28,10 @@ class WireRequest:
     """A number unique to this request on its server: response ids are built from it."""
     created: int
     """Unix time of the request, for ``created`` / ``created_at`` fields."""
+    tool_call: str | None = None
+    """A function to call instead of answering in text (``X-Fake-Tool-Call``; OpenAI routes)."""
+    tool_arguments: str = "{}"
+    """The arguments of that call, a JSON object as text (``X-Fake-Tool-Arguments``)."""
 
 
 @dataclass(frozen=True)

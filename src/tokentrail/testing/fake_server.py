@@ -35,6 +35,13 @@ application, another process), per request through headers:
 ``X-Fake-Flavor``
     ``openai`` (default), ``openrouter``, ``xai`` or ``deepseek``: the provider whose usage shape
     the answer carries.
+``X-Fake-Tool-Call``
+    A function name: OpenAI Chat Completions and Responses answers (streamed or not) call that
+    tool with ``{}`` (or ``X-Fake-Tool-Arguments``, a JSON object) as arguments instead of
+    answering in text (finish reason ``tool_calls``; a Responses ``function_call`` output item).
+    Usage is what the text answer's would have been.
+    An agent framework's handoff is such a call (``transfer_to_<agent>``): give the handing-off
+    agent's client the header (``default_headers``) and the next agent's none.
 
 Run it on its own with ``tokentrail fake-server`` (:func:`main`).
 """
@@ -288,7 +295,11 @@ class FakeLLMServer:
         if not parsed or not isinstance(body, dict):
             return _Answer(error(400, "We could not parse the JSON body of your request."))
 
-        request = WireRequest(body, chunks, flavor, next(self._serial), int(time.time()))
+        tool_call = headers.get("x-fake-tool-call", "").strip() or None
+        arguments = headers.get("x-fake-tool-arguments", "").strip() or "{}"
+        request = WireRequest(
+            body, chunks, flavor, next(self._serial), int(time.time()), tool_call, arguments
+        )
         try:
             reply = route.handler(request)
         except Exception as exc:  # a bug in the fake must not look like a hung or dropped call
