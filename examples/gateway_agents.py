@@ -136,6 +136,9 @@ def run(server: FakeLLMServer, topic: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--topic", default="the cost of LLM calls")
+    parser.add_argument(
+        "--runs", type=int, default=2, help="pipeline runs (default 2: the second reads the cache)"
+    )
     parser.add_argument("--ledger", default=".tokentrail/gateway-demo-ledger.sqlite")
     args = parser.parse_args(argv)
     Path(args.ledger).parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             ledger=args.ledger,
             provider_hosts={server.url.removeprefix("http://"): "openai"},
         )
-        produced = run(server, args.topic)
+        for _ in range(args.runs):
+            produced = run(server, args.topic)
     print(f"brief by {produced['agent']}: {produced['brief'][:72]}...")
     print(tokentrail.summary())
     tokentrail.uninstrument()
