@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import tokentrail
 from tokentrail import budgets as budgets_module
+from tokentrail._safety import shown_path
 from tokentrail.budgets import budget, load
 from tokentrail.config import (
     ENV_BAGGAGE,
@@ -609,7 +610,8 @@ def test_a_garbage_budgets_file_is_a_config_error_naming_the_file(tmp_path: Path
         loaded = load(path)
     except ConfigError as error:
         one_line(str(error))
-        assert str(path) in str(error)
+        # Named as the message names files: whole, or cut at its start so the file's name stays.
+        assert shown_path(path) in str(error) and path.name in str(error)
     else:
         assert loaded == ()  # garbage that parses as TOML holds no [[budget]] table: nothing to apply
 
@@ -846,3 +848,15 @@ def test_providers_must_be_a_list_of_sdk_names(providers: Any) -> None:
         )
     assert "\n" not in str(raised.value)
     assert tokentrail.instrumented() == []
+
+
+def test_a_long_path_is_cut_at_its_start_keeping_the_files_name(tmp_path: Path) -> None:
+    folder = tmp_path / ("deeply-nested-folder-" * 6)
+    folder.mkdir()
+    path = folder / "budgets.toml"
+    path.write_text("[[budget]\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    one_line(message)
+    assert "budgets.toml'" in message and len(shown_path(path)) == 80 and shown_path(path) in message

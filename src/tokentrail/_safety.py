@@ -9,6 +9,7 @@ a bug on the hot path cannot flood the application's logs.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -67,6 +68,15 @@ def reset_for_tests() -> None:
     with _lock:
         _seen.clear()
         errors_total = 0
+
+
+def shown_path(path: Any, limit: int = 80) -> str:
+    """A file path for an error message, cut to ``limit`` characters at its start, not its end: the
+    file's name is the part a reader needs (``'.../config/budgets.toml'``)."""
+    text = repr(os.fsdecode(path))
+    if len(text) <= limit:
+        return text
+    return f"{text[0]}...{text[len(text) - (limit - 4) :]}"
 
 
 def shown(value: Any, limit: int = 80) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .._safety import shown
+from .._safety import shown, shown_path
 from ..config import ConfigError
 from .budget import budget
 
@@ -25,7 +25,7 @@ def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
     """Budgets from a TOML file (``[[budget]]`` tables) or a list of budgets / mappings."""
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        named = shown(str(path))  # cut short: the message stays one line whatever the value
+        named = shown_path(path)  # cut short (at its start): the message stays one line
         try:
             if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block instrument() for ever
                 raise ConfigError(f"budgets file {named}: not a regular file; give a TOML file")

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import runtime
+from .._safety import shown_path
 from ..estimation import estimate
-from ._common import CliError, resolve_provider, shown
+from ._common import CliError, resolve_provider
 
 HELP = "estimate a request's input tokens and cost before sending it"
 
@@ -34,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _read_json(path: str, what: str) -> Any:
-    named = shown(path)
+    named = shown_path(path)
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
