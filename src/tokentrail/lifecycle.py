@@ -18,12 +18,11 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry._logs import LoggerProvider, get_logger
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -48,6 +47,9 @@ from .pricing import Cost, Pricer
 from .records import CallRecord, RequestInfo, ResponseInfo, UsagePart
 from .runtime import Runtime
 from .usage import USAGE_FIELDS, Usage
+
+if TYPE_CHECKING:
+    from opentelemetry._logs import LoggerProvider
 
 __all__ = [
     "Call",
@@ -89,7 +91,8 @@ class Telemetry:
         # proxies: they bind to the application's SDK whenever it sets one up).
         self.providers = (tracer_provider, meter_provider, logger_provider)
         # The content event is a log record, as the conventions define it (made only when asked).
-        self.logger = get_logger("tokentrail", __version__, logger_provider, schema_url=_SCHEMA_URL)
+        self._logger_provider = logger_provider
+        self._logger: Any = None
         self.runtime = Runtime(settings, pricer, start_unit=self.start_unit)
         self.sinks: list[Sink] = list(sinks)
         self.tracer = trace.get_tracer("tokentrail", __version__, tracer_provider, schema_url=_SCHEMA_URL)
@@ -195,6 +198,18 @@ class Telemetry:
         call = Call(self, request, started_at)
         call.reservations = reservations
         return call
+
+    @property
+    def logger(self) -> Any:
+        """The logger of content events, made at the first one: the logs API (about 1 ms to import)
+        is not imported at start-up for the content capture that is off by default."""
+        if self._logger is None:
+            from opentelemetry._logs import get_logger
+
+            self._logger = get_logger(
+                "tokentrail", __version__, self._logger_provider, schema_url=_SCHEMA_URL
+            )
+        return self._logger
 
     def metric_value(self, key: str, value: str) -> str:
         """``value`` if the key still has room for it on metrics, else ``_other`` (counted)."""
