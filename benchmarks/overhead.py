@@ -6,7 +6,7 @@ Run from the repository root::
     PYTHONPATH=src python benchmarks/overhead.py
         [--provider openai|anthropic|gemini|bedrock|mistral|cohere|together|ollama|all]
         [--stream-chunks 50] [--rounds 300] [--chat-calls 20] [--stream-calls 4]
-        [--clock thread|process] [--json FILE]
+        [--peers] [--json FILE]
 
 Three configurations of the same SDK call (against an in-process ``httpx2.MockTransport`` that
 answers with wire-format bodies), measured in one run:
@@ -31,10 +31,16 @@ for a non-streamed call and for a stream of ``--stream-chunks`` chunks (default 
 end. The providers are real: a ``TracerProvider`` with a ``BatchSpanProcessor`` over an exporter
 that drops spans, and a ``MeterProvider`` with an ``InMemoryMetricReader`` that is not collected while timing.
 
-Method: CPU time of the calling thread (``time.thread_time_ns``; ``--clock process`` for the whole
-process: every block then ends by finishing what it left to other threads - tokentrail's recorder
-and ledger, the span processors' export - inside its timing) over short blocks of calls (20 chat calls,
-4 streams: a few tens of ms each). Every round runs one block of each configuration back to back,
+``--peers`` (openai only) adds the other instrumentations of the same call that import in this
+venv (``benchmarks/requirements-peers.txt``: the official genai-openai, OpenInference, OpenLLMetry,
+Logfire), each a configuration of its own on the same providers.
+
+Method: two clocks over the same short blocks of calls (20 chat calls, 4 streams: a few tens of ms
+each), reported side by side: the **calling thread**'s CPU time (``time.thread_time_ns``, read when
+the block's last call returns: what the application waits for) and the **whole process**'s
+(``time.process_time_ns``, read after the block has finished what it left to other threads -
+tokentrail's recorder and ledger writer, the span processors' export - inside its timing: what the
+application pays for, on the same cores). Every round runs one block of each configuration back to back,
 chat then stream, in an order that rotates from round to round, so drifts of the machine fall on all
 of them alike; ``instrument()`` / ``uninstrument()`` and one untimed call that fills the new
 instrumentation's caches (host lookup, price card) happen between blocks, never inside one.
@@ -512,6 +518,157 @@ def together_request() -> dict[str, Any]:
     return request
 
 
+# --- other instrumentations of the same call (--peers) --------------------------------------------
+
+
+class Peer:
+    """Another OpenTelemetry instrumentation of the openai SDK, on the same providers.
+
+    Installed from ``benchmarks/requirements-peers.txt`` (see there); one that does not import is
+    left out of the run and said so. Its streams ask for ``stream_options.include_usage`` as an
+    application that wants a stream's usage from it must (tokentrail asks by itself, the floor asks
+    too): every case then records the stream's real token counts.
+    """
+
+    name = ""
+    label = ""
+    full_usage = False  # records cache-read and reasoning tokens (on the span)
+
+    def __init__(self, providers: Any, client: Any) -> None:
+        self.providers = providers
+        self.client = client
+
+    def instrument(self) -> None:
+        raise NotImplementedError
+
+    def uninstrument(self) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Finish the work this instrumentation left to other threads (its own providers')."""
+
+
+class _InstrumentorPeer(Peer):
+    module = ""
+    metrics = True
+
+    def __init__(self, providers: Any, client: Any) -> None:
+        super().__init__(providers, client)
+        import importlib
+
+        self.instrumentor = importlib.import_module(self.module).OpenAIInstrumentor()
+
+    def instrument(self) -> None:
+        options = {"tracer_provider": self.providers.tracer_provider, "skip_dep_check": True}
+        if self.metrics:
+            options["meter_provider"] = self.providers.meter_provider
+        self.instrumentor.instrument(**options)
+
+    def uninstrument(self) -> None:
+        self.instrumentor.uninstrument()
+
+
+class GenAIOpenAIPeer(_InstrumentorPeer):
+    name, label, full_usage = "genai-openai", "official genai-openai", True
+    module = "opentelemetry.instrumentation.genai.openai"
+
+
+class OpenInferencePeer(_InstrumentorPeer):
+    name, label, full_usage = "openinference", "OpenInference", True
+    module = "openinference.instrumentation.openai"
+    metrics = False  # it records spans only
+
+    def uninstrument(self) -> None:
+        super().uninstrument()
+        # Its uninstrument (0.1.66) sets OpenAI.request (and AsyncOpenAI's) to the method it found,
+        # inherited from the SDK's base client: the class then has a method of its own that hides
+        # any later patch of the base client's (tokentrail's). Taken off here, as it was before.
+        import openai
+
+        for client_class in (openai.OpenAI, openai.AsyncOpenAI):
+            if "request" in vars(client_class):
+                delattr(client_class, "request")
+
+
+class OpenLLMetryPeer(_InstrumentorPeer):
+    name, label, full_usage = "openllmetry", "OpenLLMetry", True
+    module = "opentelemetry.instrumentation.openai"
+
+    def uninstrument(self) -> None:
+        super().uninstrument()
+        # Its uninstrument (0.62.4 with opentelemetry-instrumentation 0.66b2) leaves the wrappers in
+        # place: it names "Completions.create" in the module path that unwrap() now splits on its
+        # last dot. Taken off here, or every later configuration would run through them.
+        import wrapt
+
+        for name, module in list(sys.modules.items()):
+            if not name.startswith("openai.resources") or module is None:
+                continue
+            for cls in list(vars(module).values()):
+                if not isinstance(cls, type) or cls.__module__ != name:
+                    continue
+                for attribute, value in list(vars(cls).items()):
+                    if isinstance(value, wrapt.FunctionWrapper):
+                        setattr(cls, attribute, value.__wrapped__)
+
+
+class LogfirePeer(Peer):
+    """Logfire builds its own providers (``logfire.configure``): they get the same kind of span
+    processor and exporter (a ``BatchSpanProcessor`` over an exporter that drops the spans) and an
+    in-memory metric reader, and nothing is sent anywhere."""
+
+    name, label, full_usage = "logfire", "Logfire", True
+
+    def __init__(self, providers: Any, client: Any) -> None:
+        super().__init__(providers, client)
+        import logfire
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        self.logfire = logfire.configure(
+            send_to_logfire=False,
+            console=False,
+            local=True,
+            additional_span_processors=[BatchSpanProcessor(providers.exporter)],
+            metrics=logfire.MetricsOptions(additional_readers=[InMemoryMetricReader()]),
+            inspect_arguments=False,
+        )
+        self.undo: Any = None
+
+    def instrument(self) -> None:
+        # Instruments at once; the context manager it returns undoes it on exit.
+        self.undo = self.logfire.instrument_openai(self.client)
+        self.undo.__enter__()
+
+    def uninstrument(self) -> None:
+        if self.undo is not None:
+            self.undo.__exit__(None, None, None)
+            self.undo = None
+            # Its undo (5.4.0) leaves the client the request method it found, as an attribute of the
+            # instance: a bound method that hides any later patch of the class's (tokentrail's).
+            for name in ("request", "_request"):
+                if name in vars(self.client):
+                    delattr(self.client, name)
+
+    def flush(self) -> None:
+        self.logfire.force_flush()
+
+
+PEERS: tuple[type[Peer], ...] = (GenAIOpenAIPeer, OpenInferencePeer, OpenLLMetryPeer, LogfirePeer)
+
+
+def load_peers(providers: Any, client: Any) -> tuple[list[Peer], dict[str, str]]:
+    """(the peers that import here, {name: why not} for the others)."""
+    found: list[Peer] = []
+    missing: dict[str, str] = {}
+    for peer_class in PEERS:
+        try:
+            found.append(peer_class(providers, client))
+        except Exception as exc:  # not installed, or cannot run with this openai
+            missing[peer_class.name] = f"{type(exc).__name__}: {exc}"[:200]
+    return found, missing
+
+
 @dataclass
 class Workload:
     """One provider's call, bare: what the floor wraps and tokentrail patches."""
@@ -685,19 +842,15 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
 class Bench:
     def __init__(
         self,
-        clock: str,
         provider: str = "openai",
         stream_chunks: int = STREAM_CHUNKS,
         features: bool = False,
         floor_usage: bool = True,
+        peers: bool = False,
     ) -> None:
         import tokentrail
 
         self.tokentrail = tokentrail
-        self.clock = CLOCKS[clock]
-        # With the process clock a block counts the work it leaves to other threads too: it ends by
-        # finishing that work (tokentrail's recorder and ledger, every span processor's export).
-        self.settle = clock == "process"
         self.stream_chunks = stream_chunks
         self.providers = make_providers()
         self.workload = workload(provider, stream_chunks, self.providers)
@@ -742,6 +895,30 @@ class Bench:
             ("tokentrail", "chat"): attributed(chat) if features else chat,
             ("tokentrail", "stream"): attributed(stream) if features else stream,
         }
+        # --peers (openai): the other instrumentations, each a configuration of its own.
+        self.peers: dict[str, Peer] = {}
+        self.missing_peers: dict[str, str] = {}
+        if peers and provider != "openai":
+            self.missing_peers = {"all": "the peers measured here instrument the openai SDK only"}
+        elif peers:
+            found, self.missing_peers = load_peers(self.providers, self.client)
+            completions = self.client.chat.completions
+            usage = {"stream_options": {"include_usage": True}}
+
+            # The method is looked up at each call: the peers patch the SDK's class methods (a bound
+            # method taken before they did would bypass them); tokentrail patches the SDK's request.
+            def peer_chat() -> None:
+                completions.create(**CHAT_REQUEST)
+
+            def peer_stream() -> None:
+                for _ in completions.create(**CHAT_REQUEST, stream=True, **usage):
+                    pass
+
+            for peer in found:
+                self.peers[peer.name] = peer
+                self.functions[(peer.name, "chat")] = peer_chat
+                self.functions[(peer.name, "stream")] = peer_stream
+        self.configs = (*CONFIGS, *self.peers)
 
     def instrument(self) -> None:
         # --all-features: a budget in raise mode that covers every call and is never reached, so each
@@ -757,33 +934,68 @@ class Bench:
     def uninstrument(self) -> None:
         self.tokentrail.uninstrument()
 
-    def block(self, config: str, kind: str, calls: int) -> tuple[float, float]:
-        """(CPU ns per call, wall ns per call) of one block."""
+    def block(self, config: str, kind: str, calls: int) -> tuple[float, float, float]:
+        """(calling-thread CPU ns, whole-process CPU ns, wall ns) per call, of one block.
+
+        Both clocks in the same block: the calling thread's (``time.thread_time_ns``) stops when the
+        last call returns, what the application waits for; the process's (``time.process_time_ns``)
+        goes on until the work the block left to other threads is finished (tokentrail's recorder
+        and ledger writer, the span processors' export), what the application pays for."""
         function = self.functions[(config, kind)]
+        peer = self.peers.get(config)
         if config == "tokentrail":
             self.instrument()
             function()  # untimed: fills the new instrumentation's host and price-card caches
+        elif peer is not None:
+            peer.instrument()
+            function()
         try:
-            if self.settle:
-                self.finish_pending()  # untimed: what the warm-up call and earlier blocks left
+            self.finish_pending()  # untimed: what the warm-up call and earlier blocks left
             gc.collect()
-            clock = self.clock
             wall0 = time.perf_counter_ns()
-            cpu0 = clock()
+            process0 = time.process_time_ns()
+            thread0 = time.thread_time_ns()
             for _ in range(calls):
                 function()
-            if self.settle:
-                self.finish_pending()
-            cpu1 = clock()
+            thread1 = time.thread_time_ns()
+            self.finish_pending()
+            process1 = time.process_time_ns()
             wall1 = time.perf_counter_ns()
         finally:
             if config == "tokentrail":
                 self.uninstrument()
-        return (cpu1 - cpu0) / calls, (wall1 - wall0) / calls
+            elif peer is not None:
+                peer.uninstrument()
+        return (thread1 - thread0) / calls, (process1 - process0) / calls, (wall1 - wall0) / calls
 
     def finish_pending(self) -> None:
         self.tokentrail.flush()
         self.providers.tracer_provider.force_flush()
+        for peer in self.peers.values():
+            peer.flush()
+
+    def check_peers(self) -> dict[str, int]:
+        """Each peer records a span for a chat call and for a stream (else it is not measuring
+        anything); returns the spans each one exported for the two."""
+        exported = {}
+        exporter = self.providers.exporter
+        for name, peer in self.peers.items():
+            self.finish_pending()
+            before = exporter.exported
+            peer.instrument()
+            try:
+                self.functions[(name, "chat")]()
+                self.functions[(name, "stream")]()
+            finally:
+                peer.uninstrument()
+            self.finish_pending()
+            exported[name] = exporter.exported - before
+            assert exported[name] >= 2, f"{name} exported {exported[name]} spans for two calls"
+        # A peer whose uninstrument leaves something behind must not change what the others measure:
+        # bare, the floor and tokentrail are checked again after every peer has come and gone.
+        self.fake.usage_requested = 0
+        self.check()
+        return exported
 
     def check(self) -> dict[str, Any]:
         """Prove each configuration does what it claims before timing it."""
@@ -857,38 +1069,44 @@ def run(
     chat_calls: int,
     stream_calls: int,
     warmup: int,
-    clock: str,
     quiet: bool,
     provider: str = "openai",
     stream_chunks: int = STREAM_CHUNKS,
     features: bool = False,
     floor_usage: bool = True,
+    peers: bool = False,
 ) -> dict[str, Any]:
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
     # instrument() runs before every tokentrail block; don't start a price-warming thread each time
     # (the untimed call after instrument() loads the prices instead).
     os.environ.setdefault("TOKENTRAIL_WARM_PRICES", "0")
     ledger = isolate_ledger()
-    bench = Bench(clock, provider, stream_chunks, features, floor_usage)
+    bench = Bench(provider, stream_chunks, features, floor_usage, peers)
     checked = bench.check()
-    pairs = [(config, kind) for kind in KINDS for config in CONFIGS]
+    if bench.peers:
+        checked["peer_spans_for_a_chat_and_a_stream"] = bench.check_peers()
+    configs = bench.configs
+    pairs = [(config, kind) for kind in KINDS for config in configs]
     calls = {"chat": chat_calls, "stream": stream_calls}
     for config, kind in pairs:  # warm-up: imports, caches, allocator
         bench.block(config, kind, warmup if kind == "chat" else max(1, warmup // 5))
-    cpu: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
-    wall: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+    blocks: dict[str, dict[tuple[str, str], list[float]]] = {
+        clock: {pair: [] for pair in pairs} for clock in (*CLOCKS, "wall")
+    }
     started = time.perf_counter()
+    count = len(configs)
     for round_index in range(rounds):
-        # Within a round the three configurations of a call kind run back to back (tens of ms), in
-        # an order that rotates and reverses from round to round.
+        # Within a round the configurations of a call kind run back to back (tens of ms each), in an
+        # order that rotates and reverses from round to round.
         for kind in KINDS:
-            order = list(CONFIGS[round_index % 3 :] + CONFIGS[: round_index % 3])
-            if (round_index // 3) % 2:
+            order = list(configs[round_index % count :] + configs[: round_index % count])
+            if (round_index // count) % 2:
                 order.reverse()
             for config in order:
-                cpu_ns, wall_ns = bench.block(config, kind, calls[kind])
-                cpu[(config, kind)].append(cpu_ns)
-                wall[(config, kind)].append(wall_ns)
+                thread_ns, process_ns, wall_ns = bench.block(config, kind, calls[kind])
+                blocks["thread"][(config, kind)].append(thread_ns)
+                blocks["process"][(config, kind)].append(process_ns)
+                blocks["wall"][(config, kind)].append(wall_ns)
         if not quiet and (round_index + 1) % 10 == 0:
             print(f"\rround {round_index + 1}/{rounds}", end="", file=sys.stderr, flush=True)
     if not quiet:
@@ -913,16 +1131,23 @@ def run(
             "rounds": rounds,
             "calls_per_block": calls,
             "warmup_calls": warmup,
-            "clock": f"time.{CLOCKS[clock].__name__}",
+            "clocks": {clock: f"time.{function.__name__}" for clock, function in CLOCKS.items()},
             "stream_chunks": stream_chunks,
             "stream_items": bench.workload.stream_items,
             "all_features": features,
             "floor_usage": bench.floor_usage,
+            "configs": list(configs),
+            "peers": {name: peer.label for name, peer in bench.peers.items()},
+            "peers_not_run": bench.missing_peers,
         },
         "check": {**checked, "metric_points": points},
-        "results": summarise(cpu, stream_chunks=stream_chunks),
-        "raw_cpu_ns_per_call": {f"{config}/{kind}": cpu[(config, kind)] for config, kind in pairs},
-        "raw_wall_ns_per_call": {f"{config}/{kind}": wall[(config, kind)] for config, kind in pairs},
+        "results": {
+            clock: summarise(blocks[clock], configs, stream_chunks=stream_chunks) for clock in CLOCKS
+        },
+        "raw_ns_per_call": {
+            clock: {f"{config}/{kind}": values for (config, kind), values in blocks[clock].items()}
+            for clock in blocks
+        },
     }
 
 
@@ -936,10 +1161,12 @@ def _quantile(values: list[float], q: float) -> float:
 
 def summarise(
     cpu: dict[tuple[str, str], list[float]],
+    configs: Iterable[str] = CONFIGS,
     quantile: float = 0.10,
     stream_chunks: int = STREAM_CHUNKS,
 ) -> dict[str, Any]:
-    """Two estimates of each overhead (see the module docstring), in µs per call.
+    """Two estimates of each configuration's overhead over bare (see the module docstring), in µs
+    per call, and its ratio to the floor's.
 
     ``low``: per-configuration ``quantile`` (p10) of the block times, minus bare's. Interference on a
     shared machine only ever slows a block down, so the low quantile is the code's own speed;
@@ -949,6 +1176,7 @@ def summarise(
     """
     import random
 
+    measured = [config for config in configs if config != "bare"]
     rng = random.Random(1)
     results: dict[str, Any] = {}
     for kind in KINDS:
@@ -959,19 +1187,20 @@ def summarise(
             "bare_median_us": statistics.median(bare) / 1e3,
             "bare_p90_us": _quantile(bare, 0.9) / 1e3,
         }
-        samples: dict[str, list[float]] = {"floor": [], "tokentrail": [], "ratio": []}
+        samples: dict[str, list[float]] = {config: [] for config in measured}
+        ratios: dict[str, list[float]] = {config: [] for config in measured}
         for _ in range(400):
             picks = [rng.randrange(rounds) for _ in range(rounds)]
             base = _quantile([bare[i] for i in picks], quantile)
             over = {
                 config: _quantile([cpu[(config, kind)][i] for i in picks], quantile) - base
-                for config in ("floor", "tokentrail")
+                for config in measured
             }
-            samples["floor"].append(over["floor"] / 1e3)
-            samples["tokentrail"].append(over["tokentrail"] / 1e3)
-            if over["floor"] > 0:
-                samples["ratio"].append(over["tokentrail"] / over["floor"])
-        for config in ("floor", "tokentrail"):
+            for config in measured:
+                samples[config].append(over[config] / 1e3)
+                if over["floor"] > 0:
+                    ratios[config].append(over[config] / over["floor"])
+        for config in measured:
             values = cpu[(config, kind)]
             row[f"{config}_us"] = _quantile(values, quantile) / 1e3
             row[f"{config}_overhead_us"] = row[f"{config}_us"] - row["bare_us"]
@@ -985,19 +1214,27 @@ def summarise(
                 _quantile(paired, 0.25) / 1e3,
                 _quantile(paired, 0.75) / 1e3,
             )
-        row["ratio"] = row["tokentrail_overhead_us"] / row["floor_overhead_us"]
-        # No resample with a positive floor overhead (a handful of rounds on a noisy machine): no interval.
-        row["ratio_ci90"] = (
-            (_quantile(samples["ratio"], 0.05), _quantile(samples["ratio"], 0.95))
-            if samples["ratio"]
-            else (float("nan"), float("nan"))
-        )
-        row["paired_ratio"] = row["tokentrail_paired_overhead_us"] / row["floor_paired_overhead_us"]
+        for config in measured:
+            # x floor: this configuration's overhead / the floor's (1.0 for the floor itself).
+            row[f"{config}_ratio"] = row[f"{config}_overhead_us"] / row["floor_overhead_us"]
+            # No resample with a positive floor overhead (a few rounds on a noisy machine): no interval.
+            row[f"{config}_ratio_ci90"] = (
+                (_quantile(ratios[config], 0.05), _quantile(ratios[config], 0.95))
+                if ratios[config]
+                else (float("nan"), float("nan"))
+            )
+            row[f"{config}_paired_ratio"] = (
+                row[f"{config}_paired_overhead_us"] / row["floor_paired_overhead_us"]
+            )
+        # The names of earlier reports: tokentrail's ratio.
+        row["ratio"] = row["tokentrail_ratio"]
+        row["ratio_ci90"] = row["tokentrail_ratio_ci90"]
+        row["paired_ratio"] = row["tokentrail_paired_ratio"]
         results[kind] = row
     chat, stream = results["chat"], results["stream"]
     results["per_chunk"] = {
         config: (stream[f"{config}_overhead_us"] - chat[f"{config}_overhead_us"]) / stream_chunks
-        for config in ("floor", "tokentrail")
+        for config in measured
     }
     results["per_chunk"].update(
         {
@@ -1005,7 +1242,7 @@ def summarise(
                 stream[f"{config}_paired_overhead_us"] - chat[f"{config}_paired_overhead_us"]
             )
             / stream_chunks
-            for config in ("floor", "tokentrail")
+            for config in measured
         }
     )
     results["estimator"] = f"p{round(quantile * 100)} of block times per configuration"
@@ -1050,13 +1287,22 @@ def _versions() -> dict[str, str]:
     return found
 
 
+CLOCK_TITLES = {
+    "thread": "calling thread (time.thread_time_ns: what the application waits for)",
+    "process": (
+        "whole process (time.process_time_ns, each block's deferred work - tokentrail's recorder and "
+        "ledger, span export - finished inside it: what the application pays for)"
+    ),
+}
+
+
 def table(report: dict[str, Any]) -> str:
-    results = report["results"]
     method = report["method"]
     calls = method["calls_per_block"]
     chunks = method.get("stream_chunks", STREAM_CHUNKS)
     provider = report.get("provider", "openai")
-    # The OpenAI table keeps the title it always had; the others name their provider and call.
+    configs = [config for config in method.get("configs", CONFIGS) if config != "bare"]
+    labels = {"floor": "floor", "tokentrail": "tokentrail (defaults)", **method.get("peers", {})}
     title = (
         "tokentrail overhead"
         if provider == "openai"
@@ -1066,7 +1312,7 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"{title} - {report['date']} - Python {report['machine']['python']}, "
         f"{report['machine']['cpus']} CPUs - {method['rounds']} rounds x ({calls['chat']} chat, "
-        f"{calls['stream']} stream) calls per block - {method['clock']}"
+        f"{calls['stream']} stream) calls per block"
         + (" - all features (attribution, a budget, the ledger)" if method.get("all_features") else "")
         + (
             " - the floor's stream asks for no usage (it records zero tokens)"
@@ -1074,35 +1320,47 @@ def table(report: dict[str, Any]) -> str:
             else ""
         ),
         f"tokentrail source: {report['machine']['tokentrail_source']}",
-        "",
-        f"{'':<21}{'':>9}{'--- low-quantile estimate (p10) ---':^48}{'-- paired median --':^30}",
-        f"{'call':<21}{'bare µs':>9}{'floor +µs':>11}{'tokentrail +µs':>16}{'ratio':>7} {'[90% CI]':<13}"
-        f"{'floor':>8}{'tokentrail':>11}{'ratio':>7}",
     ]
-    for kind, label in (("chat", "chat (non-streamed)"), ("stream", f"stream ({chunks} chunks)")):
-        row = results[kind]
-        lo, hi = row["ratio_ci90"]
+    for clock, results in report["results"].items():
+        chat, stream = results["chat"], results["stream"]
+        lines += [
+            "",
+            CLOCK_TITLES.get(clock, clock),
+            f"{'':<24}{'--- chat (non-streamed) ---':^40}{f'--- stream ({chunks} chunks) ---':^40}"
+            f"{'paired median +µs':>19}",
+            f"{'case':<24}{'+µs':>8}{'x floor':>9} {'[90% CI]':<13}{'':>8}{'+µs':>8}{'x floor':>9} "
+            f"{'[90% CI]':<13}{'':>8}{'chat':>8}{'stream':>9}",
+            f"{'bare (µs per call)':<24}{chat['bare_us']:>8.0f}{'':>38}{stream['bare_us']:>8.0f}",
+        ]
+        for config in configs:
+            cells = []
+            for row in (chat, stream):
+                lo, hi = row[f"{config}_ratio_ci90"]
+                interval = f"[{lo:.2f}-{hi:.2f}]" if config != "floor" else ""
+                overhead, ratio = row[f"{config}_overhead_us"], row[f"{config}_ratio"]
+                cells.append(f"{overhead:>8.0f}{ratio:>9.2f} {interval:<13}{'':>8}")
+            lines.append(
+                f"{labels.get(config, config):<24}{cells[0]}{cells[1]}"
+                f"{chat[f'{config}_paired_overhead_us']:>8.0f}{stream[f'{config}_paired_overhead_us']:>9.0f}"
+            )
+        per_chunk = results["per_chunk"]
         lines.append(
-            f"{label:<21}{row['bare_us']:>9.1f}{row['floor_overhead_us']:>11.1f}"
-            f"{row['tokentrail_overhead_us']:>16.1f}{row['ratio']:>7.2f} [{lo:.2f}-{hi:.2f}]  "
-            f"{row['floor_paired_overhead_us']:>8.1f}{row['tokentrail_paired_overhead_us']:>11.1f}"
-            f"{row['paired_ratio']:>7.2f}"
+            f"{'per chunk +µs':<24}" + "  ".join(f"{labels.get(c, c)} {per_chunk[c]:.2f}" for c in configs)
         )
-    chunk = results["per_chunk"]
     lines += [
-        f"{'per chunk (estimate)':<21}{'':>9}{chunk['floor']:>11.2f}{chunk['tokentrail']:>16.2f}"
-        f"{chunk['tokentrail'] / chunk['floor'] if chunk['floor'] > 0 else float('nan'):>7.2f}{'':<15}"
-        f"{chunk['floor_paired']:>8.2f}{chunk['tokentrail_paired']:>11.2f}",
         "",
-        "bare µs: p10 of the bare blocks' CPU µs per call "
-        f"(median chat {results['chat']['bare_median_us']:.0f}, "
-        f"stream {results['stream']['bare_median_us']:.0f}; "
-        f"p90 chat {results['chat']['bare_p90_us']:.0f}, stream {results['stream']['bare_p90_us']:.0f}).",
-        "+µs (low quantile): p10 of the configuration's blocks - p10 of bare's; CI by bootstrap over rounds.",
-        "+µs (paired median): median over rounds of (configuration - bare) in the same round.",
-        "ratio: tokentrail overhead / floor overhead (targets: chat <= 1.25, stream <= 1.5).",
+        "+µs: p10 of the configuration's blocks - p10 of bare's (CPU µs per call); x floor: that over the "
+        "floor's; 90% CI by bootstrap over rounds.",
+        "paired median: median over rounds of (configuration - bare) in the same round.",
         f"per chunk: (stream overhead - chat overhead) / {chunks}; {chunk_note}",
     ]
+    if method.get("peers"):
+        lines.append(
+            "peers: the application's streams ask for stream_options.include_usage (as the floor's do; "
+            "tokentrail asks by itself)."
+        )
+    for name, why in method.get("peers_not_run", {}).items():
+        lines.append(f"peer not run: {name} ({why})")
     if report.get("note"):
         lines.append(report["note"])
     return "\n".join(lines)
@@ -1117,7 +1375,10 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=int, default=200, help="untimed chat calls per config first (default 200)"
     )
     parser.add_argument(
-        "--clock", choices=sorted(CLOCKS), default="thread", help="CPU clock (default thread)"
+        "--peers",
+        action="store_true",
+        help="openai: also measure the other instrumentations of benchmarks/requirements-peers.txt "
+        "that import here (their venv: see that file)",
     )
     parser.add_argument(
         "--provider",
@@ -1154,12 +1415,12 @@ def main(argv: list[str] | None = None) -> int:
             args.chat_calls,
             args.stream_calls,
             args.warmup,
-            args.clock,
             args.quiet,
             provider=provider,
             stream_chunks=args.stream_chunks,
             features=args.all_features,
             floor_usage=not args.floor_without_usage,
+            peers=args.peers,
         )
         reports[provider] = report
         print(("\n" if index else "") + table(report), flush=True)

@@ -116,8 +116,8 @@ def profile(kind: str, calls: int, top: int) -> None:
 # (label, regular expression over "file:line(function)") for the recorder profile's breakdown.
 _RECORDER_PARTS = (
     (
-        "OpenTelemetry metric records (histogram.record, counter.add)",
-        r"metrics/_internal/instrument\.py:\d+\((record|add)\)",
+        "OpenTelemetry metric records (histogram.record, counter.add, tokentrail's batches of them)",
+        r"(metrics/_internal/instrument\.py:\d+\((record|add)\)|tokentrail/_metric_batch\.py:\d+\(record\))",
     ),
     ("OpenTelemetry span end attributes (set_attributes)", r"sdk/trace/__init__\.py:\d+\(set_attributes\)"),
     ("OpenTelemetry span end (end)", r"sdk/trace/__init__\.py:\d+\(end\)"),

@@ -25,7 +25,6 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
 from . import _safety, runtime
@@ -427,6 +426,14 @@ def start_unit(name: str, span_attributes: Mapping[str, str]) -> Any:
 BAGGAGE_PREFIX = "tokentrail."
 
 
+def _baggage() -> Any:
+    """The baggage API, imported at its first use: baggage is opt-in, and importing it compiles its
+    header regular expressions (a few ms of every start-up that instrument() need not pay)."""
+    from opentelemetry import baggage
+
+    return baggage
+
+
 def baggage_enabled() -> bool:
     active = runtime.current()
     return active is not None and active.settings.baggage
@@ -440,7 +447,7 @@ def with_baggage(
     current = otel_context.get_current() if context is None else context
     for key, value in values.items():
         if not key.startswith("label:"):
-            current = baggage.set_baggage(BAGGAGE_PREFIX + key, value, current)
+            current = _baggage().set_baggage(BAGGAGE_PREFIX + key, value, current)
     return current
 
 
@@ -456,7 +463,7 @@ def under_incoming_baggage(attribution: Attribution) -> Attribution:
     try:
         incoming = {
             name[len(BAGGAGE_PREFIX) :]: str(value)
-            for name, value in baggage.get_all().items()
+            for name, value in _baggage().get_all().items()
             if name.startswith(BAGGAGE_PREFIX) and name[len(BAGGAGE_PREFIX) :] in ATTRIBUTION_KEYS
         }
         if not incoming:

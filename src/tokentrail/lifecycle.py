@@ -18,17 +18,16 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry._logs import LoggerProvider, get_logger
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _fork, _safety, _waits, budgets, runtime
+from . import _fork, _metric_batch, _safety, _waits, budgets, runtime
 from . import semconv as sc
 from ._batcher import Batcher
 from ._patching import ClassPatches
@@ -48,6 +47,9 @@ from .pricing import Cost, Pricer
 from .records import CallRecord, RequestInfo, ResponseInfo, UsagePart
 from .runtime import Runtime
 from .usage import USAGE_FIELDS, Usage
+
+if TYPE_CHECKING:
+    from opentelemetry._logs import LoggerProvider
 
 __all__ = [
     "Call",
@@ -89,7 +91,8 @@ class Telemetry:
         # proxies: they bind to the application's SDK whenever it sets one up).
         self.providers = (tracer_provider, meter_provider, logger_provider)
         # The content event is a log record, as the conventions define it (made only when asked).
-        self.logger = get_logger("tokentrail", __version__, logger_provider, schema_url=_SCHEMA_URL)
+        self._logger_provider = logger_provider
+        self._logger: Any = None
         self.runtime = Runtime(settings, pricer, start_unit=self.start_unit)
         self.sinks: list[Sink] = list(sinks)
         self.tracer = trace.get_tracer("tokentrail", __version__, tracer_provider, schema_url=_SCHEMA_URL)
@@ -195,6 +198,18 @@ class Telemetry:
         call = Call(self, request, started_at)
         call.reservations = reservations
         return call
+
+    @property
+    def logger(self) -> Any:
+        """The logger of content events, made at the first one: the logs API (about 1 ms to import)
+        is not imported at start-up for the content capture that is off by default."""
+        if self._logger is None:
+            from opentelemetry._logs import get_logger
+
+            self._logger = get_logger(
+                "tokentrail", __version__, self._logger_provider, schema_url=_SCHEMA_URL
+            )
+        return self._logger
 
     def metric_value(self, key: str, value: str) -> str:
         """``value`` if the key still has room for it on metrics, else ``_other`` (counted)."""
@@ -737,14 +752,16 @@ class Call:
         span = self.span
         # Exemplars (a link from a bucket to this trace) on duration and cost only.
         exemplar_context = trace.set_span_in_context(span) if span.is_recording() else _NO_EXEMPLAR
-        telemetry.duration.record(self._end_perf - self._start, attributes, context=exemplar_context)
+        # Each instrument's values go in one batch per attribute set (_metric_batch: the SDK checks
+        # an attribute set once, not once per value).
+        record = _metric_batch.record
+        record(telemetry.duration, (self._end_perf - self._start,), attributes, exemplar_context)
         if ttfc is not None:
-            telemetry.time_to_first_chunk.record(ttfc, attributes, context=_NO_EXEMPLAR)
+            record(telemetry.time_to_first_chunk, (ttfc,), attributes, _NO_EXEMPLAR)
             # One value per chunk after the first: the time since the chunk before it.
-            record_gap = telemetry.time_per_output_chunk.record
             times = self.chunk_times
-            for index in range(1, len(times)):
-                record_gap(times[index] - times[index - 1], attributes, context=_NO_EXEMPLAR)
+            gaps = [times[index] - times[index - 1] for index in range(1, len(times))]
+            record(telemetry.time_per_output_chunk, gaps, attributes, _NO_EXEMPLAR)
         if usage is None:
             return
         if telemetry.settings.latest_experimental:
@@ -753,24 +770,33 @@ class Call:
             # A negative count (flagged in usage.problems, kept on the span and the ledger) stays
             # off the histograms, which refuse it with a line on stderr per call.
             if usage.input_tokens >= 0:
-                telemetry.token_usage.record(
-                    usage.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"}, context=_NO_EXEMPLAR
+                record(
+                    telemetry.token_usage,
+                    (usage.input_tokens,),
+                    {**attributes, sc.TOKEN_TYPE: "input"},
+                    _NO_EXEMPLAR,
                 )
             if request.operation != "embeddings" and usage.output_tokens >= 0:
-                telemetry.token_usage.record(
-                    usage.output_tokens, {**attributes, sc.TOKEN_TYPE: "output"}, context=_NO_EXEMPLAR
+                record(
+                    telemetry.token_usage,
+                    (usage.output_tokens,),
+                    {**attributes, sc.TOKEN_TYPE: "output"},
+                    _NO_EXEMPLAR,
                 )
             for name, token_type in _PART_TOKEN_TYPES:
                 amount = getattr(usage, name)
                 if amount > 0:
-                    telemetry.token_parts.add(
-                        amount, {**attributes, sc.TOKEN_TYPE: token_type}, context=_NO_EXEMPLAR
+                    record(
+                        telemetry.token_parts,
+                        (amount,),
+                        {**attributes, sc.TOKEN_TYPE: token_type},
+                        _NO_EXEMPLAR,
                     )
         if usage.problems:
             telemetry.inconsistent_usage.add(1, attributes, context=_NO_EXEMPLAR)
         if cost is not None:
             if cost.total >= 0:  # a negative cost (from negative counts) stays off the histogram
-                telemetry.cost.record(cost.total, attributes, context=exemplar_context)
+                record(telemetry.cost, (cost.total,), attributes, exemplar_context)
             return
         telemetry.unpriced_calls.add(1, attributes, context=_NO_EXEMPLAR)
         unpriced_model = unpriced or response_model or request.request_model or "?"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,10 @@ _FIELDS = {
 def load(source: str | Path | Iterable[Any]) -> tuple[budget, ...]:
     """Budgets from a TOML file (``[[budget]]`` tables) or a list of budgets / mappings."""
     if isinstance(source, str | os.PathLike):
+        # Imported here: only a budgets file needs it, and instrument() would otherwise pay for
+        # importing it (about 2 ms) at every start.
+        import tomllib
+
         path = Path(source)
         named = shown_path(path)  # cut short (at its start): the message stays one line
         try:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..config import ENV_LEDGER, ledger_location
 from ._schema import open_ledger
-from .query import Filters, report
 
 __all__ = ["spend"]
 
@@ -21,6 +20,11 @@ def spend(
     path = Path(ledger).expanduser() if ledger else ledger_location(os.environ.get(ENV_LEDGER))
     if path is None or not path.exists():
         return 0.0
+    # Imported at the first read, not with the ledger: instrument() hands this function to the
+    # budgets, and an application without a shared budget never reads; the query module takes
+    # about 2 ms of every start-up to import (tests/test_architecture.py lists it as deferred).
+    from .query import Filters, report
+
     connection = open_ledger(path, create=False)
     try:
         filters = Filters(since=since, until=until, where=dict(scope))
