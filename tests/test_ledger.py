@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -39,7 +41,7 @@ from tokentrail import _safety, ledger
 from tokentrail import semconv as sc
 from tokentrail.config import Settings, default_ledger_path
 from tokentrail.ledger import _schema
-from tokentrail.ledger.query import Filters, report
+from tokentrail.ledger.query import Filters, report, top_groups
 from tokentrail.ledger.writer import LedgerWriter
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -804,3 +806,37 @@ def connection_limit_rows() -> int:
         return max(1, probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMN_NAMES))
     finally:
         probe.close()
+
+
+@pytest.fixture(scope="module")
+def ranked_ledger(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ranked") / "ledger.sqlite"
+    now = time.time()
+    fill(path, random_records(400, seed=23, days=3, now=now))
+    return path, now
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    key=st.sampled_from(["pipeline", "agent", "model", "provider", "user", "label:team", "task", "day"]),
+    since_h=st.floats(min_value=0, max_value=80),
+    length_h=st.floats(min_value=0, max_value=80),
+    limit=st.integers(min_value=1, max_value=12),
+    where=st.sampled_from([{}, {"provider": "openai"}, {"agent": "QA"}]),
+)
+def test_top_groups_are_the_reports_first_groups(ranked_ledger, key, since_h, length_h, limit, where):
+    """The dashboard's ranked lists (summed and ranked by SQLite) equal the report's first groups."""
+    path, now = ranked_ledger
+    since = now - since_h * 3600
+    filters = Filters(since, since + length_h * 3600, where=where)
+    connection = _schema.open_ledger(path, create=False)
+    try:
+        expected = report(connection, [key], filters).groups[:limit]
+        got = top_groups(connection, key, filters, limit)
+    finally:
+        connection.close()
+    assert [g.value for g in got] == [g.value for g in expected]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.totals.calls == theirs.totals.calls
+        assert math.isclose(mine.totals.cost_usd, theirs.totals.cost_usd, rel_tol=1e-9, abs_tol=1e-12)
+        assert mine.totals.input_tokens == theirs.totals.input_tokens

@@ -50,6 +50,7 @@ from .query import (
     _LABEL,
     _TIME_KEYS,
     Filters,
+    Group,
     Report,
     Totals,
     UnknownKeyError,
@@ -303,6 +304,10 @@ class ClickHouseSource:
         result = _build(by, flat, filters, self.name)
         result.notes.append("cache savings are in the ledger (and in exports) only: the spans carry no rates")
         return result
+
+    def top_groups(self, key: str, filters: Filters | None, limit: int) -> list[Group]:
+        """The ``limit`` first groups of :meth:`report` by ``key`` (aggregated by ClickHouse)."""
+        return self.report([key], filters).groups[:limit]
 
     def trend(
         self, periods: int, *, hourly: bool = False, filters: Filters | None = None, now: float | None = None

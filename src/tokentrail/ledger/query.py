@@ -307,6 +307,50 @@ def report(
     return _build(by, flat, filters, source)
 
 
+_OUTER_MEASURES_SQL = ", ".join(
+    f"TOTAL({name})" if name.endswith("_usd") else f"SUM({name})" for name in MEASURES
+)
+
+
+def top_groups(connection: sqlite3.Connection, key: str, filters: Filters | None, limit: int) -> list[Group]:
+    """The ``limit`` first groups of ``report(connection, [key], filters)`` (most cost first), added
+    up and ranked by SQLite: the dashboard's top pipelines, out of tens of thousands, without
+    building every group in Python (a third of its first load over 1,000,000 calls)."""
+    filters = filters or Filters()
+    validate_key(key)
+    for name in filters.where:
+        validate_key(name, for_filter=True)
+    if key in _TIME_KEYS or key in RAW_ONLY_KEYS or any(name in RAW_ONLY_KEYS for name in filters.where):
+        return report(connection, [key], filters).groups[:limit]
+    since, until = filters.since, filters.until
+    first = None if since is None else math.ceil(since / BUCKET_SECONDS) * BUCKET_SECONDS
+    last = None if until is None else math.floor(until / BUCKET_SECONDS) * BUCKET_SECONDS
+    if first is not None and last is not None and first >= last:
+        return report(connection, [key], filters).groups[:limit]
+    # The same three parts report() adds up: the rollup's whole buckets, the raw calls at each edge.
+    parts = [(True, first, last)]
+    if since is not None and first is not None and since < first:
+        parts.append((False, since, first))
+    if until is not None and last is not None and last < until:
+        parts.append((False, last, until))
+    selects, params = [], []
+    for rollup, low, high in parts:
+        where, values = _where(filters, rollup=rollup, low=low, high=high)
+        measures = _ROLLUP_MEASURES_SQL if rollup else _RAW_MEASURES_SQL
+        table = "rollup" if rollup else "calls"
+        selects.append(f"SELECT {_key_sql(key, rollup=rollup)}, {measures} FROM {table}{where} GROUP BY 1")
+        params.extend(values)
+    columns = ", ".join(["k", *MEASURES])
+    # Ranked as _build ranks: most cost, then most calls, then the value (none first, as "").
+    sql = (
+        f"WITH parts({columns}) AS ({' UNION ALL '.join(selects)}) "
+        f"SELECT k, {_OUTER_MEASURES_SQL} FROM parts GROUP BY k HAVING SUM(calls) > 0 "
+        "ORDER BY TOTAL(cost_usd) DESC, SUM(calls) DESC, COALESCE(k, '') LIMIT ?"
+    )
+    rows = connection.execute(sql, [*params, limit]).fetchall()
+    return [Group(key, None if row[0] is None else str(row[0]), Totals(*_sums(row[1:]))) for row in rows]
+
+
 def _build(
     by: Sequence[str], flat: Mapping[tuple[Any, ...], list[Any] | Totals], filters: Filters, source: str
 ) -> Report:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from . import details, query
 from .details import ModelLatency
-from .query import Filters, Report, Totals
+from .query import Filters, Group, Report, Totals
 
 __all__ = ["CallSource", "LedgerSource", "spend_reader"]
 
@@ -28,6 +28,10 @@ class CallSource(Protocol):
     """How reports name the source: ``ledger <path>``, ``clickhouse <url> <db>.<table>``."""
 
     def report(self, by: Sequence[str] = (), filters: Filters | None = None) -> Report: ...
+
+    def top_groups(self, key: str, filters: Filters | None, limit: int) -> list[Group]:
+        """The ``limit`` first groups of ``report([key], filters)``."""
+        ...
 
     def trend(
         self, periods: int, *, hourly: bool = False, filters: Filters | None = None, now: float | None = None
@@ -62,6 +66,9 @@ class LedgerSource:
 
     def report(self, by: Sequence[str] = (), filters: Filters | None = None) -> Report:
         return query.report(self.connection, by, filters, source=self.name)
+
+    def top_groups(self, key: str, filters: Filters | None, limit: int) -> list[Group]:
+        return query.top_groups(self.connection, key, filters, limit)
 
     def trend(
         self, periods: int, *, hourly: bool = False, filters: Filters | None = None, now: float | None = None
