@@ -296,8 +296,8 @@ def overview(
         "cache": _cache(totals),
         "budgets": budget_panel(source, budgets_file, now),
         "top": {
-            "pipelines": _top(source.report(["pipeline"], filters).groups),
-            "agents": _top(source.report(["agent"], filters).groups),
+            "pipelines": _top(source.top_groups("pipeline", filters, TOP_N)),
+            "agents": _top(source.top_groups("agent", filters, TOP_N)),
         },
         "models": models,
         "unpriced": {"calls": totals.unpriced_calls, "catalogue": pricer.catalogue_version},
