@@ -7,7 +7,10 @@ are covered too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import sys
+from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 import wrapt
@@ -38,3 +41,30 @@ class ClassPatches:
 
     def __bool__(self) -> bool:
         return bool(self._originals)
+
+
+class ImportHooks:
+    """Calls ``on_import(name, module)`` for each of ``modules`` when the application imports it, at
+    once if it already has: nothing is imported from a framework before the application imports it.
+
+    wrapt's post-import hooks cannot be removed, so they are registered once per process; a later
+    :meth:`run` (instrumenting again after ``uninstrument()``) calls back for the modules already
+    imported. The name is the one registered (while a package imports, ``module.__name__`` may not
+    be it yet).
+    """
+
+    def __init__(self, modules: Iterable[str], on_import: Callable[[str, ModuleType], None]) -> None:
+        self._modules = tuple(modules)
+        self._on_import = on_import
+        self._registered = False
+
+    def run(self) -> None:
+        if not self._registered:
+            self._registered = True
+            for name in self._modules:  # runs now if already imported
+                wrapt.register_post_import_hook(functools.partial(self._on_import, name), name)
+            return
+        for name in self._modules:
+            module = sys.modules.get(name)
+            if module is not None:
+                self._on_import(name, module)

@@ -34,20 +34,16 @@ of CrewAI's.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-import wrapt
-
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches
+from .._patching import ClassPatches, ImportHooks
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall, WorkflowRun
@@ -329,22 +325,14 @@ class Instrumentation:
     def __init__(self) -> None:
         self._patches = ClassPatches()
         self._installed = False
-        self._hooks_registered = False
+        self._hooks = ImportHooks((_CREW_MODULE, _AGENT_MODULE, *_LLM_MODULES), self._on_import)
         self._base_llm: type | None = None
 
     def install(self) -> None:
         if self._installed:
             return
         self._installed = True
-        modules = (_CREW_MODULE, _AGENT_MODULE, *_LLM_MODULES)
-        if not self._hooks_registered:
-            self._hooks_registered = True
-            for name in modules:  # runs now if already imported
-                wrapt.register_post_import_hook(functools.partial(self._on_import, name), name)
-        else:
-            for name in modules:
-                if name in sys.modules:
-                    self._on_import(name, sys.modules[name])
+        self._hooks.run()
 
     def remove(self) -> None:
         self._installed = False

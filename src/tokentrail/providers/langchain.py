@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -47,13 +46,12 @@ from types import ModuleType
 from typing import Any, TypeVar
 from uuid import UUID
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches
+from .._patching import ClassPatches, ImportHooks
 from ..context import (
     MAX_VALUE_LENGTH,
     Attribution,
@@ -605,21 +603,15 @@ class Instrumentation:
         self._manager_types: tuple[type, ...] = ()
         self._patches = ClassPatches()
         self._installed = False
-        self._hooks_registered = False
+        self._hooks = ImportHooks(
+            (_MANAGERS, *_CHILD_CONTEXT_MODULES), lambda _name, module: self._on_import(module)
+        )
 
     def install(self) -> None:
         if self._installed:
             return
         self._installed = True
-        modules = (_MANAGERS, *_CHILD_CONTEXT_MODULES)
-        if not self._hooks_registered:
-            self._hooks_registered = True
-            for name in modules:
-                wrapt.register_post_import_hook(self._on_import, name)  # runs now if already imported
-        else:
-            for name in modules:
-                if name in sys.modules:
-                    self._on_import(sys.modules[name])
+        self._hooks.run()
 
     def remove(self) -> None:
         self._installed = False

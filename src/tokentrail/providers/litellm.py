@@ -53,7 +53,7 @@ import wrapt
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches
+from .._patching import ClassPatches, ImportHooks
 from ..lifecycle import recording
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
@@ -668,17 +668,13 @@ class Instrumentation:
     def __init__(self) -> None:
         self._patches = ClassPatches()
         self._installed = False
-        self._hook_registered = False
+        self._hooks = ImportHooks(("litellm",), lambda _name, module: self._on_import(module))
 
     def install(self) -> None:
         if self._installed:
             return
         self._installed = True
-        if not self._hook_registered:
-            self._hook_registered = True
-            wrapt.register_post_import_hook(self._on_import, "litellm")  # runs now if imported
-        elif "litellm" in sys.modules:
-            self._on_import(sys.modules["litellm"])
+        self._hooks.run()
 
     def remove(self) -> None:
         self._installed = False

@@ -31,18 +31,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from types import ModuleType
 from typing import Any
 
-import wrapt
-
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches
+from .._patching import ClassPatches, ImportHooks
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall
@@ -174,7 +171,9 @@ class Instrumentation:
     def __init__(self) -> None:
         self._patches = ClassPatches()
         self._installed = False
-        self._hooks_registered = False
+        self._hooks = ImportHooks(
+            (_SPANS_MODULE, *_MODEL_CLASSES), lambda _name, module: self._on_import(module)
+        )
         # id(agent span) -> (the span, its run): spans have __slots__ and no weak references.
         self._agent_runs: dict[int, tuple[Any, AgentRun]] = {}
         self._lock = threading.Lock()
@@ -183,15 +182,7 @@ class Instrumentation:
         if self._installed:
             return
         self._installed = True
-        modules = (_SPANS_MODULE, *_MODEL_CLASSES)
-        if not self._hooks_registered:
-            self._hooks_registered = True
-            for name in modules:
-                wrapt.register_post_import_hook(self._on_import, name)  # runs now if already imported
-        else:
-            for name in modules:
-                if name in sys.modules:
-                    self._on_import(sys.modules[name])
+        self._hooks.run()
 
     def remove(self) -> None:
         self._installed = False

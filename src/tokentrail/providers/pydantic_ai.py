@@ -34,11 +34,9 @@ from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
 
-import wrapt
-
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches
+from .._patching import ClassPatches, ImportHooks
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall
@@ -174,22 +172,16 @@ class Instrumentation:
     def __init__(self) -> None:
         self._patches = ClassPatches()
         self._installed = False
-        self._hooks_registered = False
+        self._hooks = ImportHooks(
+            (_AGENT_MODULE, *_MODEL_MODULES), lambda _name, module: self._on_import(module)
+        )
         self._lock = threading.Lock()
 
     def install(self) -> None:
         if self._installed:
             return
         self._installed = True
-        modules = (_AGENT_MODULE, *_MODEL_MODULES)
-        if not self._hooks_registered:
-            self._hooks_registered = True
-            for name in modules:
-                wrapt.register_post_import_hook(self._on_import, name)  # runs now if already imported
-        else:
-            for name in modules:
-                if name in sys.modules:
-                    self._on_import(sys.modules[name])
+        self._hooks.run()
 
     def remove(self) -> None:
         self._installed = False
