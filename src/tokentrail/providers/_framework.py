@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 from opentelemetry import context as otel_context
 
@@ -259,49 +259,53 @@ class ModelCall:
             _safety.internal_error("framework.report", exc)
 
 
-class AgentRun:
-    """An agent's run (an agent SDK's ``Runner.run``, a PydanticAI ``Agent.run``, a CrewAI task's
-    agent): a roll-up span ``invoke_agent {name}`` that adds up the calls inside it, whose calls
-    carry the agent's name (``gen_ai.agent.name``) unless the application named one itself.
+class _NamedRun:
+    """A framework's unit of work around model calls, as a roll-up span that adds up the calls
+    inside it and names them (``KEY``: the attribution key its name sets, under the application's
+    own). It carries only ``tokentrail.rollup.*`` totals, never a call's ``gen_ai.usage.*``: the
+    calls inside are the counted ones. ``close`` in the context ``open`` ran in. Every method is
+    guarded; opening an open run does nothing (``with Run(name).open(names):`` is one opening)."""
 
-    The span carries only ``tokentrail.rollup.*`` totals, never a call's ``gen_ai.usage.*``: the
-    calls inside are the counted ones. ``close`` in the context ``open`` ran in; a handoff closes
-    one run and opens the next agent's. Every method is guarded.
-    """
+    KEY = ""
+    SPAN = ""
+    """The span's name before the run's name (``invoke_agent``, ``workflow``)."""
+    OPERATION: str | None = None
+    """``gen_ai.operation.name`` on the span, if the conventions give it one."""
+    SHIELDS = False
+    """Opened inside a framework's model call, whether its own calls are model calls of their own."""
 
     __slots__ = ("_entered", "_opened", "_otel_token", "_shield", "name", "unit")
 
     def __init__(self, name: str) -> None:
-        self.name = str(name)[:MAX_VALUE_LENGTH] or "agent"
+        self.name = str(name)[:MAX_VALUE_LENGTH] or self.SPAN.rsplit("_", 1)[-1]
         self.unit: Unit | None = None
         self._opened = False
         self._entered: _Entered | None = None
         self._otel_token: object = None
         self._shield: Token[FrameworkLLMRun | None] | None = None
 
-    def open(self, names: Mapping[str, str | None] | None = None) -> AgentRun:
+    def open(self, names: Mapping[str, str | None] | None = None) -> Self:
         """Open the roll-up span and name the calls inside; ``names`` adds other attribution keys
-        (``agent_id``, ``task``, ``label:workflow``) with the same precedence as the name. Opening
-        an open run does nothing (``with AgentRun(name).open(names):`` is one opening)."""
+        (``agent_id``, ``task``, ``label:workflow``) with the same precedence as the name."""
         if self._opened:
             return self
         self._opened = True
         try:
             if recording() is None:
                 return self
-            given = {"agent": self.name, **(names or {})}
+            given = {self.KEY: self.name, **(names or {})}
             attribution = names_under(current_attribution(), given)
-            span_attributes = {**attribution.span_attributes, sc.OPERATION_NAME: "invoke_agent"}
-            self.unit = start_unit(f"invoke_agent {self.name}", span_attributes)
+            span_attributes = dict(attribution.span_attributes)
+            if self.OPERATION is not None:
+                span_attributes[sc.OPERATION_NAME] = self.OPERATION
+            self.unit = start_unit(f"{self.SPAN} {self.name}", span_attributes)
             self._entered = _enter_names(given, self.unit)
             if self.unit is not None:
                 self._otel_token = self.unit.activate()
-            # An agent run inside a framework's model call (a PydanticAI FunctionModel that runs
-            # another agent) makes model calls of its own: they must not cover the one around it.
-            if current_framework_llm_run() is not None:
+            if self.SHIELDS and current_framework_llm_run() is not None:
                 _, self._shield = enter_framework_llm_run(None)
         except Exception as exc:
-            _safety.internal_error("framework.agent_open", exc)
+            _safety.internal_error(f"framework.{self.SPAN}_open", exc)
         return self
 
     def close(self, error: BaseException | None = None) -> None:
@@ -320,67 +324,38 @@ class AgentRun:
             if self.unit is not None:
                 self.unit.end(error)
         except Exception as exc:
-            _safety.internal_error("framework.agent_close", exc)
+            _safety.internal_error(f"framework.{self.SPAN}_close", exc)
 
-    def __enter__(self) -> AgentRun:
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.close(exc)
 
 
-class WorkflowRun:
-    """A framework's workflow run around its agents (a CrewAI crew's kickoff): a roll-up span
-    ``workflow {name}`` that adds up every call inside it, whose calls carry the workflow's name
-    (the ``label:workflow`` attribution key) unless the application set one itself.
+class AgentRun(_NamedRun):
+    """An agent's run (an agent SDK's ``Runner.run``, a PydanticAI ``Agent.run``, a CrewAI task's
+    agent): a roll-up span ``invoke_agent {name}`` whose calls carry the agent's name
+    (``gen_ai.agent.name``) unless the application named one itself. A handoff closes one run and
+    opens the next agent's.
 
-    Like :class:`AgentRun` it carries only ``tokentrail.rollup.*`` totals, and no
-    ``gen_ai.operation.name``: it is no model call and no agent. ``close`` in the context ``open``
-    ran in. Every method is guarded.
+    Opened inside a framework's model call (a PydanticAI ``FunctionModel`` that runs another agent),
+    it shields that call: the inner agent's model calls are its own and do not cover the one around.
     """
 
-    __slots__ = ("_entered", "_opened", "_otel_token", "name", "unit")
+    KEY = "agent"
+    SPAN = "invoke_agent"
+    OPERATION = "invoke_agent"
+    SHIELDS = True
+    __slots__ = ()
 
-    def __init__(self, name: str) -> None:
-        self.name = str(name)[:MAX_VALUE_LENGTH] or "workflow"
-        self.unit: Unit | None = None
-        self._opened = False
-        self._entered: _Entered | None = None
-        self._otel_token: object = None
 
-    def open(self, names: Mapping[str, str | None] | None = None) -> WorkflowRun:
-        """Open the roll-up span and name the calls inside; ``names`` adds other attribution keys.
-        Opening an open run does nothing."""
-        if self._opened:
-            return self
-        self._opened = True
-        try:
-            if recording() is None:
-                return self
-            given = {"label:workflow": self.name, **(names or {})}
-            attribution = names_under(current_attribution(), given)
-            self.unit = start_unit(f"workflow {self.name}", attribution.span_attributes)
-            self._entered = _enter_names(given, self.unit)
-            if self.unit is not None:
-                self._otel_token = self.unit.activate()
-        except Exception as exc:
-            _safety.internal_error("framework.workflow_open", exc)
-        return self
+class WorkflowRun(_NamedRun):
+    """A framework's workflow run around its agents (a CrewAI crew's kickoff): a roll-up span
+    ``workflow {name}`` whose calls carry the workflow's name (the ``label:workflow`` attribution
+    key) unless the application set one itself. No ``gen_ai.operation.name``: it is no model call
+    and no agent."""
 
-    def close(self, error: BaseException | None = None) -> None:
-        """End the span (its totals are set once the calls inside have been added up)."""
-        try:
-            entered, self._entered = self._entered, None
-            token, self._otel_token = self._otel_token, None
-            if _exit_names(entered) and token is not None:
-                Unit.deactivate(token)
-            if self.unit is not None:
-                self.unit.end(error)
-        except Exception as exc:
-            _safety.internal_error("framework.workflow_close", exc)
-
-    def __enter__(self) -> WorkflowRun:
-        return self.open()
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.close(exc)
+    KEY = "label:workflow"
+    SPAN = "workflow"
+    __slots__ = ()
