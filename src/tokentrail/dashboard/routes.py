@@ -107,6 +107,7 @@ def add_dashboard(
                     view,
                     budgets_file=budgets_file,
                     pricer=pricer,
+                    alongside=reading,
                 )
             except ValueError as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from None

@@ -8,6 +8,9 @@ same filters. The page renders this dict and nothing else (``/v1/dashboard`` ser
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -261,15 +264,71 @@ def overview(
     budgets_file: str | Path | None = None,
     pricer: Pricer | None = None,
     now: float | None = None,
+    alongside: Callable[[], AbstractContextManager[CallSource]] | None = None,
 ) -> dict[str, Any]:
     """The figures the rollup answers (the page's first load): spend and tokens over time, the
     cache, budgets with forecasts, the most expensive pipelines and agents, the model table.
+
+    ``alongside`` opens a second source over the same calls (the ledger, opened again): given, the
+    top pipelines and agents are read from it on another thread while ``source`` answers the rest.
     Raises ValueError for a bad view setting."""
     now = time.time() if now is None else now
     pricer = pricer or Pricer()
     since, until = view.bounds(now)
     filters = view.filters(since, until)
-    by_model = source.report(["model"], filters)
+    if alongside is None:
+        top = _top_pipelines_and_agents(source, filters)
+        figures = _rollup_figures(source, view, filters, since, until, budgets_file, now)
+    else:
+        # Over 1,000,000 calls the top groups are half of the first load's reading (0.4 of 0.8 s).
+        # SQLite lets the GIL go while it runs a query, so on a second connection and thread the two
+        # halves overlap on two cores; a view's figures are read statement by statement either way.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentrail-overview") as pool:
+            pending = pool.submit(_read_top, alongside, filters)
+            figures = _rollup_figures(source, view, filters, since, until, budgets_file, now)
+            top = pending.result()
+    return _assemble(view, since, until, now, pricer, figures, top)
+
+
+def _read_top(alongside: Callable[[], AbstractContextManager[CallSource]], filters: Filters) -> dict[str, Any]:
+    with alongside() as other:
+        return _top_pipelines_and_agents(other, filters)
+
+
+def _top_pipelines_and_agents(source: CallSource, filters: Filters) -> dict[str, Any]:
+    return {
+        "pipelines": _top(source.top_groups("pipeline", filters, TOP_N)),
+        "agents": _top(source.top_groups("agent", filters, TOP_N)),
+    }
+
+
+def _rollup_figures(
+    source: CallSource,
+    view: View,
+    filters: Filters,
+    since: float,
+    until: float,
+    budgets_file: str | Path | None,
+    now: float,
+) -> dict[str, Any]:
+    """Everything but the top groups: the model table, the series, the budgets."""
+    return {
+        "by_model": source.report(["model"], filters),
+        "series": _series(source, view, since, until),
+        "budgets": budget_panel(source, budgets_file, now),
+    }
+
+
+def _assemble(
+    view: View,
+    since: float,
+    until: float,
+    now: float,
+    pricer: Pricer,
+    figures: dict[str, Any],
+    top: dict[str, Any],
+) -> dict[str, Any]:
+    by_model = figures["by_model"]
     totals = by_model.totals
     models = [
         {
@@ -292,13 +351,10 @@ def overview(
         "generated_at": _iso(now),
         "catalogue": pricer.catalogue_version,
         "totals": totals.as_dict(),
-        **_series(source, view, since, until),
+        **figures["series"],
         "cache": _cache(totals),
-        "budgets": budget_panel(source, budgets_file, now),
-        "top": {
-            "pipelines": _top(source.top_groups("pipeline", filters, TOP_N)),
-            "agents": _top(source.top_groups("agent", filters, TOP_N)),
-        },
+        "budgets": figures["budgets"],
+        "top": top,
         "models": models,
         "unpriced": {"calls": totals.unpriced_calls, "catalogue": pricer.catalogue_version},
     }
