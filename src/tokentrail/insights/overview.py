@@ -290,7 +290,9 @@ def overview(
     return _assemble(view, since, until, now, pricer, figures, top)
 
 
-def _read_top(alongside: Callable[[], AbstractContextManager[CallSource]], filters: Filters) -> dict[str, Any]:
+def _read_top(
+    alongside: Callable[[], AbstractContextManager[CallSource]], filters: Filters
+) -> dict[str, Any]:
     with alongside() as other:
         return _top_pipelines_and_agents(other, filters)
 
