@@ -128,8 +128,9 @@ def test_import_linter_layers_hold() -> None:
 OPTIONAL_EXTRA_MODULES = {"tokentrail.ledger.api", "tokentrail.dashboard.app"}
 # Modules imported at their first use to keep them out of `import tokentrail; instrument()` (start-up
 # within 40 ms, issue 19), each where it is used, in a layer above it (lint-imports checks those
-# imports too): the ledger's queries, needed only when a shared budget reads the ledger.
-DEFERRED_FOR_START_UP = {"tokentrail.ledger.query"}
+# imports too): the ledger's queries, needed only when a shared budget reads the ledger; the pre-flight
+# estimate, needed only when a budget reserves a call's cost or the application asks for one.
+DEFERRED_FOR_START_UP = {"tokentrail.ledger.query", "tokentrail.estimation", "tokentrail"}
 
 
 def test_no_function_local_import_of_a_tokentrail_module() -> None:

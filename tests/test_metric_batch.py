@@ -6,10 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    Counter,
+    ExemplarFilter,
+    Histogram,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.trace import TracerProvider
@@ -140,3 +150,52 @@ def test_an_unhashable_attribute_value_is_recorded_all_the_same():
     _metric_batch.record(histogram, [1.0, 2.0], attributes, otel_context.Context())
     (point,) = _points(reader)["h"]
     assert point["count"] == 2 and point["attributes"]["list"] == ("a", "b")
+
+
+def _histogram_points(batched: bool, values: list[float], boundaries: list[float], **provider: Any):
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader], **provider).get_meter("test")
+    histogram = meter.create_histogram("h", explicit_bucket_boundaries_advisory=boundaries)
+    span = TracerProvider().get_tracer("test").start_span("call")
+    for context in (otel_context.Context(), trace.set_span_in_context(span)):
+        if batched:
+            _metric_batch.record(histogram, values, ATTRIBUTES, context)
+        else:
+            for value in values:
+                histogram.record(value, ATTRIBUTES, context=context)
+    return _points(reader)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.integers(0, 10**7), st.floats(0, 1e4, allow_nan=False, allow_infinity=False)),
+        min_size=1,
+        max_size=60,
+    ),
+    boundaries=st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=12, unique=True).map(sorted),
+)
+def test_a_batch_counts_sums_and_bounds_as_value_by_value(values, boundaries):
+    # The stream's chunk gaps and the token counts take the histogram's own fields under one lock:
+    # the buckets, the sum (added in the same order, so equal to the last bit), min and max.
+    assert _histogram_points(True, values, boundaries) == _histogram_points(False, values, boundaries)
+
+
+class _SamplesLargeValues(ExemplarFilter):
+    """A filter whose answer depends on the value: asked for every value, as the SDK asks it."""
+
+    def should_sample(self, value: float, time_unix_nano: int, attributes: Any, context: Any) -> bool:
+        return value >= 1.0
+
+
+@pytest.mark.parametrize(
+    "exemplar_filter",
+    [AlwaysOnExemplarFilter(), AlwaysOffExemplarFilter(), TraceBasedExemplarFilter(), _SamplesLargeValues()],
+    ids=["always-on", "always-off", "trace-based", "by-value"],
+)
+def test_every_exemplar_filter_samples_as_value_by_value(exemplar_filter):
+    batched = _histogram_points(True, VALUES, [0.01, 0.1, 1, 10], exemplar_filter=exemplar_filter)
+    plain = _histogram_points(False, VALUES, [0.01, 0.1, 1, 10], exemplar_filter=exemplar_filter)
+    assert batched == plain
+    sampled = any(point["exemplars"] for point in batched["h"])
+    assert sampled == (not isinstance(exemplar_filter, AlwaysOffExemplarFilter))

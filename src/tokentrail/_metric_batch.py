@@ -20,6 +20,7 @@ by value, as before. ``tests/test_metric_batch.py`` holds the two paths to the s
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from time import time_ns
 from typing import Any
@@ -38,13 +39,16 @@ def _load() -> tuple[Any, ...] | None:
             _hash_attributes,
             _ViewInstrumentMatch,
         )
+        from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
+        from opentelemetry.sdk.metrics._internal.exemplar import exemplar_filter
         from opentelemetry.sdk.metrics._internal.measurement import Measurement
         from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
         from opentelemetry.sdk.version import __version__
     except ImportError:
         return None
     # Read for 1.45 (the Measurement fields, _hash_attributes keys, _get_or_create_aggregation under
-    # the match's lock, _reset_on_collect): another minor may change any of them.
+    # the match's lock, _reset_on_collect, the explicit-bucket histogram's fields and aggregate()):
+    # another minor may change any of them.
     if tuple(__version__.split(".")[:2]) != ("1", "45"):
         return None
     needed = (
@@ -53,15 +57,25 @@ def _load() -> tuple[Any, ...] | None:
         "__slots__" not in Measurement.__dict__,  # its fields are set through __dict__ below
         tuple(Measurement.__dataclass_fields__)
         == ("value", "time_unix_nano", "instrument", "context", "attributes"),
+        hasattr(_ExplicitBucketHistogramAggregation, "_get_empty_bucket_counts"),
     )
     if not all(needed):
         return None
+    # The SDK's own filters answer from the context alone (never the value, time or attributes):
+    # asked once per batch. Any other filter is asked for every value, as the SDK asks it.
+    per_context = (
+        exemplar_filter.AlwaysOnExemplarFilter,
+        exemplar_filter.AlwaysOffExemplarFilter,
+        exemplar_filter.TraceBasedExemplarFilter,
+    )
     return (
         _clean_attribute_value,
         _hash_attributes,
         Measurement,
         SynchronousMeasurementConsumer,
         (sdk_instrument.Histogram, sdk_instrument.Counter),
+        _ExplicitBucketHistogramAggregation,
+        per_context,
     )
 
 
@@ -86,17 +100,56 @@ _PREPARED: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
 _PREPARED_LIMIT = 4096
 
 
+class _Plan:
+    """What recording on one SDK instrument needs that does not change from call to call: its
+    measurement consumer, the exemplar filter, and the view matches of every reader (the SDK fixes
+    an instrument's matches the first time it records and never changes them)."""
+
+    __slots__ = (
+        "consumer",
+        "instrument",
+        "is_histogram",
+        "last",
+        "matches",
+        "per_context",
+        "should_sample",
+    )
+
+    def __init__(self, real: Any) -> None:
+        self.instrument = real
+        self.is_histogram = hasattr(real, "record")
+        self.consumer = real._measurement_consumer
+        exemplar_filter = self.consumer._sdk_config.exemplar_filter
+        self.should_sample = exemplar_filter.should_sample
+        self.per_context = type(exemplar_filter) in _INTERNALS[6]  # type: ignore[index]
+        # (the last context asked about, the answer), one tuple so threads read a matching pair:
+        # contexts are immutable, and most records of a call share the one offering no exemplar.
+        self.last: tuple[Any, bool] = (_NOT_ASKED, False)
+        self.matches = tuple(
+            match
+            for storage in self.consumer._reader_storages.values()
+            for match in storage._get_or_init_view_instrument_match(real)
+        )
+
+
+_NOT_ASKED = object()
+
+# id(the instrument tokentrail holds) -> (that instrument, the plan of the SDK instrument behind it):
+# a handful of instruments per Telemetry; the instrument is kept so that its id is not reused.
+_PLANS: dict[int, tuple[Any, _Plan]] = {}
+
+
 def record(instrument: Any, values: Sequence[float], attributes: Mapping[str, Any], context: Any) -> None:
     """Record each of ``values`` on ``instrument`` (a histogram's ``record``, a counter's ``add``)
     with ``attributes`` and ``context`` (for exemplars)."""
     if not values:
         return
-    real = _fast_instrument(instrument)
-    if real is None:
+    plan = _plan(instrument)
+    if plan is None:
         _one_by_one(instrument, values, attributes, context)
         return
     try:
-        _record_fast(real, values, attributes, context)
+        _record_fast(plan, values, attributes, context)
     except Exception as exc:  # an SDK that is not what the check above took it for
         _safety.internal_error("metrics.batch", exc)
 
@@ -109,17 +162,23 @@ def _one_by_one(
         method(value, attributes, context=context)
 
 
-def _fast_instrument(instrument: Any) -> Any:
-    """The SDK instrument behind ``instrument`` if the fast path applies to it, else None."""
+def _plan(instrument: Any) -> _Plan | None:
+    """The plan of the SDK instrument behind ``instrument`` if the fast path applies to it, else None."""
+    found = _PLANS.get(id(instrument))
+    if found is not None and found[0] is instrument:
+        plan = found[1]
+        return plan if plan.instrument._is_enabled() else None
     if not supported():
         return None
     kinds = _INTERNALS[4]  # type: ignore[index]
     real = instrument if isinstance(instrument, kinds) else getattr(instrument, "_real_instrument", None)
     if real is None or not isinstance(real, kinds):
-        return None
+        return None  # not kept: an API proxy may be bound to an SDK instrument later
     if type(getattr(real, "_measurement_consumer", None)) is not _INTERNALS[3] or not real._is_enabled():
         return None
-    return real
+    plan = _Plan(real)
+    _PLANS[id(instrument)] = (instrument, plan)
+    return plan
 
 
 def _prepared(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -139,51 +198,101 @@ def _prepared(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     return found
 
 
-def _record_fast(real: Any, values: Sequence[float], attributes: Mapping[str, Any], context: Any) -> None:
-    measurement_class = _INTERNALS[2]  # type: ignore[index]
-    cleaned, key = _prepared(attributes)
-    consumer = real._measurement_consumer
-    should_sample = consumer._sdk_config.exemplar_filter.should_sample
-    now = time_ns()
-    new = object.__new__
-    measurements = []
-    samples = []
-    is_histogram = hasattr(real, "record")
+def _record_fast(plan: _Plan, values: Sequence[float], attributes: Mapping[str, Any], context: Any) -> None:
+    real = plan.instrument
+    kept_values = []
     for value in values:
         if not math.isfinite(value) or value < 0:
             # The SDK's own path refuses it, with its warning.
-            (real.record if is_histogram else real.add)(value, attributes, context=context)
+            (real.record if plan.is_histogram else real.add)(value, attributes, context=context)
             continue
-        # A Measurement as the SDK builds it, without its __post_init__ cleaning the same
-        # attributes again: they were cleaned once above (a plain dataclass: its fields are its
-        # __dict__).
-        measurement = new(measurement_class)
-        measurement.__dict__.update(
-            value=value, time_unix_nano=now, instrument=real, context=context, attributes=cleaned
-        )
-        measurements.append(measurement)
-        samples.append(should_sample(value, now, cleaned, context))
-    if not measurements:
+        kept_values.append(value)
+    if not kept_values:
         return
+    cleaned, key = _prepared(attributes)
+    now = time_ns()
+    should_sample = plan.should_sample
+    if plan.per_context:
+        last_context, sample = plan.last
+        if context is not last_context:
+            sample = should_sample(kept_values[0], now, cleaned, context)
+            plan.last = (context, sample)
+        samples = [sample] * len(kept_values)
+    else:
+        samples = [should_sample(value, now, cleaned, context) for value in kept_values]
+    measurements: list[Any] | None = None  # built only if a value is sampled or not a histogram's
     hash_attributes = _INTERNALS[1]  # type: ignore[index]
-    for storage in consumer._reader_storages.values():
-        for match in storage._get_or_init_view_instrument_match(real):
-            kept = match._view._attribute_keys
-            if kept is None:
-                match_attributes, match_key = cleaned, key
-            else:
-                match_attributes = {k: v for k, v in cleaned.items() if k in kept}
-                match_key = hash_attributes(match_attributes)
-            if match._reset_on_collect:
-                # As the SDK does: collect() discards the aggregations, so aggregate under the lock.
-                with match._lock:
-                    aggregation = match._get_or_create_aggregation(match_key, dict(match_attributes))
-                    for measurement, sample in zip(measurements, samples, strict=True):
-                        aggregation.aggregate(measurement, sample)
-                continue
-            aggregation = match._attributes_aggregation.get(match_key)
-            if aggregation is None:
-                with match._lock:  # a copy: the aggregation keeps the attributes it is given
-                    aggregation = match._get_or_create_aggregation(match_key, dict(match_attributes))
-            for measurement, sample in zip(measurements, samples, strict=True):
-                aggregation.aggregate(measurement, sample)
+    histogram_class = _INTERNALS[5]  # type: ignore[index]
+    for match in plan.matches:
+        kept = match._view._attribute_keys
+        if kept is None:
+            match_attributes, match_key = cleaned, key
+        else:
+            match_attributes = {k: v for k, v in cleaned.items() if k in kept}
+            match_key = hash_attributes(match_attributes)
+        aggregation = None if match._reset_on_collect else match._attributes_aggregation.get(match_key)
+        if aggregation is None or match._reset_on_collect:
+            # As the SDK does: collect() may discard the aggregations, so create (and, when it
+            # discards them, aggregate) under the match's lock; a copy: the aggregation keeps the
+            # attributes it is given.
+            with match._lock:
+                aggregation = match._get_or_create_aggregation(match_key, dict(match_attributes))
+                if match._reset_on_collect:
+                    measurements = _aggregate(
+                        aggregation, kept_values, samples, measurements, real, now, context, cleaned
+                    )
+                    continue
+        if type(aggregation) is histogram_class and not any(samples):
+            _add_to_histogram(aggregation, kept_values)
+            continue
+        measurements = _aggregate(
+            aggregation, kept_values, samples, measurements, real, now, context, cleaned
+        )
+
+
+def _add_to_histogram(aggregation: Any, values: list[float]) -> None:
+    """What ``aggregate`` does for each value of an explicit-bucket histogram (no exemplar to offer),
+    under one hold of its lock: count the bucket, add to the sum in the same order, keep min and max."""
+    with aggregation._lock:
+        counts = aggregation._value
+        if counts is None:
+            counts = aggregation._value = aggregation._get_empty_bucket_counts()
+        boundaries = aggregation._boundaries
+        total = aggregation._sum
+        for value in values:
+            counts[bisect_left(boundaries, value)] += 1
+            total += value
+        aggregation._sum = total
+        if aggregation._record_min_max:
+            aggregation._min = min(aggregation._min, *values)
+            aggregation._max = max(aggregation._max, *values)
+
+
+def _aggregate(
+    aggregation: Any,
+    values: list[float],
+    samples: list[bool],
+    measurements: list[Any] | None,
+    real: Any,
+    now: int,
+    context: Any,
+    cleaned: dict[str, Any],
+) -> list[Any]:
+    """Each value through the aggregation's own ``aggregate`` (exemplars offered as the SDK offers
+    them); returns the measurements, built once for every match."""
+    if measurements is None:
+        measurement_class = _INTERNALS[2]  # type: ignore[index]
+        new = object.__new__
+        measurements = []
+        for value in values:
+            # A Measurement as the SDK builds it, without its __post_init__ cleaning the same
+            # attributes again: they were cleaned once (a plain dataclass: its fields are its
+            # __dict__).
+            measurement = new(measurement_class)
+            measurement.__dict__.update(
+                value=value, time_unix_nano=now, instrument=real, context=context, attributes=cleaned
+            )
+            measurements.append(measurement)
+    for measurement, sample in zip(measurements, samples, strict=True):
+        aggregation.aggregate(measurement, sample)
+    return measurements

@@ -27,7 +27,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.metrics import Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _fork, _metric_batch, _safety, _waits, budgets, runtime
+from . import _fork, _metric_batch, _safety, _span_attributes, _waits, budgets, runtime
 from . import semconv as sc
 from ._batcher import Batcher
 from ._patching import ClassPatches
@@ -713,7 +713,7 @@ class Call:
                 attributes[sc.PRICE_ERROR] = self._pricing_error
             if settings.content.enabled:
                 _capture_content(self._telemetry, span, self.request, response, attributes, self._end_ns)
-            span.set_attributes(attributes)
+            _span_attributes.set_attributes(span, attributes)
             if error_type is not None:
                 span.set_status(Status(StatusCode.ERROR, error_type))
             for alert in alerts:

@@ -18,7 +18,6 @@ from typing import Any
 from .. import _fork, _safety
 from .._safety import shown
 from ..context import validate
-from ..estimation import encoder
 from .window import Window
 
 __all__ = [
@@ -454,6 +453,8 @@ def _warm_tokenizer() -> None:
 
     def load() -> None:
         try:
+            from ..estimation import encoder  # loaded when the first budget exists, not at start-up
+
             encoder("o200k_base")
         except Exception as exc:
             _safety.warn_once("budget-tokenizer", "tokentrail: no offline tokenizer for budgets: %s", exc)

@@ -10,7 +10,6 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
-from ..estimation import DEFAULT_MAX_OUTPUT_TOKENS
 from ..usage import Usage
 from .budget import BudgetAlert, BudgetExceeded, Reservation, active_budgets, budget, settle_ended_now
 
@@ -58,6 +57,8 @@ def _reserve_all(budgets: list[budget], worst: float | None, enforce: bool) -> t
 
 def worst_case(request: Any, pricer: Any, budgets: Iterable[budget]) -> float | None:
     """USD of the request's worst case, or None when its input or its price is unknown."""
+    from ..estimation import DEFAULT_MAX_OUTPUT_TOKENS  # loaded when a budget first asks, not at start-up
+
     estimator = getattr(request, "input_estimate", None)
     if estimator is None:
         return None

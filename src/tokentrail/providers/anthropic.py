@@ -62,10 +62,10 @@ from typing import Any
 
 from .. import semconv as sc
 from ..config import Settings
-from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo, UsagePart
 from ..usage import Usage, count, usage_given
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._estimate import input_tokens
 from ._locate import Locator
 from ._read import field as _get
 from ._stainless import Instrumentation, installed_sdk

@@ -58,11 +58,11 @@ from typing import Any
 
 from .. import semconv as sc
 from ..config import Settings
-from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage, count
 from ._botocore import Instrumentation
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._estimate import input_tokens
 from ._locate import Locator
 from .anthropic import message_usage
 from .openai import chat_usage

@@ -25,9 +25,9 @@ from functools import partial
 from typing import Any
 
 from ..config import Settings
-from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._estimate import input_tokens
 from ._locate import Locator
 from ._stainless import Instrumentation, installed_sdk
 from .openai import ChatCompletions, ChatStreamState, Embeddings, chat_input_messages, request_params

@@ -35,10 +35,10 @@ from typing import Any
 from .. import semconv as sc
 from .._patching import ClassPatches
 from ..config import Settings
-from ..estimation import input_tokens
 from ..lifecycle import active
 from ..records import RequestInfo, ResponseInfo
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._estimate import input_tokens
 from ._locate import Locator
 from ._read import field as _get
 from ._speakeasy import SDK, Instrumentation, json_body, recording

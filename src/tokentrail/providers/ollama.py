@@ -34,10 +34,10 @@ from typing import Any
 
 from .. import semconv as sc
 from ..config import Settings
-from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._estimate import input_tokens
 from ._locate import Locator
 from ._patch import Patches, Target
 from ._read import field as _get

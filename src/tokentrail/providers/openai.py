@@ -26,10 +26,10 @@ from typing import Any
 from .. import _safety
 from .. import semconv as sc
 from ..config import Settings
-from ..estimation import input_tokens
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage, usage_given
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._estimate import input_tokens
 from ._framework import framework_parses_raw_streams
 from ._locate import Located, Locator, locate, provider_for_host, server_of
 from ._read import field as _get

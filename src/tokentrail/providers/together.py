@@ -26,9 +26,9 @@ from functools import partial
 from typing import Any
 
 from ..config import Settings
-from ..estimation import input_tokens
 from ..records import RequestInfo
 from ._contract import NOT_RECORDED, NotRecorded, Plan
+from ._estimate import input_tokens
 from ._locate import Locator
 from ._read import field as _get
 from ._stainless import SDK, Instrumentation
