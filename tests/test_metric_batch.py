@@ -199,3 +199,40 @@ def test_every_exemplar_filter_samples_as_value_by_value(exemplar_filter):
     assert batched == plain
     sampled = any(point["exemplars"] for point in batched["h"])
     assert sampled == (not isinstance(exemplar_filter, AlwaysOffExemplarFilter))
+
+
+def test_values_gathered_over_calls_collect_as_recorded_call_by_call():
+    def run(gathering: bool) -> Any:
+        reader = InMemoryMetricReader()
+        meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+        histogram = meter.create_histogram("h", explicit_bucket_boundaries_advisory=[0.01, 0.1, 1, 10])
+        counter = meter.create_counter("c")
+        context = otel_context.Context()
+        gathered = _metric_batch.Gathered(context)
+        for call in range(5):  # five calls, two attribute sets, two instruments
+            attributes = {**ATTRIBUTES, "gen_ai.token.type": "input" if call % 2 else "output"}
+            values = [value * (call + 1) for value in VALUES]
+            if gathering:
+                gathered.add(histogram, values, attributes)
+                gathered.add(counter, (call + 1,), attributes)
+            else:
+                _metric_batch.record(histogram, values, attributes, context)
+                _metric_batch.record(counter, (call + 1,), attributes, context)
+        if gathering:
+            assert reader.get_metrics_data() is None  # nothing reaches the SDK before record_all
+            gathered.record_all()
+        return _points(reader)
+
+    gathered, direct = run(True), run(False)
+    assert gathered == direct
+    assert sum(point["count"] for point in gathered["h"]) == 5 * len(VALUES)
+    assert sum(point["value"] for point in gathered["c"]) == 15
+
+
+def test_a_gathered_unhashable_attribute_set_is_recorded_at_once():
+    reader = InMemoryMetricReader()
+    histogram = MeterProvider(metric_readers=[reader]).get_meter("test").create_histogram("h")
+    gathered = _metric_batch.Gathered(otel_context.Context())
+    gathered.add(histogram, [1.0], {**ATTRIBUTES, "list": ["a"]})
+    (point,) = _points(reader)["h"]
+    assert point["count"] == 1

@@ -368,11 +368,16 @@ class Recorder:
 
 
 def _complete_all(ended: list[Any]) -> None:
-    for item in ended:
-        try:
-            item._complete()
-        except Exception as exc:
-            _safety.internal_error("lifecycle.complete", exc)
+    # The batch's metric values without an exemplar go to the SDK together, after the last call.
+    gathered = _metric_batch.Gathered(_NO_EXEMPLAR)
+    try:
+        for item in ended:
+            try:
+                item._complete(gathered)
+            except Exception as exc:
+                _safety.internal_error("lifecycle.complete", exc)
+    finally:
+        gathered.record_all()
 
 
 def _no_op() -> None:
@@ -661,9 +666,10 @@ class Call:
 
     # --- the end, on the recorder thread ----------------------------------------------------
 
-    def _complete(self) -> None:
+    def _complete(self, gathered: _metric_batch.Gathered) -> None:
         """Everything after the end, on the recorder thread: read, price, settle budgets, end the
-        span, record metrics, add to roll-ups, hand to sinks."""
+        span, record metrics (those without an exemplar into ``gathered``, recorded after the
+        batch's last call), add to roll-ups, hand to sinks."""
         telemetry = self._telemetry
         request = self.request
         error = self._error
@@ -684,7 +690,7 @@ class Call:
         self._end_span(response, usage, cost, error_type, incomplete, ttfc, alerts)
         for rollup in self.attribution.rollups:
             rollup.add(usage, cost.total if cost is not None else None, error is not None)
-        self._record_metrics(response, usage, cost, error_type, ttfc, unpriced)
+        self._record_metrics(response, usage, cost, error_type, ttfc, unpriced, gathered)
         if telemetry.sinks:
             self._hand_to_sinks(response, usage, cost, error_type, incomplete, ttfc)
 
@@ -744,6 +750,7 @@ class Call:
         error_type: str | None,
         ttfc: float | None,
         unpriced: str | None,
+        gathered: _metric_batch.Gathered,
     ) -> None:
         telemetry = self._telemetry
         request = self.request
@@ -753,15 +760,20 @@ class Call:
         # Exemplars (a link from a bucket to this trace) on duration and cost only.
         exemplar_context = trace.set_span_in_context(span) if span.is_recording() else _NO_EXEMPLAR
         # Each instrument's values go in one batch per attribute set (_metric_batch: the SDK checks
-        # an attribute set once, not once per value).
+        # an attribute set once, not once per value); those without an exemplar wait in
+        # ``gathered`` for the other calls finished with this one.
         record = _metric_batch.record
+        gather = gathered.add
         record(telemetry.duration, (self._end_perf - self._start,), attributes, exemplar_context)
         if ttfc is not None:
-            record(telemetry.time_to_first_chunk, (ttfc,), attributes, _NO_EXEMPLAR)
+            gather(telemetry.time_to_first_chunk, (ttfc,), attributes)
             # One value per chunk after the first: the time since the chunk before it.
             times = self.chunk_times
-            gaps = [times[index] - times[index - 1] for index in range(1, len(times))]
-            record(telemetry.time_per_output_chunk, gaps, attributes, _NO_EXEMPLAR)
+            gather(
+                telemetry.time_per_output_chunk,
+                [times[i] - times[i - 1] for i in range(1, len(times))],
+                attributes,
+            )
         if usage is None:
             return
         if telemetry.settings.latest_experimental:
@@ -770,28 +782,13 @@ class Call:
             # A negative count (flagged in usage.problems, kept on the span and the ledger) stays
             # off the histograms, which refuse it with a line on stderr per call.
             if usage.input_tokens >= 0:
-                record(
-                    telemetry.token_usage,
-                    (usage.input_tokens,),
-                    {**attributes, sc.TOKEN_TYPE: "input"},
-                    _NO_EXEMPLAR,
-                )
+                gather(telemetry.token_usage, (usage.input_tokens,), {**attributes, sc.TOKEN_TYPE: "input"})
             if request.operation != "embeddings" and usage.output_tokens >= 0:
-                record(
-                    telemetry.token_usage,
-                    (usage.output_tokens,),
-                    {**attributes, sc.TOKEN_TYPE: "output"},
-                    _NO_EXEMPLAR,
-                )
+                gather(telemetry.token_usage, (usage.output_tokens,), {**attributes, sc.TOKEN_TYPE: "output"})
             for name, token_type in _PART_TOKEN_TYPES:
                 amount = getattr(usage, name)
                 if amount > 0:
-                    record(
-                        telemetry.token_parts,
-                        (amount,),
-                        {**attributes, sc.TOKEN_TYPE: token_type},
-                        _NO_EXEMPLAR,
-                    )
+                    gather(telemetry.token_parts, (amount,), {**attributes, sc.TOKEN_TYPE: token_type})
         if usage.problems:
             telemetry.inconsistent_usage.add(1, attributes, context=_NO_EXEMPLAR)
         if cost is not None:
@@ -1142,7 +1139,7 @@ class Unit:
         except Exception as exc:
             _safety.internal_error("unit.end", exc)
 
-    def _complete(self) -> None:
+    def _complete(self, gathered: _metric_batch.Gathered | None = None) -> None:  # records no metric
         error = self._error
         self.span.set_attributes(self.rollup.attributes())
         if error is not None and not isinstance(error, GeneratorExit):
