@@ -753,6 +753,83 @@ class FakeTogether:
         )
 
 
+# --- Groq: client.chat.completions.create (the groq SDK, Stainless over httpx) ---------------------
+
+GROQ_MODEL = "openai/gpt-oss-120b"
+
+
+def groq_usage() -> dict[str, Any]:
+    """Groq's usage: OpenAI's counts with the cached part, and its timings (seconds)."""
+    return {"queue_time": 0.01, "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+            "prompt_tokens_details": {"cached_tokens": 1024},
+            "prompt_time": 0.012, "completion_time": 0.3, "total_time": 0.312}  # fmt: skip
+
+
+def groq_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
+    """A streamed chat completion as Groq sends it: ``x_groq`` with the request id on the first
+    chunk, and on the last (the one with the finish reason) with the whole usage under
+    ``x_groq.usage`` (nothing asked for)."""
+    head = {"id": "chatcmpl-groqbench", "object": "chat.completion.chunk", "created": 1763700000,
+            "model": GROQ_MODEL, "system_fingerprint": "fp_groqbench"}  # fmt: skip
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**head, "choices": [choice], **extra}
+
+    texts = words(chunks - 2)
+    events = [chunk({"role": "assistant", "content": ""}, x_groq={"id": "req_groqbench"})]
+    events += [chunk({"content": text}) for text in texts]
+    events.append(chunk({}, "stop", x_groq={"id": "req_groqbench", "usage": groq_usage()}))
+    return events
+
+
+@dataclass
+class FakeGroq:
+    """An ``httpx.MockTransport`` handler answering ``POST /openai/v1/chat/completions`` like Groq."""
+
+    stream_chunks: int = STREAM_CHUNKS
+    requests: int = 0
+    chat_bytes: bytes = field(init=False)
+    stream_bytes: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        body = chat_completion_body()
+        self.chat_bytes = json.dumps(
+            {
+                **body,
+                "model": GROQ_MODEL,
+                "usage": groq_usage(),
+                "service_tier": "on_demand",
+                "x_groq": {"id": "req_groqbench"},
+            }
+        ).encode()
+        self.stream_bytes = sse(groq_chunks(self.stream_chunks))
+
+    def handler(self, request: Any) -> Any:
+        import httpx
+
+        self.requests += 1
+        body = json.loads(request.content)
+        if not request.url.path.endswith("/chat/completions"):
+            return httpx.Response(404, json={"error": {"message": "not found"}})
+        stream = body.get("stream") is True
+        return httpx.Response(
+            200,
+            content=self.stream_bytes if stream else self.chat_bytes,
+            headers={"content-type": "text/event-stream" if stream else "application/json"},
+        )
+
+    def client(self) -> Any:
+        import groq
+        import httpx
+
+        return groq.Groq(
+            api_key="gsk-bench",
+            http_client=httpx.Client(transport=httpx.MockTransport(self.handler)),
+            max_retries=0,
+        )
+
+
 # --- Ollama: client.chat (the ollama SDK, NDJSON streams) ------------------------------------------
 
 OLLAMA_MODEL = "llama3.2"

@@ -1,5 +1,5 @@
 """Per-call CPU overhead of tokentrail on the OpenAI, Anthropic, Gemini, Bedrock, Mistral, Cohere,
-Together and Ollama SDKs, against a hand-written OTel floor.
+Together, Ollama and Groq SDKs, against a hand-written OTel floor.
 
 Run from the repository root::
 
@@ -93,6 +93,7 @@ from _common import (
     COHERE_MODEL,
     COHERE_REQUEST,
     GEMINI_MODEL,
+    GROQ_MODEL,
     MISTRAL_MODEL,
     MISTRAL_REQUEST,
     OLLAMA_MODEL,
@@ -104,6 +105,7 @@ from _common import (
     FakeBedrock,
     FakeCohere,
     FakeGemini,
+    FakeGroq,
     FakeMistral,
     FakeOllama,
     FakeOpenAI,
@@ -116,7 +118,7 @@ from _common import (
 
 CONFIGS = ("bare", "floor", "tokentrail")
 KINDS = ("chat", "stream")
-PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "mistral", "cohere", "together", "ollama")
+PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "mistral", "cohere", "together", "ollama", "groq")
 OPENAI_CHUNK_NOTE = (
     "both read the usage chunk they ask for (tokentrail from its event, before the SDK parses it)."
 )
@@ -470,6 +472,46 @@ class TogetherFloor(Floor):
         return together_request()
 
 
+class GroqFloor(Floor):
+    provider = "groq"
+    model = GROQ_MODEL
+    server = "api.groq.com"
+    max_tokens = 512
+    rates = (0.15, 0.6)
+
+    def chat(self) -> Any:
+        start = time.perf_counter()
+        span = self._start()
+        response = self.client.chat.completions.create(**self.request())
+        usage = response.usage
+        self._end(span, start, response.model, response.id, usage.prompt_tokens, usage.completion_tokens)
+        return response
+
+    def stream(self) -> Iterator[Any]:
+        """The last chunk carries the usage under ``x_groq.usage``, unasked."""
+        start = time.perf_counter()
+        span = self._start()
+        model = response_id = usage = None
+        for chunk in self.client.chat.completions.create(**self.request(), stream=True):
+            model, response_id = chunk.model, chunk.id
+            x_groq = chunk.x_groq
+            if x_groq is not None and x_groq.usage is not None:
+                usage = x_groq.usage
+            yield chunk
+        self._end(
+            span,
+            start,
+            model,
+            response_id,
+            usage.prompt_tokens if usage is not None else 0,
+            usage.completion_tokens if usage is not None else 0,
+        )
+
+    @staticmethod
+    def request() -> dict[str, Any]:
+        return groq_request()
+
+
 class OllamaFloor(Floor):
     provider = "ollama"
     model = OLLAMA_MODEL
@@ -509,6 +551,13 @@ OLLAMA_REQUEST: dict[str, Any] = {
     "messages": CHAT_REQUEST["messages"],
     "options": {"num_predict": 512, "temperature": 1, "seed": 7},
 }
+
+
+def groq_request() -> dict[str, Any]:
+    """CHAT_REQUEST for Groq's chat completions (``max_tokens``, its model)."""
+    request = {**CHAT_REQUEST, "model": GROQ_MODEL, "max_tokens": 512}
+    del request["max_completion_tokens"]
+    return request
 
 
 def together_request() -> dict[str, Any]:
@@ -832,6 +881,22 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             chunk_note="NDJSON lines; the counts are on the last (done) line; both check every line for it.",
             note="a local model: tokentrail prices it through an override (instrument(prices=...)).",
             options={"prices": OLLAMA_PRICES},
+        )
+    if provider == "groq":
+        fake = FakeGroq(stream_chunks=stream_chunks)
+        client = fake.client()
+        create = client.chat.completions.create
+        request = groq_request()
+        return Workload(
+            provider,
+            "client.chat.completions.create (groq)",
+            fake,
+            client,
+            chat=lambda: create(**request),
+            stream=lambda: create(**request, stream=True),
+            floor=GroqFloor(client, tracer_provider, meter_provider),
+            stream_items=stream_chunks,
+            chunk_note="the last chunk carries the usage under x_groq.usage, unasked; both read every chunk.",
         )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
