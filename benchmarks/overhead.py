@@ -1108,6 +1108,7 @@ class Bench:
             "cohere": {"cache_read_tokens": 1024, "reasoning_tokens": 0},
             "together": {"cache_read_tokens": 1024, "output_tokens": 300},
             "ollama": {"input_tokens": 1200, "output_tokens": 300},
+            "groq": {"cache_read_tokens": 1024, "output_tokens": 300},
         }[workload.provider]
         if workload.provider == "openai":
             assert self.fake.usage_requested == 1, "tokentrail did not ask for stream usage"
