@@ -20,8 +20,10 @@ by value, as before. ``tests/test_metric_batch.py`` holds the two paths to the s
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
+from functools import reduce
+from operator import add
 from time import time_ns
 from typing import Any
 
@@ -136,7 +138,9 @@ _NOT_ASKED = object()
 
 # id(the instrument tokentrail holds) -> (that instrument, the plan of the SDK instrument behind it):
 # a handful of instruments per Telemetry; the instrument is kept so that its id is not reused.
+# Emptied when full: each instrument() makes new instruments, and the old ones must not be kept.
 _PLANS: dict[int, tuple[Any, _Plan]] = {}
+_PLANS_LIMIT = 256
 
 
 def record(instrument: Any, values: Sequence[float], attributes: Mapping[str, Any], context: Any) -> None:
@@ -177,6 +181,8 @@ def _plan(instrument: Any) -> _Plan | None:
     if type(getattr(real, "_measurement_consumer", None)) is not _INTERNALS[3] or not real._is_enabled():
         return None
     plan = _Plan(real)
+    if len(_PLANS) >= _PLANS_LIMIT:
+        _PLANS.clear()
     _PLANS[id(instrument)] = (instrument, plan)
     return plan
 
@@ -200,15 +206,18 @@ def _prepared(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
 
 def _record_fast(plan: _Plan, values: Sequence[float], attributes: Mapping[str, Any], context: Any) -> None:
     real = plan.instrument
-    kept_values = []
-    for value in values:
-        if not math.isfinite(value) or value < 0:
-            # The SDK's own path refuses it, with its warning.
-            (real.record if plan.is_histogram else real.add)(value, attributes, context=context)
-            continue
-        kept_values.append(value)
-    if not kept_values:
-        return
+    if all(map(math.isfinite, values)) and min(values) >= 0:  # the usual case, checked in C
+        kept_values = list(values)
+    else:
+        kept_values = []
+        for value in values:
+            if not math.isfinite(value) or value < 0:
+                # The SDK's own path refuses it, with its warning.
+                (real.record if plan.is_histogram else real.add)(value, attributes, context=context)
+                continue
+            kept_values.append(value)
+        if not kept_values:
+            return
     cleaned, key = _prepared(attributes)
     now = time_ns()
     should_sample = plan.should_sample
@@ -252,20 +261,39 @@ def _record_fast(plan: _Plan, values: Sequence[float], attributes: Mapping[str, 
 
 def _add_to_histogram(aggregation: Any, values: list[float]) -> None:
     """What ``aggregate`` does for each value of an explicit-bucket histogram (no exemplar to offer),
-    under one hold of its lock: count the bucket, add to the sum in the same order, keep min and max."""
+    under one hold of its lock: count the bucket, add to the sum in the same order, keep min and max.
+
+    Many values (a batch of streams' chunk gaps: 49 a stream) are counted from their sorted copy,
+    with one binary search per bucket boundary instead of one per value: a value goes to bucket ``i``
+    when ``boundaries[i - 1] < value <= boundaries[i]`` (the SDK's ``bisect_left``)."""
+    boundaries = aggregation._boundaries
+    if len(values) > _SORT_FROM:
+        ordered = sorted(values)
+        below = [bisect_right(ordered, boundary) for boundary in boundaries]
+        below.append(len(ordered))
+        added = [below[0], *(below[i] - below[i - 1] for i in range(1, len(below)))]
+    else:
+        added = None
     with aggregation._lock:
         counts = aggregation._value
         if counts is None:
             counts = aggregation._value = aggregation._get_empty_bucket_counts()
-        boundaries = aggregation._boundaries
-        total = aggregation._sum
-        for value in values:
-            counts[bisect_left(boundaries, value)] += 1
-            total += value
-        aggregation._sum = total
+        if added is None:
+            for value in values:
+                counts[bisect_left(boundaries, value)] += 1
+        else:
+            for index, count in enumerate(added):
+                if count:
+                    counts[index] += count
+        # Added one by one in order from the running sum, as the SDK adds them (reduce: in C).
+        aggregation._sum = reduce(add, values, aggregation._sum)
         if aggregation._record_min_max:
             aggregation._min = min(aggregation._min, *values)
             aggregation._max = max(aggregation._max, *values)
+
+
+# Up to this many values, a binary search each; past it, one sort and one search per boundary.
+_SORT_FROM = 8
 
 
 def _aggregate(
