@@ -713,20 +713,15 @@ def together_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
 
 
 @dataclass
-class FakeTogether:
-    """An ``httpx.MockTransport`` handler answering ``POST /v1/chat/completions`` like Together."""
+class _FakeChatCompletions:
+    """An ``httpx.MockTransport`` handler answering ``POST .../chat/completions`` with a fixed body
+    (``chat_bytes``) or a fixed server-sent stream (``stream_bytes``), set by the subclass: the
+    OpenAI-compatible SDKs on httpx (Together, Groq)."""
 
     stream_chunks: int = STREAM_CHUNKS
     requests: int = 0
     chat_bytes: bytes = field(init=False)
     stream_bytes: bytes = field(init=False)
-
-    def __post_init__(self) -> None:
-        body = chat_completion_body()
-        self.chat_bytes = json.dumps(
-            {**body, "model": TOGETHER_MODEL, "prompt": [], "usage": together_usage()}
-        ).encode()
-        self.stream_bytes = sse(together_chunks(self.stream_chunks))
 
     def handler(self, request: Any) -> Any:
         import httpx
@@ -742,15 +737,27 @@ class FakeTogether:
             headers={"content-type": "text/event-stream" if stream else "application/json"},
         )
 
-    def client(self) -> Any:
+    def http_client(self) -> Any:
         import httpx
+
+        return httpx.Client(transport=httpx.MockTransport(self.handler))
+
+
+@dataclass
+class FakeTogether(_FakeChatCompletions):
+    """Answers ``POST /v1/chat/completions`` like Together."""
+
+    def __post_init__(self) -> None:
+        body = chat_completion_body()
+        self.chat_bytes = json.dumps(
+            {**body, "model": TOGETHER_MODEL, "prompt": [], "usage": together_usage()}
+        ).encode()
+        self.stream_bytes = sse(together_chunks(self.stream_chunks))
+
+    def client(self) -> Any:
         import together
 
-        return together.Together(
-            api_key="tg-bench",
-            http_client=httpx.Client(transport=httpx.MockTransport(self.handler)),
-            max_retries=0,
-        )
+        return together.Together(api_key="tg-bench", http_client=self.http_client(), max_retries=0)
 
 
 # --- Groq: client.chat.completions.create (the groq SDK, Stainless over httpx) ---------------------
@@ -784,13 +791,8 @@ def groq_chunks(chunks: int = STREAM_CHUNKS) -> list[dict[str, Any]]:
 
 
 @dataclass
-class FakeGroq:
-    """An ``httpx.MockTransport`` handler answering ``POST /openai/v1/chat/completions`` like Groq."""
-
-    stream_chunks: int = STREAM_CHUNKS
-    requests: int = 0
-    chat_bytes: bytes = field(init=False)
-    stream_bytes: bytes = field(init=False)
+class FakeGroq(_FakeChatCompletions):
+    """Answers ``POST /openai/v1/chat/completions`` like Groq."""
 
     def __post_init__(self) -> None:
         body = chat_completion_body()
@@ -805,29 +807,10 @@ class FakeGroq:
         ).encode()
         self.stream_bytes = sse(groq_chunks(self.stream_chunks))
 
-    def handler(self, request: Any) -> Any:
-        import httpx
-
-        self.requests += 1
-        body = json.loads(request.content)
-        if not request.url.path.endswith("/chat/completions"):
-            return httpx.Response(404, json={"error": {"message": "not found"}})
-        stream = body.get("stream") is True
-        return httpx.Response(
-            200,
-            content=self.stream_bytes if stream else self.chat_bytes,
-            headers={"content-type": "text/event-stream" if stream else "application/json"},
-        )
-
     def client(self) -> Any:
         import groq
-        import httpx
 
-        return groq.Groq(
-            api_key="gsk-bench",
-            http_client=httpx.Client(transport=httpx.MockTransport(self.handler)),
-            max_retries=0,
-        )
+        return groq.Groq(api_key="gsk-bench", http_client=self.http_client(), max_retries=0)
 
 
 # --- Ollama: client.chat (the ollama SDK, NDJSON streams) ------------------------------------------

@@ -433,12 +433,11 @@ class CohereFloor(Floor):
         self._end(span, start, COHERE_MODEL, response_id, input_tokens, output_tokens)
 
 
-class TogetherFloor(Floor):
-    provider = "together"
-    model = TOGETHER_MODEL
-    server = "api.together.ai"
+class _ChatCompletionsFloor(Floor):
+    """An OpenAI-compatible SDK's chat completions (Together, Groq): the usage comes unasked, on the
+    last chunk of a stream, where :meth:`stream_usage` finds it."""
+
     max_tokens = 512
-    rates = (0.3, 1.2)
 
     def chat(self) -> Any:
         start = time.perf_counter()
@@ -449,14 +448,14 @@ class TogetherFloor(Floor):
         return response
 
     def stream(self) -> Iterator[Any]:
-        """The last chunk carries the usage, unasked."""
         start = time.perf_counter()
         span = self._start()
         model = response_id = usage = None
         for chunk in self.client.chat.completions.create(**self.request(), stream=True):
             model, response_id = chunk.model, chunk.id
-            if chunk.usage is not None:
-                usage = chunk.usage
+            found = self.stream_usage(chunk)
+            if found is not None:
+                usage = found
             yield chunk
         self._end(
             span,
@@ -468,44 +467,36 @@ class TogetherFloor(Floor):
         )
 
     @staticmethod
+    def stream_usage(chunk: Any) -> Any:
+        return chunk.usage
+
+    @staticmethod
+    def request() -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class TogetherFloor(_ChatCompletionsFloor):
+    provider = "together"
+    model = TOGETHER_MODEL
+    server = "api.together.ai"
+    rates = (0.3, 1.2)
+
+    @staticmethod
     def request() -> dict[str, Any]:
         return together_request()
 
 
-class GroqFloor(Floor):
+class GroqFloor(_ChatCompletionsFloor):
     provider = "groq"
     model = GROQ_MODEL
     server = "api.groq.com"
-    max_tokens = 512
     rates = (0.15, 0.6)
 
-    def chat(self) -> Any:
-        start = time.perf_counter()
-        span = self._start()
-        response = self.client.chat.completions.create(**self.request())
-        usage = response.usage
-        self._end(span, start, response.model, response.id, usage.prompt_tokens, usage.completion_tokens)
-        return response
-
-    def stream(self) -> Iterator[Any]:
-        """The last chunk carries the usage under ``x_groq.usage``, unasked."""
-        start = time.perf_counter()
-        span = self._start()
-        model = response_id = usage = None
-        for chunk in self.client.chat.completions.create(**self.request(), stream=True):
-            model, response_id = chunk.model, chunk.id
-            x_groq = chunk.x_groq
-            if x_groq is not None and x_groq.usage is not None:
-                usage = x_groq.usage
-            yield chunk
-        self._end(
-            span,
-            start,
-            model,
-            response_id,
-            usage.prompt_tokens if usage is not None else 0,
-            usage.completion_tokens if usage is not None else 0,
-        )
+    @staticmethod
+    def stream_usage(chunk: Any) -> Any:
+        """Under ``x_groq.usage``, on the last chunk."""
+        x_groq = chunk.x_groq
+        return x_groq.usage if x_groq is not None else None
 
     @staticmethod
     def request() -> dict[str, Any]:

@@ -14,6 +14,7 @@ the two paths to the same span.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = ["set_attributes"]
 _PLAIN = frozenset({str, int, float, bool})
 
 
+@functools.cache  # read once, at the first call's end (the recorder thread), not at import
 def _load() -> tuple[Any, Any] | None:
     try:
         from opentelemetry.attributes import BoundedAttributes
@@ -38,17 +40,9 @@ def _load() -> tuple[Any, Any] | None:
     return _Span, BoundedAttributes
 
 
-_INTERNALS: tuple[Any, Any] | None = None
-_LOADED = False
-
-
 def supported() -> bool:
     """Whether the fast path applies to this SDK (see :func:`_load`)."""
-    global _INTERNALS, _LOADED
-    if not _LOADED:
-        _INTERNALS = _load()
-        _LOADED = True
-    return _INTERNALS is not None
+    return _load() is not None
 
 
 def _plain(attributes: Mapping[str, Any], limit: int | None) -> bool:
@@ -71,10 +65,11 @@ def _plain(attributes: Mapping[str, Any], limit: int | None) -> bool:
 
 def set_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
     """``span.set_attributes(attributes)``, the same in effect, cheaper for plain values."""
-    if not supported():
+    internals = _load()
+    if internals is None:
         span.set_attributes(attributes)
         return
-    span_class, bounded_class = _INTERNALS  # type: ignore[misc]
+    span_class, bounded_class = internals
     stored = getattr(span, "_attributes", None)
     if (
         type(span).set_attributes is not span_class.set_attributes
