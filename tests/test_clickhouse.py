@@ -37,6 +37,7 @@ import tokentrail
 from clickhouse_support import ChdbHttpServer, chdb_dir
 from tokentrail import semconv as sc
 from tokentrail.cli import main
+from tokentrail.insights import forecast
 from tokentrail.insights.forecast import projections
 from tokentrail.insights.whatif import calls_with_usage, reprice
 from tokentrail.ledger import open_ledger
@@ -500,6 +501,19 @@ def test_serve_answers_from_clickhouse(stored):
         server.wait(timeout=10)
 
 
+class _FrozenClock:
+    """The ``time`` module, with ``time()`` stopped at one instant."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def time(self) -> float:
+        return self.at
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 @pytest.fixture(scope="module")
 def dashboards(stored):
     """The dashboard app over the ledger and over the same spans in ClickHouse (chdb)."""
@@ -526,8 +540,11 @@ def dashboards(stored):
         "/v1/forecast",
     ],
 )
-def test_the_dashboard_over_clickhouse_shows_the_ledgers_figures(dashboards, path):
+def test_the_dashboard_over_clickhouse_shows_the_ledgers_figures(dashboards, path, monkeypatch):
     over_ledger, over_clickhouse = dashboards
+    # A forecast projects to the end of the day from "now": both answers at the same instant (the
+    # second request comes a fraction of a second later, which moves the projection by ~1e-9 USD).
+    monkeypatch.setattr(forecast, "time", _FrozenClock(time.time()))
     expected, got = over_ledger.get(path), over_clickhouse.get(path)
     assert expected.status_code == got.status_code == 200, (expected.text, got.text)
     expected_data, got_data = expected.json(), got.json()
