@@ -629,7 +629,7 @@ def test_opentelemetry_instrument_runs_a_langgraph_app(tmp_path: Path):
 def _no_leftover_runs() -> Iterator[None]:
     """Every run the handler followed in a test is forgotten by its end (no state leaks)."""
     yield
-    handler = lc._instrumentation.handler if lc._instrumentation is not None else None
+    handler = lc.patches.made.handler if lc.patches.made is not None else None
     if handler is not None:
         assert handler._owners == {} and handler._scopes == {}
         assert handler._llm_runs == {} and handler._batches == {}

@@ -8,6 +8,8 @@ are covered too.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import importlib.util
 import sys
 from collections.abc import Callable, Iterable
 from types import ModuleType
@@ -41,6 +43,33 @@ class ClassPatches:
 
     def __bool__(self) -> bool:
         return bool(self._originals)
+
+
+class PatchSetOnce:
+    """A framework provider's ``patches()``: one patch set for the process, made the first time the
+    framework is found installed (its import hooks are process-wide), None while it is not.
+
+    ``distribution``, when the import name is a common one (``agents``): the installed package must
+    also be that distribution."""
+
+    def __init__(self, module: str, make: Callable[[], Any], *, distribution: str | None = None) -> None:
+        self._module = module
+        self._make = make
+        self._distribution = distribution
+        self.made: Any = None
+
+    def __call__(self) -> Any:
+        if self.made is not None:
+            return self.made
+        if importlib.util.find_spec(self._module) is None:
+            return None
+        if self._distribution is not None:
+            try:
+                importlib.metadata.version(self._distribution)
+            except importlib.metadata.PackageNotFoundError:
+                return None
+        self.made = self._make()
+        return self.made
 
 
 class ImportHooks:

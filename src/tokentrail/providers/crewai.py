@@ -34,7 +34,6 @@ of CrewAI's.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import ModuleType
@@ -43,7 +42,7 @@ from urllib.parse import urlsplit
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks
+from .._patching import ClassPatches, ImportHooks, PatchSetOnce
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall, WorkflowRun
@@ -510,14 +509,5 @@ class Instrumentation:
         return result
 
 
-_instrumentation: Instrumentation | None = None
-
-
-def patches() -> Instrumentation | None:
-    """The patch set for CrewAI, or None if ``crewai`` is not installed."""
-    global _instrumentation
-    if importlib.util.find_spec("crewai") is None:
-        return None
-    if _instrumentation is None:
-        _instrumentation = Instrumentation()
-    return _instrumentation
+# The patch set for CrewAI, made once; None while ``crewai`` is not installed.
+patches = PatchSetOnce("crewai", Instrumentation)

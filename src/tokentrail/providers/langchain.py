@@ -36,7 +36,6 @@ of milliseconds to import): the patches are applied by post-import hooks.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -51,7 +50,7 @@ from opentelemetry import trace
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks
+from .._patching import ClassPatches, ImportHooks, PatchSetOnce
 from ..context import (
     MAX_VALUE_LENGTH,
     Attribution,
@@ -670,14 +669,5 @@ class Instrumentation:
         return result
 
 
-_instrumentation: Instrumentation | None = None
-
-
-def patches() -> Instrumentation | None:
-    """The patch set for LangChain / LangGraph, or None if ``langchain-core`` is not installed."""
-    global _instrumentation
-    if importlib.util.find_spec("langchain_core") is None:
-        return None
-    if _instrumentation is None:
-        _instrumentation = Instrumentation()
-    return _instrumentation
+# The patch set for LangChain / LangGraph, made once; None while ``langchain_core`` is not installed.
+patches = PatchSetOnce("langchain_core", Instrumentation)

@@ -41,7 +41,6 @@ import): the patches are applied by a post-import hook. Tests and offline applic
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Mapping
@@ -53,7 +52,7 @@ import wrapt
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks
+from .._patching import ClassPatches, ImportHooks, PatchSetOnce
 from ..lifecycle import recording
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
@@ -704,14 +703,5 @@ class Instrumentation:
                     self._patches.wrap(module, name, wrapper)
 
 
-_instrumentation: Instrumentation | None = None
-
-
-def patches() -> Instrumentation | None:
-    """The patch set for LiteLLM, or None if ``litellm`` is not installed."""
-    global _instrumentation
-    if importlib.util.find_spec("litellm") is None:
-        return None
-    if _instrumentation is None:
-        _instrumentation = Instrumentation()
-    return _instrumentation
+# The patch set for LiteLLM, made once; None while ``litellm`` is not installed.
+patches = PatchSetOnce("litellm", Instrumentation)

@@ -29,8 +29,6 @@ application imports it (post-import hooks).
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
@@ -39,7 +37,7 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks
+from .._patching import ClassPatches, ImportHooks, PatchSetOnce
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall
@@ -349,19 +347,6 @@ def _report(
     call.report(request, response, error)
 
 
-_instrumentation: Instrumentation | None = None
-
-
-def patches() -> Instrumentation | None:
-    """The patch set for the OpenAI Agents SDK, or None if ``openai-agents`` is not installed."""
-    global _instrumentation
-    if _instrumentation is not None:
-        return _instrumentation
-    if importlib.util.find_spec("agents") is None:
-        return None
-    try:  # ``agents`` is a common name: make sure it is the OpenAI Agents SDK's
-        importlib.metadata.version("openai-agents")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    _instrumentation = Instrumentation()
-    return _instrumentation
+# The patch set for the OpenAI Agents SDK, made once; None while it is not installed (``agents`` is a
+# common import name: the ``openai-agents`` distribution must be the one installed).
+patches = PatchSetOnce("agents", Instrumentation, distribution="openai-agents")

@@ -25,7 +25,6 @@ Nothing is imported from PydanticAI until the application imports it (post-impor
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import sys
 import threading
@@ -36,7 +35,7 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks
+from .._patching import ClassPatches, ImportHooks, PatchSetOnce
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall
@@ -368,14 +367,5 @@ def _report(
     call.report(request, info, error)
 
 
-_instrumentation: Instrumentation | None = None
-
-
-def patches() -> Instrumentation | None:
-    """The patch set for PydanticAI, or None if ``pydantic-ai-slim`` is not installed."""
-    global _instrumentation
-    if importlib.util.find_spec("pydantic_ai") is None:
-        return None
-    if _instrumentation is None:
-        _instrumentation = Instrumentation()
-    return _instrumentation
+# The patch set for PydanticAI, made once; None while ``pydantic_ai`` is not installed.
+patches = PatchSetOnce("pydantic_ai", Instrumentation)
