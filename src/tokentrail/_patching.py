@@ -97,3 +97,33 @@ class ImportHooks:
             module = sys.modules.get(name)
             if module is not None:
                 self._on_import(name, module)
+
+
+class HookedPatchSet:
+    """A framework's patch set: :class:`ClassPatches` applied by :meth:`_on_import` as each of
+    ``modules`` is imported (at once if it already is), while installed; :meth:`remove` undoes them.
+
+    Subclasses define ``_on_import(name, module)`` (which checks :attr:`installed`: the import hooks
+    outlive an ``uninstrument()``), and extend :meth:`remove` for state of their own."""
+
+    def __init__(self, modules: Iterable[str]) -> None:
+        self._patches = ClassPatches()
+        self._installed = False
+        self._hooks = ImportHooks(modules, self._on_import)
+
+    def _on_import(self, name: str, module: ModuleType) -> None:
+        raise NotImplementedError
+
+    def install(self) -> None:
+        if self._installed:
+            return
+        self._installed = True
+        self._hooks.run()
+
+    def remove(self) -> None:
+        self._installed = False
+        self._patches.undo()
+
+    @property
+    def installed(self) -> bool:
+        return self._installed

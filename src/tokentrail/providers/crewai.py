@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks, PatchSetOnce
+from .._patching import HookedPatchSet, PatchSetOnce
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall, WorkflowRun
@@ -317,29 +317,13 @@ def _close_call(opened: tuple[_LLMCall, Token[_LLMCall | None]] | None, error: B
 # ---------------------------------------------------------------------------------------------
 
 
-class Instrumentation:
+class Instrumentation(HookedPatchSet):
     """The crew, agent and LLM patches; each applied when its module is imported (at once if it
     already is). :meth:`remove` undoes them; wrappers that a class kept pass straight through."""
 
     def __init__(self) -> None:
-        self._patches = ClassPatches()
-        self._installed = False
-        self._hooks = ImportHooks((_CREW_MODULE, _AGENT_MODULE, *_LLM_MODULES), self._on_import)
+        super().__init__((_CREW_MODULE, _AGENT_MODULE, *_LLM_MODULES))
         self._base_llm: type | None = None
-
-    def install(self) -> None:
-        if self._installed:
-            return
-        self._installed = True
-        self._hooks.run()
-
-    def remove(self) -> None:
-        self._installed = False
-        self._patches.undo()
-
-    @property
-    def installed(self) -> bool:
-        return self._installed
 
     def _on_import(self, name: str, module: ModuleType) -> None:
         # By the name the hook was registered for: CrewAI puts other module objects under its

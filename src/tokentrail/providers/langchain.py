@@ -50,7 +50,7 @@ from opentelemetry import trace
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks, PatchSetOnce
+from .._patching import HookedPatchSet, PatchSetOnce
 from ..context import (
     MAX_VALUE_LENGTH,
     Attribution,
@@ -589,7 +589,7 @@ _CHILD_CONTEXT_MODULES = (
 _CHILD_CONTEXT_FUNCTION = "_set_config_context"
 
 
-class Instrumentation:
+class Instrumentation(HookedPatchSet):
     """Adds the handler to every LangChain callback manager and carries scopes into child contexts.
 
     Each patch is applied when its module is imported (at once if it already is); :meth:`remove`
@@ -600,29 +600,14 @@ class Instrumentation:
     def __init__(self) -> None:
         self.handler: TokentrailCallbackHandler | None = None
         self._manager_types: tuple[type, ...] = ()
-        self._patches = ClassPatches()
-        self._installed = False
-        self._hooks = ImportHooks(
-            (_MANAGERS, *_CHILD_CONTEXT_MODULES), lambda _name, module: self._on_import(module)
-        )
-
-    def install(self) -> None:
-        if self._installed:
-            return
-        self._installed = True
-        self._hooks.run()
+        super().__init__((_MANAGERS, *_CHILD_CONTEXT_MODULES))
 
     def remove(self) -> None:
-        self._installed = False
         if self.handler is not None:
             self.handler.enabled = False
-        self._patches.undo()
+        super().remove()
 
-    @property
-    def installed(self) -> bool:
-        return self._installed
-
-    def _on_import(self, module: ModuleType) -> None:
+    def _on_import(self, _name: str, module: ModuleType) -> None:
         if not self._installed:
             return
         try:

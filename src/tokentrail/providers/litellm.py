@@ -52,7 +52,7 @@ import wrapt
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks, PatchSetOnce
+from .._patching import HookedPatchSet, PatchSetOnce
 from ..lifecycle import recording
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
@@ -660,30 +660,14 @@ async def _run_async(
 # ---------------------------------------------------------------------------------------------
 
 
-class Instrumentation:
+class Instrumentation(HookedPatchSet):
     """Wraps LiteLLM's public entry points when ``litellm`` is imported (at once if it already
     is); :meth:`remove` puts the originals back."""
 
     def __init__(self) -> None:
-        self._patches = ClassPatches()
-        self._installed = False
-        self._hooks = ImportHooks(("litellm",), lambda _name, module: self._on_import(module))
+        super().__init__(("litellm",))
 
-    def install(self) -> None:
-        if self._installed:
-            return
-        self._installed = True
-        self._hooks.run()
-
-    def remove(self) -> None:
-        self._installed = False
-        self._patches.undo()
-
-    @property
-    def installed(self) -> bool:
-        return self._installed
-
-    def _on_import(self, litellm: ModuleType) -> None:
+    def _on_import(self, _name: str, litellm: ModuleType) -> None:
         if not self._installed:
             return
         try:

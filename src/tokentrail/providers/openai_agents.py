@@ -37,7 +37,7 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks, PatchSetOnce
+from .._patching import HookedPatchSet, PatchSetOnce
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall
@@ -159,7 +159,7 @@ def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, n
 # ---------------------------------------------------------------------------------------------
 
 
-class Instrumentation:
+class Instrumentation(HookedPatchSet):
     """Wraps the agent spans' start / finish and the model classes' calls, as their modules load.
 
     One instance per process; :meth:`remove` undoes every patch (agent runs already open are
@@ -167,34 +167,19 @@ class Instrumentation:
     """
 
     def __init__(self) -> None:
-        self._patches = ClassPatches()
-        self._installed = False
-        self._hooks = ImportHooks(
-            (_SPANS_MODULE, *_MODEL_CLASSES), lambda _name, module: self._on_import(module)
-        )
+        super().__init__((_SPANS_MODULE, *_MODEL_CLASSES))
         # id(agent span) -> (the span, its run): spans have __slots__ and no weak references.
         self._agent_runs: dict[int, tuple[Any, AgentRun]] = {}
         self._lock = threading.Lock()
 
-    def install(self) -> None:
-        if self._installed:
-            return
-        self._installed = True
-        self._hooks.run()
-
     def remove(self) -> None:
-        self._installed = False
-        self._patches.undo()
+        super().remove()
         with self._lock:  # their spans' finish is no longer seen: end them now
             runs, self._agent_runs = list(self._agent_runs.values()), {}
         for _, run in runs:
             run.close()
 
-    @property
-    def installed(self) -> bool:
-        return self._installed
-
-    def _on_import(self, module: ModuleType) -> None:
+    def _on_import(self, _name: str, module: ModuleType) -> None:
         if not self._installed:
             return
         try:

@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import _safety
 from .. import semconv as sc
-from .._patching import ClassPatches, ImportHooks, PatchSetOnce
+from .._patching import HookedPatchSet, PatchSetOnce
 from ..records import RequestInfo, ResponseInfo
 from ..usage import Usage
 from ._framework import AgentRun, ModelCall
@@ -162,36 +162,21 @@ def _argument(args: tuple[Any, ...], kwargs: Mapping[str, Any], position: int, n
 # ---------------------------------------------------------------------------------------------
 
 
-class Instrumentation:
+class Instrumentation(HookedPatchSet):
     """Wraps ``Agent.iter`` and the model classes' requests, as their modules load.
 
     One instance per process; :meth:`remove` undoes every patch.
     """
 
     def __init__(self) -> None:
-        self._patches = ClassPatches()
-        self._installed = False
-        self._hooks = ImportHooks(
-            (_AGENT_MODULE, *_MODEL_MODULES), lambda _name, module: self._on_import(module)
-        )
+        super().__init__((_AGENT_MODULE, *_MODEL_MODULES))
         self._lock = threading.Lock()
 
-    def install(self) -> None:
-        if self._installed:
-            return
-        self._installed = True
-        self._hooks.run()
-
     def remove(self) -> None:
-        self._installed = False
         with self._lock:
-            self._patches.undo()
+            super().remove()
 
-    @property
-    def installed(self) -> bool:
-        return self._installed
-
-    def _on_import(self, module: ModuleType) -> None:
+    def _on_import(self, _name: str, module: ModuleType) -> None:
         if not self._installed:
             return
         try:
