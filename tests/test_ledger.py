@@ -773,7 +773,7 @@ def test_a_forked_child_writes_its_own_calls(tmp_path):
 def test_a_batch_is_inserted_in_a_few_statements_not_one_per_row(tmp_path):
     # executemany() steps SQLite once per row, each step releasing and retaking the GIL: behind a
     # busy application thread every retake waits a switch interval (2,000 rows: seconds). Rows go
-    # in as many to a statement as SQLite's parameter limit allows.
+    # in up to 128 to a statement (fewer if SQLite's parameter limit says so).
     writer = LedgerWriter(tmp_path / "l.sqlite", flush_interval=3600, batch_size=10_000)
     try:
         connection = writer._open()
@@ -803,9 +803,105 @@ def connection_limit_rows() -> int:
 
     probe = sqlite3.connect(":memory:")
     try:
-        return max(1, probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMN_NAMES))
+        return max(1, min(128, probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMN_NAMES)))
     finally:
         probe.close()
+
+
+def _ledger_rows(path: Path) -> list[tuple]:
+    from tokentrail.ledger._schema import COLUMN_NAMES
+
+    connection = sqlite3.connect(path)
+    try:
+        names = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
+        return connection.execute(f"SELECT {names} FROM calls ORDER BY id").fetchall()
+    finally:
+        connection.close()
+
+
+def _nullable_columns() -> list[int]:
+    from tokentrail.ledger._schema import CALL_COLUMNS
+
+    return [i for i, (_, kind) in enumerate(CALL_COLUMNS) if "NOT NULL" not in kind]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    blanks=st.lists(st.frozensets(st.sampled_from(_nullable_columns())), min_size=1, max_size=40),
+)
+def test_rows_are_stored_as_given_whatever_columns_they_leave_empty(tmp_path_factory, seed, blanks):
+    """A statement names only the columns its batch fills (binding NULLs is costly): every row
+    still reads back exactly as it was written, in order, with its empty columns NULL."""
+    from tokentrail.ledger._rows import row_from_record
+
+    path = tmp_path_factory.mktemp("columns") / "l.sqlite"
+    records = random_records(len(blanks), seed=seed)
+    rows = []
+    for record, blank in zip(records, blanks, strict=True):
+        row = list(row_from_record(record, "svc"))
+        for i in blank:
+            row[i] = None
+        rows.append(tuple(row))
+    writer = LedgerWriter(path, flush_interval=3600)
+    try:
+        for row in rows:
+            writer.submit_row(row)
+        assert writer.flush()
+    finally:
+        writer.close()
+    assert writer.dropped == 0
+    assert _ledger_rows(path) == rows
+
+
+def test_column_sets_beyond_the_bound_name_every_column(tmp_path):
+    """The prepared statements stay bounded: after eight sets of filled columns, a batch that
+    fills another set is inserted naming every column (and still stored as given)."""
+    from tokentrail.ledger._rows import row_from_record
+    from tokentrail.ledger._schema import COLUMN_NAMES
+
+    path = tmp_path / "l.sqlite"
+    nullable = _nullable_columns()
+    writer = LedgerWriter(path, flush_interval=3600)
+    written = []
+    try:
+        connection = writer._open()
+        statements: list[str] = []
+        connection.set_trace_callback(statements.append)
+        for k in range(12):  # twelve batches, each leaving a different column empty
+            row = list(row_from_record(random_records(1, seed=k)[0], "svc"))
+            row[nullable[k]] = None
+            written.append(tuple(row))
+            writer.submit_row(tuple(row))
+            assert writer.flush()
+        connection.set_trace_callback(None)
+    finally:
+        writer.close()
+    filled = {frozenset(i for i, value in enumerate(row) if value is not None) for row in written}
+    assert len(filled) == 12  # twelve different sets, as the test means
+    inserts = [s for s in statements if s.startswith("INSERT INTO calls")]
+    named = [s.partition(") VALUES")[0].count('"') // 2 for s in inserts]
+    assert len(named) == 12
+    assert all(count < len(COLUMN_NAMES) for count in named[:8])
+    assert all(count == len(COLUMN_NAMES) for count in named[8:])
+    assert _ledger_rows(path) == written
+
+
+def test_a_row_of_the_wrong_length_is_dropped_alone(tmp_path):
+    from tokentrail.ledger._rows import row_from_record
+
+    path = tmp_path / "l.sqlite"
+    good = [row_from_record(record, "svc") for record in random_records(3, seed=8)]
+    writer = LedgerWriter(path, flush_interval=3600)
+    try:
+        writer.submit_row(good[0])
+        writer.submit_row(good[1][:-1])
+        writer.submit_row(good[2])
+        writer.flush()
+    finally:
+        writer.close()
+    assert writer.dropped == 1
+    assert _ledger_rows(path) == [good[0], good[2]]
 
 
 @pytest.fixture(scope="module")
