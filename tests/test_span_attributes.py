@@ -80,6 +80,18 @@ def test_limits_apply_as_the_sdk_applies_them():
     assert all(len(v) <= 6 for _, v in fast[0] if isinstance(v, str))
 
 
+@pytest.mark.parametrize("max_attributes", [None, 9, 10, 128])
+def test_a_key_the_span_already_has_moves_as_the_public_path_moves_it(max_attributes):
+    # One dict.update when every key is new and all fit; a key set again (here the start's
+    # operation name) goes item by item, to the end, as the SDK puts it.
+    limits = SpanLimits(max_span_attributes=max_attributes) if max_attributes else None
+    again = {**END, "gen_ai.operation.name": "text_completion"}
+    for attributes in (END, again):
+        fast, public = _both(attributes, limits)
+        assert fast == public
+    assert _both(again)[0][0][-1] == ("gen_ai.operation.name", "text_completion")
+
+
 def test_an_ended_span_is_refused_with_the_sdks_warning(caplog):
     span = _span()
     span.end()

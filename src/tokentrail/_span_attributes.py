@@ -6,9 +6,11 @@ Why: ``Span.set_attributes`` (opentelemetry-sdk 1.45) passes the whole dict thro
 call ends with, on the recorder thread of every call. tokentrail builds those values itself, of the
 plain types the SDK keeps unchanged (``str``, ``int``, ``float``, ``bool`` and tuples of ``str``), so
 :func:`set_attributes` checks that (about 1 µs) and stores them as the SDK's own ``_set_items`` does,
-under the same two locks, through its ``_setitem_locked`` (so the attribute count limit drops the
-oldest as it does). Any other value, a string over the value length limit, an ended span, another
-SDK version or span class: the public ``set_attributes``. ``tests/test_span_attributes.py`` holds
+under the same two locks: in one ``dict.update`` when every key is new and the count limit leaves room
+for all (what ``_setitem_locked`` would do item by item), else through ``_setitem_locked`` (so the
+limit drops the oldest as it does, and a key set again moves to the end). Any other value, a
+string over the value length limit, an ended span, another SDK version or span class: the public
+``set_attributes``. ``tests/test_span_attributes.py`` holds
 the two paths to the same span.
 """
 
@@ -85,8 +87,14 @@ def set_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
         ended = span._end_time is not None
         if not ended:
             with stored._lock:
-                store = stored._setitem_locked
-                for key, value in attributes.items():
-                    store(key, value)
+                existing, maxlen = stored._dict, stored.maxlen
+                if (
+                    maxlen is None or len(existing) + len(attributes) <= maxlen
+                ) and existing.keys().isdisjoint(attributes):
+                    existing.update(attributes)  # new keys, room for all: _setitem_locked's effect, in C
+                else:
+                    store = stored._setitem_locked
+                    for key, value in attributes.items():
+                        store(key, value)
     if ended:
         span.set_attributes(attributes)  # the SDK's own warning about an ended span

@@ -192,6 +192,7 @@ class LedgerWriter:
         self.written = 0
         self.dropped = 0
         self._connection: sqlite3.Connection | None = None
+        self._busy_ms: int | None = None  # the connection's busy_timeout, as last set by _transaction
         self._identity: tuple[int, int] | None = None
         self._disabled_reason: str | None = None
         self._counter_lock = threading.Lock()
@@ -361,7 +362,10 @@ class LedgerWriter:
             now = time.monotonic()
             left_ms = int((min(give_up_at, cap) - now) * 1000)
             try:
-                connection.execute(f"PRAGMA busy_timeout = {max(0, min(left_ms, _BUSY_SLICE_MS))}")
+                busy_ms = max(0, min(left_ms, _BUSY_SLICE_MS))
+                if busy_ms != self._busy_ms:  # the same slice every time but the last few: set once
+                    connection.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                    self._busy_ms = busy_ms
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
@@ -443,6 +447,7 @@ class LedgerWriter:
             return None
         self._connection = connection
         self._identity = (stat.st_dev, stat.st_ino)
+        self._busy_ms = None
         return connection
 
     def _forget_connection(self) -> None:

@@ -59,7 +59,9 @@ class GroqChatStreamState(ChatStreamState):
 
     def add(self, chunk: Any) -> bool:
         keep = super().add(chunk)
-        if self.usage is None:
+        # x_groq.usage comes on the chunk with the finish reason (or one after it): not looked for
+        # in the chunks before, which are most of the stream.
+        if self.usage is None and (self.finish_reasons or not chunk.choices):
             x_groq = getattr(chunk, "x_groq", None)
             if x_groq is not None and x_groq.usage is not None:
                 self.usage = x_groq.usage
