@@ -193,6 +193,9 @@ def test_time_per_output_chunk_is_one_value_per_chunk_after_the_first(recorded):
     assert first.count == 1
     (call,) = recorded.calls
     assert point.sum <= call.duration_s
+    # The gaps add up to the time from the first chunk to the last, after the time to the first.
+    assert point.min >= 0
+    assert point.sum + first.sum <= call.duration_s + 1e-9
 
 
 def test_the_content_event_is_a_log_record_in_the_calls_span_context():

@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 from array import array
+from itertools import islice
+from operator import sub as _minus
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -770,9 +772,7 @@ class Call:
             # One value per chunk after the first: the time since the chunk before it.
             times = self.chunk_times
             gather(
-                telemetry.time_per_output_chunk,
-                [times[i] - times[i - 1] for i in range(1, len(times))],
-                attributes,
+                telemetry.time_per_output_chunk, list(map(_minus, islice(times, 1, None), times)), attributes
             )
         if usage is None:
             return
