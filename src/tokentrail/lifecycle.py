@@ -17,9 +17,9 @@ import sys
 import threading
 import time
 from array import array
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from operator import sub as _minus
-from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import wrapt
