@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -237,3 +238,145 @@ def test_a_gathered_unhashable_attribute_set_is_recorded_at_once():
     gathered.add(histogram, [1.0], {**ATTRIBUTES, "list": ["a"]})
     (point,) = _points(reader)["h"]
     assert point["count"] == 1
+
+
+def _linked_points(
+    gathering: bool,
+    calls: list[tuple[float, int]],
+    boundaries: list[float],
+    *,
+    views: tuple[View, ...] = (),
+    delta: bool = False,
+    **provider: Any,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each call's (value, which span) into a histogram and a counter, each value with its own
+    call's context: gathered and recorded in one batch, or recorded by the SDK call by call."""
+    import random
+
+    temporality = (
+        {Histogram: AggregationTemporality.DELTA, Counter: AggregationTemporality.DELTA} if delta else {}
+    )
+    reader = InMemoryMetricReader(preferred_temporality=temporality)
+    meter = MeterProvider(metric_readers=[reader], views=list(views), **provider).get_meter("test")
+    histogram = meter.create_histogram("h", explicit_bucket_boundaries_advisory=boundaries)
+    counter = meter.create_counter("c")
+    contexts = [otel_context.Context(), *(trace.set_span_in_context(span) for span in _SPANS)]
+    random.seed(7)  # the counter's reservoir samples at random: the same draws for both runs
+    gathered = _metric_batch.Gathered(otel_context.Context())
+    for value, which in calls:
+        attributes = {**ATTRIBUTES, "gen_ai.request.model": f"m{which % 2}"}
+        context = contexts[which]
+        # The counter's reservoir draws from one random sequence: one attribute set keeps the
+        # draws in the same order both ways (two sets would take turns differently).
+        if gathering:
+            gathered.add_linked(histogram, value, attributes, context)
+            gathered.add_linked(counter, value, ATTRIBUTES, context)
+        else:
+            histogram.record(value, attributes, context=context)
+            counter.add(value, ATTRIBUTES, context=context)
+    if gathering:
+        gathered.record_all()
+    found: dict[str, list[dict[str, Any]]] = {}
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                rows = []
+                for point in metric.data.data_points:
+                    row = {"attributes": dict(point.attributes or {})}
+                    for field in ("count", "sum", "bucket_counts", "min", "max", "value"):
+                        if hasattr(point, field):
+                            value = getattr(point, field)
+                            row[field] = list(value) if isinstance(value, (list, tuple)) else value
+                    row["exemplars"] = sorted(
+                        (
+                            e.value,
+                            e.trace_id or 0,
+                            e.span_id or 0,
+                            sorted((e.filtered_attributes or {}).items()),
+                        )
+                        for e in point.exemplars
+                    )
+                    rows.append(row)
+                found[metric.name] = sorted(rows, key=repr)
+    return found
+
+
+# Spans that are sampled (their values are exemplars under the trace-based filter) and one that is not.
+_SPANS = (
+    *(TracerProvider().get_tracer("test").start_span(f"call {n}") for n in range(3)),
+    trace.NonRecordingSpan(
+        trace.SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=False, trace_flags=trace.TraceFlags(0))
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 10**5), st.floats(0, 1e4, allow_nan=False, allow_infinity=False)),
+            st.integers(0, len(_SPANS)),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    boundaries=st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=8, unique=True).map(sorted),
+    exemplar_filter=st.sampled_from(
+        [
+            TraceBasedExemplarFilter(),
+            AlwaysOnExemplarFilter(),
+            AlwaysOffExemplarFilter(),
+            _SamplesLargeValues(),
+        ]
+    ),
+)
+def test_values_gathered_with_their_calls_contexts_collect_as_recorded_call_by_call(
+    calls, boundaries, exemplar_filter
+):
+    """Duration and cost wait for the batch like the other values, each with its call's context:
+    the buckets, sums and every exemplar (value, trace, span, attributes) are the SDK's own."""
+    gathered = _linked_points(True, calls, boundaries, exemplar_filter=exemplar_filter)
+    direct = _linked_points(False, calls, boundaries, exemplar_filter=exemplar_filter)
+    assert gathered == direct
+    assert sum(point["count"] for point in gathered["h"]) == len(calls)
+
+
+def test_gathered_linked_values_under_delta_temporality_collect_as_call_by_call():
+    calls = [(value, n % (len(_SPANS) + 1)) for n, value in enumerate(VALUES * 3)]
+    gathered = _linked_points(True, calls, [0.01, 0.1, 1, 10], delta=True)
+    direct = _linked_points(False, calls, [0.01, 0.1, 1, 10], delta=True)
+    assert gathered == direct
+    assert any(point["exemplars"] for point in gathered["h"])
+
+
+def test_gathered_linked_values_under_a_view_that_merges_attribute_sets():
+    """A view keeping fewer attribute keys merges two gathered groups into one point: the values
+    arrive group by group instead of call by call. Counts, buckets, min and max are the same; the
+    sum may differ in its last bit (added in another order); each bucket's exemplar is the last of
+    its group's values there, a call's own value with its own trace and span."""
+    view = View(instrument_name="h", attribute_keys={"gen_ai.operation.name"})
+    calls = [(value, n % (len(_SPANS) + 1)) for n, value in enumerate(VALUES * 3)]
+    (gathered,) = _linked_points(True, calls, [0.01, 0.1, 1, 10], views=(view,))["h"]
+    (direct,) = _linked_points(False, calls, [0.01, 0.1, 1, 10], views=(view,))["h"]
+    for field in ("attributes", "count", "bucket_counts", "min", "max"):
+        assert gathered[field] == direct[field]
+    assert math.isclose(gathered["sum"], direct["sum"], rel_tol=1e-12)
+    assert len(gathered["exemplars"]) == len(direct["exemplars"])
+    spans = {0: (0, 0), **{n + 1: _ids(span) for n, span in enumerate(_SPANS)}}
+    offered = {(value, *spans[which]) for value, which in calls}
+    for value, trace_id, span_id, _ in gathered["exemplars"]:
+        assert (value, trace_id, span_id) in offered
+
+
+def _ids(span: Any) -> tuple[int, int]:
+    context = span.get_span_context()
+    return context.trace_id, context.span_id
+
+
+def test_a_refused_linked_value_is_refused_as_the_sdk_refuses_it(caplog):
+    calls = [(1.0, 1), (-2.0, 2), (float("nan"), 1), (3.0, 3)]
+    gathered = _linked_points(True, calls, [0.01, 0.1, 1, 10])
+    direct = _linked_points(False, calls, [0.01, 0.1, 1, 10])
+    assert gathered == direct
+    assert sum(point["count"] for point in gathered["h"]) == 2

@@ -43,9 +43,13 @@ def _load() -> tuple[Any, ...] | None:
         )
         from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
         from opentelemetry.sdk.metrics._internal.exemplar import exemplar_filter
+        from opentelemetry.sdk.metrics._internal.exemplar.exemplar_reservoir import (
+            AlignedHistogramBucketExemplarReservoir,
+        )
         from opentelemetry.sdk.metrics._internal.measurement import Measurement
         from opentelemetry.sdk.metrics._internal.measurement_consumer import SynchronousMeasurementConsumer
         from opentelemetry.sdk.version import __version__
+        from opentelemetry.trace import INVALID_SPAN, get_current_span
     except ImportError:
         return None
     # Read for 1.45 (the Measurement fields, _hash_attributes keys, _get_or_create_aggregation under
@@ -78,6 +82,8 @@ def _load() -> tuple[Any, ...] | None:
         (sdk_instrument.Histogram, sdk_instrument.Counter),
         _ExplicitBucketHistogramAggregation,
         per_context,
+        AlignedHistogramBucketExemplarReservoir,
+        (get_current_span, INVALID_SPAN),
     )
 
 
@@ -158,6 +164,29 @@ def record(instrument: Any, values: Sequence[float], attributes: Mapping[str, An
         _safety.internal_error("metrics.batch", exc)
 
 
+def record_linked(
+    instrument: Any,
+    values: Sequence[float],
+    attributes: Mapping[str, Any],
+    contexts: Sequence[Any],
+    times: Sequence[int],
+) -> None:
+    """:func:`record`, each value with a context (and time) of its own: values of several calls,
+    each offered as an exemplar of its own call's trace."""
+    if not values:
+        return
+    plan = _plan(instrument)
+    if plan is None:
+        method = instrument.add if not hasattr(instrument, "record") else instrument.record
+        for value, context in zip(values, contexts, strict=True):
+            method(value, attributes, context=context)
+        return
+    try:
+        _record_fast(plan, values, attributes, None, contexts, times)
+    except Exception as exc:  # an SDK that is not what the check above took it for
+        _safety.internal_error("metrics.batch", exc)
+
+
 def _one_by_one(
     instrument: Any, values: Sequence[float], attributes: Mapping[str, Any], context: Any
 ) -> None:
@@ -204,34 +233,42 @@ def _prepared(attributes: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     return found
 
 
-def _record_fast(plan: _Plan, values: Sequence[float], attributes: Mapping[str, Any], context: Any) -> None:
+def _record_fast(
+    plan: _Plan,
+    values: Sequence[float],
+    attributes: Mapping[str, Any],
+    context: Any,
+    contexts: Sequence[Any] | None = None,
+    times: Sequence[int] | None = None,
+) -> None:
+    """The values into every view of ``plan``'s instrument: all with ``context``, or each with its
+    own of ``contexts`` (and ``times``)."""
     real = plan.instrument
     if all(map(math.isfinite, values)) and min(values) >= 0:  # the usual case, checked in C
         kept_values = list(values)
     else:
-        kept_values = []
-        for value in values:
+        kept_values, kept_contexts, kept_times = [], [], []
+        for index, value in enumerate(values):
+            own = context if contexts is None else contexts[index]
             if not math.isfinite(value) or value < 0:
                 # The SDK's own path refuses it, with its warning.
-                (real.record if plan.is_histogram else real.add)(value, attributes, context=context)
+                (real.record if plan.is_histogram else real.add)(value, attributes, context=own)
                 continue
             kept_values.append(value)
+            if contexts is not None and times is not None:
+                kept_contexts.append(own)
+                kept_times.append(times[index])
         if not kept_values:
             return
+        if contexts is not None:
+            contexts, times = kept_contexts, kept_times
     cleaned, key = _prepared(attributes)
     now = time_ns()
-    should_sample = plan.should_sample
-    if plan.per_context:
-        last_context, sample = plan.last
-        if context is not last_context:
-            sample = should_sample(kept_values[0], now, cleaned, context)
-            plan.last = (context, sample)
-        samples = [sample] * len(kept_values)
-    else:
-        samples = [should_sample(value, now, cleaned, context) for value in kept_values]
+    samples = _samples(plan, kept_values, cleaned, context, contexts, times, now)
     measurements: list[Any] | None = None  # built only if a value is sampled or not a histogram's
     hash_attributes = _INTERNALS[1]  # type: ignore[index]
     histogram_class = _INTERNALS[5]  # type: ignore[index]
+    aligned_class = _INTERNALS[7]  # type: ignore[index]
     for match in plan.matches:
         kept = match._view._attribute_keys
         if kept is None:
@@ -248,14 +285,107 @@ def _record_fast(plan: _Plan, values: Sequence[float], attributes: Mapping[str, 
                 aggregation = match._get_or_create_aggregation(match_key, dict(match_attributes))
                 if match._reset_on_collect:
                     measurements = _aggregate(
-                        aggregation, kept_values, samples, measurements, real, now, context, cleaned
+                        aggregation,
+                        kept_values,
+                        samples,
+                        measurements,
+                        real,
+                        now,
+                        context,
+                        cleaned,
+                        contexts,
+                        times,
                     )
                     continue
-        if type(aggregation) is histogram_class and not any(samples):
-            _add_to_histogram(aggregation, kept_values)
-            continue
+        if type(aggregation) is histogram_class:
+            if not any(samples):
+                _add_to_histogram(aggregation, kept_values)
+                continue
+            reservoir = aggregation._reservoir
+            if type(reservoir) is aligned_class:
+                _add_to_histogram(aggregation, kept_values)
+                _offer_last_in_each_bucket(
+                    reservoir, kept_values, samples, cleaned, context, contexts, times, now
+                )
+                continue
         measurements = _aggregate(
-            aggregation, kept_values, samples, measurements, real, now, context, cleaned
+            aggregation, kept_values, samples, measurements, real, now, context, cleaned, contexts, times
+        )
+
+
+def _samples(
+    plan: _Plan,
+    values: list[float],
+    cleaned: dict[str, Any],
+    context: Any,
+    contexts: Sequence[Any] | None,
+    times: Sequence[int] | None,
+    now: int,
+) -> list[bool]:
+    """The exemplar filter's answer for each value (the SDK's own filters: once per context)."""
+    should_sample = plan.should_sample
+    if plan.per_context:
+        last_context, sample = plan.last
+        if contexts is None:
+            if context is not last_context:
+                sample = should_sample(values[0], now, cleaned, context)
+                plan.last = (context, sample)
+            return [sample] * len(values)
+        samples = []
+        for value, own in zip(values, contexts, strict=True):
+            if own is not last_context:
+                sample = should_sample(value, now, cleaned, own)
+                last_context = own
+            samples.append(sample)
+        plan.last = (last_context, sample)
+        return samples
+    if contexts is None or times is None:
+        return [should_sample(value, now, cleaned, context) for value in values]
+    return [
+        should_sample(value, t, cleaned, own) for value, t, own in zip(values, times, contexts, strict=True)
+    ]
+
+
+def _offer_last_in_each_bucket(
+    reservoir: Any,
+    values: list[float],
+    samples: list[bool],
+    cleaned: dict[str, Any],
+    context: Any,
+    contexts: Sequence[Any] | None,
+    times: Sequence[int] | None,
+    now: int,
+) -> None:
+    """The exemplars the SDK's aligned reservoir would hold after being offered each sampled value
+    in turn. It keeps, in each of the histogram's buckets (found as ``bisect_left``), the last
+    value offered, with the trace and span of the last offer that had a span (an offer without
+    one keeps the ids before it): so only those offers are made, in their order."""
+    boundaries = reservoir._boundaries
+    last: dict[int, int] = {}
+    for index, (value, sample) in enumerate(zip(values, samples, strict=True)):
+        if sample:
+            last[bisect_left(boundaries, value)] = index
+    offers = list(last.values())
+    if contexts is not None:
+        get_current_span, invalid = _INTERNALS[8]  # type: ignore[index]
+        for bucket, index in last.items():
+            if get_current_span(contexts[index]) != invalid:
+                continue
+            for earlier in range(index - 1, -1, -1):  # the last offer in this bucket with a span
+                if (
+                    samples[earlier]
+                    and bisect_left(boundaries, values[earlier]) == bucket
+                    and get_current_span(contexts[earlier]) != invalid
+                ):
+                    offers.append(earlier)
+                    break
+    offer = reservoir.offer
+    for index in sorted(offers):
+        offer(
+            values[index],
+            now if times is None else times[index],
+            cleaned,
+            context if contexts is None else contexts[index],
         )
 
 
@@ -305,6 +435,8 @@ def _aggregate(
     now: int,
     context: Any,
     cleaned: dict[str, Any],
+    contexts: Sequence[Any] | None = None,
+    times: Sequence[int] | None = None,
 ) -> list[Any]:
     """Each value through the aggregation's own ``aggregate`` (exemplars offered as the SDK offers
     them); returns the measurements, built once for every match."""
@@ -312,13 +444,17 @@ def _aggregate(
         measurement_class = _INTERNALS[2]  # type: ignore[index]
         new = object.__new__
         measurements = []
-        for value in values:
+        for index, value in enumerate(values):
             # A Measurement as the SDK builds it, without its __post_init__ cleaning the same
             # attributes again: they were cleaned once (a plain dataclass: its fields are its
             # __dict__).
             measurement = new(measurement_class)
             measurement.__dict__.update(
-                value=value, time_unix_nano=now, instrument=real, context=context, attributes=cleaned
+                value=value,
+                time_unix_nano=now if times is None else times[index],
+                instrument=real,
+                context=context if contexts is None else contexts[index],
+                attributes=cleaned,
             )
             measurements.append(measurement)
     for measurement, sample in zip(measurements, samples, strict=True):
@@ -330,18 +466,26 @@ class Gathered:
     """Values gathered over several calls (the recorder's batch of ended calls), recorded at
     :meth:`record_all` as one batch per instrument and attribute set.
 
-    Why: a call records four to six token, time and chunk values with no exemplar, and the calls
-    of a busy application share a few attribute sets; gathered, each set is looked up, and each
-    histogram locked, once per batch instead of once per call. Only values offered no exemplar
-    come here (their context is the same empty one): the duration and cost, which link to their
-    call's trace, are recorded call by call."""
+    Why: a call records four to six token, time and chunk values, and its duration and cost, and
+    the calls of a busy application share a few attribute sets; gathered, each set is looked up,
+    and each histogram locked, once per batch instead of once per call.
 
-    __slots__ = ("_context", "_groups")
+    Values without an exemplar (:meth:`add`) share one empty context. The duration and cost link
+    to their own call's trace (:meth:`add_linked`: each value keeps its context and time): an
+    explicit-bucket histogram's exemplar reservoir (the SDK's aligned one) keeps the last value
+    offered in each bucket, so the batch offers just those and the exemplars are the same as when
+    offered call by call; any other reservoir is offered every value, in order."""
+
+    __slots__ = ("_context", "_groups", "_linked")
 
     def __init__(self, context: Any) -> None:
         self._context = context
         # (id(instrument), attribute items) -> (instrument, attributes, values)
         self._groups: dict[tuple[int, tuple[Any, ...]], tuple[Any, Mapping[str, Any], list[float]]] = {}
+        # (id(instrument), attribute items) -> (instrument, attributes, values, contexts, times)
+        self._linked: dict[
+            tuple[int, tuple[Any, ...]], tuple[Any, Mapping[str, Any], list[Any], list[Any], list[int]]
+        ] = {}
 
     def add(self, instrument: Any, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
         """Keep ``values`` for ``instrument`` under ``attributes`` (no exemplar)."""
@@ -358,8 +502,30 @@ class Gathered:
         else:
             group[2].extend(values)
 
+    def add_linked(self, instrument: Any, value: float, attributes: Mapping[str, Any], context: Any) -> None:
+        """Keep one ``value`` for ``instrument`` under ``attributes``, offered as an exemplar of
+        ``context`` (its call's span) as the SDK would offer it now."""
+        try:
+            key = (id(instrument), tuple(attributes.items()))
+            group = self._linked.get(key)
+        except TypeError:  # an unhashable value: recorded now, on its own
+            record(instrument, (value,), attributes, context)
+            return
+        if group is None:
+            self._linked[key] = (instrument, attributes, [value], [context], [time_ns()])
+        else:
+            group[2].append(value)
+            group[3].append(context)
+            group[4].append(time_ns())
+
     def record_all(self) -> None:
         """Record everything gathered (each group as :func:`record` does) and start empty."""
+        linked, self._linked = self._linked, {}
+        for instrument, attributes, values, contexts, times in linked.values():
+            try:
+                record_linked(instrument, values, attributes, contexts, times)
+            except Exception as exc:  # record_linked() swallows its own; this is the last guard
+                _safety.internal_error("metrics.gathered", exc)
         groups, self._groups = self._groups, {}
         for instrument, attributes, values in groups.values():
             try:

@@ -761,12 +761,13 @@ class Call:
         span = self.span
         # Exemplars (a link from a bucket to this trace) on duration and cost only.
         exemplar_context = trace.set_span_in_context(span) if span.is_recording() else _NO_EXEMPLAR
-        # Each instrument's values go in one batch per attribute set (_metric_batch: the SDK checks
-        # an attribute set once, not once per value); those without an exemplar wait in
-        # ``gathered`` for the other calls finished with this one.
-        record = _metric_batch.record
+        # Each instrument's values wait in ``gathered`` for the other calls finished with this one,
+        # and go to the SDK in one batch per attribute set (_metric_batch: the SDK checks an
+        # attribute set once, not once per value); the duration and cost each with this call's
+        # exemplar context.
         gather = gathered.add
-        record(telemetry.duration, (self._end_perf - self._start,), attributes, exemplar_context)
+        gather_linked = gathered.add_linked
+        gather_linked(telemetry.duration, self._end_perf - self._start, attributes, exemplar_context)
         if ttfc is not None:
             gather(telemetry.time_to_first_chunk, (ttfc,), attributes)
             # One value per chunk after the first: the time since the chunk before it.
@@ -793,7 +794,7 @@ class Call:
             telemetry.inconsistent_usage.add(1, attributes, context=_NO_EXEMPLAR)
         if cost is not None:
             if cost.total >= 0:  # a negative cost (from negative counts) stays off the histogram
-                record(telemetry.cost, (cost.total,), attributes, exemplar_context)
+                gather_linked(telemetry.cost, cost.total, attributes, exemplar_context)
             return
         telemetry.unpriced_calls.add(1, attributes, context=_NO_EXEMPLAR)
         unpriced_model = unpriced or response_model or request.request_model or "?"
