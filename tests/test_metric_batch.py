@@ -380,3 +380,33 @@ def test_a_refused_linked_value_is_refused_as_the_sdk_refuses_it(caplog):
     direct = _linked_points(False, calls, [0.01, 0.1, 1, 10])
     assert gathered == direct
     assert sum(point["count"] for point in gathered["h"]) == 2
+
+
+@pytest.mark.parametrize(
+    "values", [[3, 3.0, 1.0, 1, 2, 2, 2, 2, 2, 2], [1.0, 1, 3.0, 3]], ids=["sorted", "short"]
+)
+def test_min_and_max_keep_the_first_of_equal_values_as_the_sdk_does(values):
+    def bounds(batched: bool) -> tuple[Any, Any]:
+        reader = InMemoryMetricReader()
+        histogram = MeterProvider(metric_readers=[reader]).get_meter("test").create_histogram("h")
+        if batched:
+            _metric_batch.record(histogram, values, ATTRIBUTES, otel_context.Context())
+        else:
+            for value in values:
+                histogram.record(value, ATTRIBUTES)
+        (point,) = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+        return point.min, point.max
+
+    batched, plain = bounds(True), bounds(False)
+    assert batched == plain
+    assert [type(v) for v in batched] == [type(v) for v in plain]
+
+
+def test_a_long_batch_with_a_nan_or_an_infinity_is_refused_value_by_value(caplog):
+    values = [0.5] * 20 + [float("nan"), float("inf"), 1e308, 1e308]
+    reader = InMemoryMetricReader()
+    histogram = MeterProvider(metric_readers=[reader]).get_meter("test").create_histogram("h")
+    _metric_batch.record(histogram, values, ATTRIBUTES, otel_context.Context())
+    (point,) = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert point.count == 22  # the NaN and the infinity refused, the two large finite values kept
+    assert point.max == 1e308

@@ -244,8 +244,8 @@ def _record_fast(
     """The values into every view of ``plan``'s instrument: all with ``context``, or each with its
     own of ``contexts`` (and ``times``)."""
     real = plan.instrument
-    if all(map(math.isfinite, values)) and min(values) >= 0:  # the usual case, checked in C
-        kept_values = list(values)
+    if _usable(values):  # the usual case
+        kept_values = values if type(values) is list else list(values)  # read, never changed
     else:
         kept_values, kept_contexts, kept_times = [], [], []
         for index, value in enumerate(values):
@@ -418,12 +418,28 @@ def _add_to_histogram(aggregation: Any, values: list[float]) -> None:
         # Added one by one in order from the running sum, as the SDK adds them (reduce: in C).
         aggregation._sum = reduce(add, values, aggregation._sum)
         if aggregation._record_min_max:
-            aggregation._min = min(aggregation._min, *values)
-            aggregation._max = max(aggregation._max, *values)
+            # min() and max() keep the first of equal values (1 before 1.0), as the SDK's running
+            # min and max do; the sort is stable, so the first of the largest is found by bisection.
+            if added is None:
+                low, high = min(values), max(values)
+            else:
+                low, high = ordered[0], ordered[bisect_left(ordered, ordered[-1])]
+            aggregation._min = min(aggregation._min, low)
+            aggregation._max = max(aggregation._max, high)
 
 
 # Up to this many values, a binary search each; past it, one sort and one search per boundary.
 _SORT_FROM = 8
+
+
+def _usable(values: Sequence[float]) -> bool:
+    """Every value finite and not negative (what the SDK records without a word), checked in C.
+    A long batch is summed rather than tested value by value (~4x cheaper): a NaN or an infinity
+    makes the sum non-finite; so does an overflowing sum of finite values, which then only takes
+    the value-by-value path."""
+    if len(values) > _SORT_FROM:
+        return math.isfinite(sum(values)) and min(values) >= 0
+    return all(map(math.isfinite, values)) and min(values) >= 0
 
 
 def _aggregate(
