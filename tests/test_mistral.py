@@ -8,8 +8,10 @@ chunks) and priced by genai-prices itself; tokentrail's must equal them. Runs on
 from __future__ import annotations
 
 import gc
+import json
 import math
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import genai_prices
@@ -320,3 +322,66 @@ def test_content_capture_when_asked(recorded, server):
     assert "Say hello to the fake server" in plain.attributes[sc.INPUT_MESSAGES]
     assert response.choices[0].message.content in plain.attributes[sc.OUTPUT_MESSAGES]
     assert response.choices[0].message.content in streamed.attributes[sc.OUTPUT_MESSAGES]
+
+
+def test_request_parameters_are_on_the_span_and_the_model_read_from_the_bodys_start(
+    recorded, server, monkeypatch
+):
+    """The calling thread reads only the model from the start of the SDK's serialised body; the
+    parameters come from the body parsed off that thread, as before."""
+    read = []
+    original = mistral_provider.leading_model
+
+    def spy(request: Any) -> Any:
+        read.append(original(request))
+        return read[-1]
+
+    monkeypatch.setattr(mistral_provider, "leading_model", spy)
+    server.reset()
+    client(server).chat.complete(
+        model=MODEL, messages=MESSAGES, temperature=0.25, max_tokens=64, random_seed=7
+    )
+    assert read == [MODEL]  # the SDK's body starts with the model
+    attributes = dict(recorded.span().attributes)
+    assert attributes[sc.REQUEST_MODEL] == MODEL
+    assert attributes[sc.REQUEST_TEMPERATURE] == 0.25
+    assert attributes[sc.REQUEST_MAX_TOKENS] == 64
+    assert attributes[sc.REQUEST_SEED] == 7
+
+
+_MODEL_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters='"\\', exclude_categories=("Cs",)),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(
+    model=st.one_of(_MODEL_TEXT, st.text(min_size=1, max_size=20)),
+    rest=st.dictionaries(
+        st.sampled_from(["messages", "temperature", "stream", "model_x"]), st.integers(), max_size=3
+    ),
+    separators=st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : ")]),
+    ascii_only=st.booleans(),
+)
+def test_the_leading_model_is_the_models_value_or_nothing(model, rest, separators, ascii_only):
+    """Never another value than a full parse's: the model when the body starts with it as a plain
+    string, else None (and the body is parsed)."""
+    from tokentrail.providers._speakeasy import leading_model
+
+    body = json.dumps({"model": model, **rest}, separators=separators, ensure_ascii=ascii_only).encode()
+    found = leading_model(SimpleNamespace(content=body))
+    assert found is None or found == json.loads(body)["model"]
+    if '"' not in model and "\\" not in model and ascii_only and model.isascii() and model.isprintable():
+        assert found == model
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"messages":[],"model":"m"}', b'{"model":7}', b'{"model":"a\\"b"}', b"", b'{"model":"\xff"}', None],
+    ids=["not-first", "not-a-string", "escaped", "empty", "not-utf8", "no-bytes"],
+)
+def test_a_body_not_starting_with_a_plain_model_gives_none(body):
+    from tokentrail.providers._speakeasy import leading_model
+
+    assert leading_model(SimpleNamespace(content=body)) is None

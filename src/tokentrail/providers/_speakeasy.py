@@ -30,7 +30,8 @@ Every step of ours is guarded: if tokentrail fails, the SDK call runs as if it w
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
@@ -47,7 +48,7 @@ from ._contract import NOT_RECORDED, NotRecorded, Plan, http_status_error
 from ._stainless import endpoint_label
 from ._stream import end_followed, follow
 
-__all__ = ["SDK", "Adapter", "Instrumentation", "json_body", "recording"]
+__all__ = ["SDK", "Adapter", "Instrumentation", "LazyBody", "json_body", "leading_model", "recording"]
 
 _PENDING = "_tokentrail_pending"  # on a streamed httpx.Response: (call, plan) until EventStream wraps it
 _RECORDING: ContextVar[Plan | None] = ContextVar("tokentrail_speakeasy_recording", default=None)
@@ -221,6 +222,43 @@ def json_body(request: Any) -> Any:
         return json.loads(content)
     except ValueError:
         return None
+
+
+# Speakeasy serialises a request's fields in its model's order, and a model call's request model
+# starts with ``model``: read from the body's first bytes, the application's thread needs no JSON
+# parse of the whole body (a long conversation is hundreds of KB). Anything else: json_body().
+_LEADING_MODEL = re.compile(rb'\{\s*"model"\s*:\s*"([^"\\]{1,200})"\s*[,}]')
+
+
+def leading_model(request: Any) -> str | None:
+    """The ``model`` a request body starts with (``{"model":"...",``), else None."""
+    content = request.content
+    match = _LEADING_MODEL.match(content) if isinstance(content, bytes) else None
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode()
+    except UnicodeDecodeError:
+        return None
+
+
+class LazyBody:
+    """A request's JSON body, parsed when first asked for (on the recorder thread, unless a budget
+    asks first); ``{}`` if it is not a JSON object."""
+
+    __slots__ = ("_body", "_request")
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+        self._body: Mapping[str, Any] | None = None
+
+    def __call__(self) -> Mapping[str, Any]:
+        body = self._body
+        if body is None:
+            parsed = json_body(self._request)
+            body = self._body = parsed if isinstance(parsed, Mapping) else {}
+            self._request = None
+        return body
 
 
 def _read_body(plan: Plan, response: Any) -> ResponseInfo:

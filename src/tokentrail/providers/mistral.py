@@ -28,7 +28,7 @@ SDK's Azure and GCP clients (``mistralai.azure`` / ``mistralai.gcp``) are not pa
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 from typing import Any
 
@@ -41,7 +41,7 @@ from ._contract import NOT_RECORDED, NotRecorded, Plan
 from ._estimate import input_tokens
 from ._locate import Locator
 from ._read import field as _get
-from ._speakeasy import SDK, Instrumentation, json_body, recording
+from ._speakeasy import SDK, Instrumentation, LazyBody, json_body, leading_model, recording
 from .openai import ChatCompletions, ChatStreamState, Embeddings, chat_input_messages, request_params
 
 __all__ = ["MISTRAL", "MistralChat", "MistralStreamState", "patches"]
@@ -108,12 +108,18 @@ class MistralAdapter:
         if route is None:  # conversations, OCR, audio and anything new: counted as unrecognised
             return NOT_RECORDED if any(part in path for part in _NOT_BILLED) else None
         _, operation, endpoint = route
-        body = json_body(request)  # the SDK serialised it; the request model is needed now
-        if not isinstance(body, Mapping):
-            return None
+        # The request model is needed now, the rest of the body (parameters, an estimate) later.
+        model = None if settings.content.enabled else leading_model(request)
+        if model is not None:
+            body_of: Callable[[], Mapping[str, Any]] = LazyBody(request)
+        else:
+            body = json_body(request)
+            if not isinstance(body, Mapping):
+                return None
+            model = body.get("model")
+            body_of = partial(_same, body)
         base_url = hook_ctx.base_url or sdk.sdk_configuration.get_server_details()[0]
         provider, address, port = self._locate(None, base_url, settings.provider_hosts)
-        model = body.get("model")
         request_info = RequestInfo(
             operation=operation,
             provider=provider,
@@ -121,16 +127,21 @@ class MistralAdapter:
             server_address=address,
             server_port=port,
             stream=stream,
-            params=partial(_params, body),  # read at the end, off the calling thread
+            params=partial(_params, body_of),  # read at the end, off the calling thread
         )
-        if endpoint is _CHAT and "messages" in body:
-            request_info.input_estimate = partial(_input_estimate, body, request_info.request_model or "")
+        if endpoint is _CHAT:
+            request_info.input_estimate = partial(_input_estimate, body_of, request_info.request_model or "")
             if settings.content.enabled:
-                request_info.input_messages = chat_input_messages(body.get("messages"))
+                request_info.input_messages = chat_input_messages(body_of().get("messages"))
         return Plan(request=request_info, endpoint=endpoint)
 
 
-def _params(body: Mapping[str, Any]) -> dict[str, Any]:
+def _same(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    return body
+
+
+def _params(body_of: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+    body = body_of()
     params = request_params(body)
     params.pop(sc.OPENAI_REQUEST_SERVICE_TIER, None)  # Mistral's tiers are not OpenAI's
     seed = body.get("random_seed")
@@ -142,8 +153,12 @@ def _params(body: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _input_estimate(body: Mapping[str, Any], model: str) -> tuple[int | None, float]:
-    """An approximate input count when a budget asks (no offline Mistral tokenizer here)."""
+def _input_estimate(body_of: Callable[[], Mapping[str, Any]], model: str) -> tuple[int | None, float]:
+    """An approximate input count when a budget asks (no offline Mistral tokenizer here); none
+    for a body without messages."""
+    body = body_of()
+    if "messages" not in body:
+        return None, 0.0
     tokens, _, margin, _ = input_tokens(MISTRAL, model, body.get("messages"), body.get("tools"))
     return tokens, margin
 
