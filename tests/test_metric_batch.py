@@ -410,3 +410,28 @@ def test_a_long_batch_with_a_nan_or_an_infinity_is_refused_value_by_value(caplog
     (point,) = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
     assert point.count == 22  # the NaN and the infinity refused, the two large finite values kept
     assert point.max == 1e308
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [ATTRIBUTES, {**ATTRIBUTES, "gen_ai.token.type": "stale"}, {**ATTRIBUTES, "list": ["a"]}],
+    ids=["plain", "name-already-there", "unhashable"],
+)
+def test_values_gathered_with_a_token_type_collect_as_recorded_with_the_merged_attributes(attributes):
+    def run(gathering: bool) -> Any:
+        reader = InMemoryMetricReader()
+        histogram = MeterProvider(metric_readers=[reader]).get_meter("test").create_histogram("h")
+        gathered = _metric_batch.Gathered(otel_context.Context())
+        for call in range(3):
+            for token_type, value in (("input", 10 * call + 1), ("output", call + 2)):
+                if gathering:
+                    items = tuple(attributes.items())
+                    gathered.add_with(histogram, (value,), attributes, items, "gen_ai.token.type", token_type)
+                else:
+                    histogram.record(value, {**attributes, "gen_ai.token.type": token_type})
+        gathered.record_all()
+        return _points(reader)
+
+    gathered, direct = run(True), run(False)
+    assert gathered == direct
+    assert {point["attributes"]["gen_ai.token.type"] for point in gathered["h"]} == {"input", "output"}

@@ -503,12 +503,19 @@ class Gathered:
             tuple[int, tuple[Any, ...]], tuple[Any, Mapping[str, Any], list[Any], list[Any], list[int]]
         ] = {}
 
-    def add(self, instrument: Any, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
-        """Keep ``values`` for ``instrument`` under ``attributes`` (no exemplar)."""
+    def add(
+        self,
+        instrument: Any,
+        values: Sequence[float],
+        attributes: Mapping[str, Any],
+        items: tuple[Any, ...] | None = None,
+    ) -> None:
+        """Keep ``values`` for ``instrument`` under ``attributes`` (no exemplar). ``items``:
+        ``tuple(attributes.items())``, when the caller has it already."""
         if not values:
             return
         try:
-            key = (id(instrument), tuple(attributes.items()))
+            key = (id(instrument), tuple(attributes.items()) if items is None else items)
             group = self._groups.get(key)
         except TypeError:  # an unhashable value: recorded now, on its own
             record(instrument, values, attributes, self._context)
@@ -518,11 +525,45 @@ class Gathered:
         else:
             group[2].extend(values)
 
-    def add_linked(self, instrument: Any, value: float, attributes: Mapping[str, Any], context: Any) -> None:
+    def add_with(
+        self,
+        instrument: Any,
+        values: Sequence[float],
+        attributes: Mapping[str, Any],
+        items: tuple[Any, ...],
+        name: str,
+        value: Any,
+    ) -> None:
+        """:meth:`add` under ``attributes`` and ``name: value`` (a token type), the merged dict
+        made only for the batch's first values under it."""
+        if name in attributes:  # replaced rather than added: its place in the items moves
+            self.add(instrument, values, {**attributes, name: value})
+            return
+        if not values:
+            return
+        try:
+            key = (id(instrument), (*items, (name, value)))
+            group = self._groups.get(key)
+        except TypeError:
+            record(instrument, values, {**attributes, name: value}, self._context)
+            return
+        if group is None:
+            self._groups[key] = (instrument, {**attributes, name: value}, list(values))
+        else:
+            group[2].extend(values)
+
+    def add_linked(
+        self,
+        instrument: Any,
+        value: float,
+        attributes: Mapping[str, Any],
+        context: Any,
+        items: tuple[Any, ...] | None = None,
+    ) -> None:
         """Keep one ``value`` for ``instrument`` under ``attributes``, offered as an exemplar of
         ``context`` (its call's span) as the SDK would offer it now."""
         try:
-            key = (id(instrument), tuple(attributes.items()))
+            key = (id(instrument), tuple(attributes.items()) if items is None else items)
             group = self._linked.get(key)
         except TypeError:  # an unhashable value: recorded now, on its own
             record(instrument, (value,), attributes, context)

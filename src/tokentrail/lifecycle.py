@@ -765,15 +765,19 @@ class Call:
         # and go to the SDK in one batch per attribute set (_metric_batch: the SDK checks an
         # attribute set once, not once per value); the duration and cost each with this call's
         # exemplar context.
+        items = tuple(attributes.items())  # the attribute set's key, made once for every record
         gather = gathered.add
         gather_linked = gathered.add_linked
-        gather_linked(telemetry.duration, self._end_perf - self._start, attributes, exemplar_context)
+        gather_linked(telemetry.duration, self._end_perf - self._start, attributes, exemplar_context, items)
         if ttfc is not None:
-            gather(telemetry.time_to_first_chunk, (ttfc,), attributes)
+            gather(telemetry.time_to_first_chunk, (ttfc,), attributes, items)
             # One value per chunk after the first: the time since the chunk before it.
             times = self.chunk_times
             gather(
-                telemetry.time_per_output_chunk, list(map(_minus, islice(times, 1, None), times)), attributes
+                telemetry.time_per_output_chunk,
+                list(map(_minus, islice(times, 1, None), times)),
+                attributes,
+                items,
             )
         if usage is None:
             return
@@ -782,19 +786,26 @@ class Call:
         else:
             # A negative count (flagged in usage.problems, kept on the span and the ledger) stays
             # off the histograms, which refuse it with a line on stderr per call.
+            gather_with = gathered.add_with
             if usage.input_tokens >= 0:
-                gather(telemetry.token_usage, (usage.input_tokens,), {**attributes, sc.TOKEN_TYPE: "input"})
+                gather_with(
+                    telemetry.token_usage, (usage.input_tokens,), attributes, items, sc.TOKEN_TYPE, "input"
+                )
             if request.operation != "embeddings" and usage.output_tokens >= 0:
-                gather(telemetry.token_usage, (usage.output_tokens,), {**attributes, sc.TOKEN_TYPE: "output"})
+                gather_with(
+                    telemetry.token_usage, (usage.output_tokens,), attributes, items, sc.TOKEN_TYPE, "output"
+                )
             for name, token_type in _PART_TOKEN_TYPES:
                 amount = getattr(usage, name)
                 if amount > 0:
-                    gather(telemetry.token_parts, (amount,), {**attributes, sc.TOKEN_TYPE: token_type})
+                    gather_with(
+                        telemetry.token_parts, (amount,), attributes, items, sc.TOKEN_TYPE, token_type
+                    )
         if usage.problems:
             telemetry.inconsistent_usage.add(1, attributes, context=_NO_EXEMPLAR)
         if cost is not None:
             if cost.total >= 0:  # a negative cost (from negative counts) stays off the histogram
-                gather_linked(telemetry.cost, cost.total, attributes, exemplar_context)
+                gather_linked(telemetry.cost, cost.total, attributes, exemplar_context, items)
             return
         telemetry.unpriced_calls.add(1, attributes, context=_NO_EXEMPLAR)
         unpriced_model = unpriced or response_model or request.request_model or "?"
