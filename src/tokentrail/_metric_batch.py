@@ -29,7 +29,7 @@ from typing import Any
 
 from . import _safety
 
-__all__ = ["record", "supported"]
+__all__ = ["Gathered", "record", "record_linked", "supported"]
 
 
 def _load() -> tuple[Any, ...] | None:
@@ -53,8 +53,9 @@ def _load() -> tuple[Any, ...] | None:
     except ImportError:
         return None
     # Read for 1.45 (the Measurement fields, _hash_attributes keys, _get_or_create_aggregation under
-    # the match's lock, _reset_on_collect, the explicit-bucket histogram's fields and aggregate()):
-    # another minor may change any of them.
+    # the match's lock, _reset_on_collect, the explicit-bucket histogram's fields and aggregate(),
+    # the aligned exemplar reservoir's _boundaries and its buckets that keep the last offer, with
+    # the ids of the last span offered): another minor may change any of them.
     if tuple(__version__.split(".")[:2]) != ("1", "45"):
         return None
     needed = (
