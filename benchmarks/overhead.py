@@ -470,9 +470,8 @@ class _ChatCompletionsFloor(Floor):
     def stream_usage(chunk: Any) -> Any:
         return chunk.usage
 
-    @staticmethod
-    def request() -> dict[str, Any]:
-        raise NotImplementedError
+    def request(self) -> dict[str, Any]:
+        return compatible_request(self.model)
 
 
 class TogetherFloor(_ChatCompletionsFloor):
@@ -480,10 +479,6 @@ class TogetherFloor(_ChatCompletionsFloor):
     model = TOGETHER_MODEL
     server = "api.together.ai"
     rates = (0.3, 1.2)
-
-    @staticmethod
-    def request() -> dict[str, Any]:
-        return together_request()
 
 
 class GroqFloor(_ChatCompletionsFloor):
@@ -497,10 +492,6 @@ class GroqFloor(_ChatCompletionsFloor):
         """Under ``x_groq.usage``, on the last chunk."""
         x_groq = chunk.x_groq
         return x_groq.usage if x_groq is not None else None
-
-    @staticmethod
-    def request() -> dict[str, Any]:
-        return groq_request()
 
 
 class OllamaFloor(Floor):
@@ -544,18 +535,33 @@ OLLAMA_REQUEST: dict[str, Any] = {
 }
 
 
-def groq_request() -> dict[str, Any]:
-    """CHAT_REQUEST for Groq's chat completions (``max_tokens``, its model)."""
-    request = {**CHAT_REQUEST, "model": GROQ_MODEL, "max_tokens": 512}
+def compatible_request(model: str) -> dict[str, Any]:
+    """CHAT_REQUEST for an OpenAI-compatible SDK's chat completions (``max_tokens``, its model)."""
+    request = {**CHAT_REQUEST, "model": model, "max_tokens": 512}
     del request["max_completion_tokens"]
     return request
 
 
-def together_request() -> dict[str, Any]:
-    """CHAT_REQUEST for Together's chat completions (``max_tokens``, its model)."""
-    request = {**CHAT_REQUEST, "model": TOGETHER_MODEL, "max_tokens": 512}
-    del request["max_completion_tokens"]
-    return request
+def compatible_workload(
+    provider: str, fake: Any, floor_class: type[_ChatCompletionsFloor], chunk_note: str, providers: Any
+) -> Workload:
+    """The workload of an OpenAI-compatible SDK (Together, Groq): its chat completions, plain and
+    streamed, against its fake and its floor."""
+    client = fake.client()
+    create = client.chat.completions.create
+    floor = floor_class(client, providers.tracer_provider, providers.meter_provider)
+    request = floor.request()
+    return Workload(
+        provider,
+        f"client.chat.completions.create ({provider})",
+        fake,
+        client,
+        chat=lambda: create(**request),
+        stream=lambda: create(**request, stream=True),
+        floor=floor,
+        stream_items=fake.stream_chunks,
+        chunk_note=chunk_note,
+    )
 
 
 # --- other instrumentations of the same call (--peers) --------------------------------------------
@@ -841,20 +847,12 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             ),
         )
     if provider == "together":
-        fake = FakeTogether(stream_chunks=stream_chunks)
-        client = fake.client()
-        create = client.chat.completions.create
-        request = together_request()
-        return Workload(
+        return compatible_workload(
             provider,
-            "client.chat.completions.create (together)",
-            fake,
-            client,
-            chat=lambda: create(**request),
-            stream=lambda: create(**request, stream=True),
-            floor=TogetherFloor(client, tracer_provider, meter_provider),
-            stream_items=stream_chunks,
-            chunk_note="the last chunk carries the usage, unasked; both read chunk.usage on every chunk.",
+            FakeTogether(stream_chunks=stream_chunks),
+            TogetherFloor,
+            "the last chunk carries the usage, unasked; both read chunk.usage on every chunk.",
+            providers,
         )
     if provider == "ollama":
         fake = FakeOllama(stream_chunks=stream_chunks)
@@ -874,20 +872,12 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             options={"prices": OLLAMA_PRICES},
         )
     if provider == "groq":
-        fake = FakeGroq(stream_chunks=stream_chunks)
-        client = fake.client()
-        create = client.chat.completions.create
-        request = groq_request()
-        return Workload(
+        return compatible_workload(
             provider,
-            "client.chat.completions.create (groq)",
-            fake,
-            client,
-            chat=lambda: create(**request),
-            stream=lambda: create(**request, stream=True),
-            floor=GroqFloor(client, tracer_provider, meter_provider),
-            stream_items=stream_chunks,
-            chunk_note="the last chunk carries the usage under x_groq.usage, unasked; both read every chunk.",
+            FakeGroq(stream_chunks=stream_chunks),
+            GroqFloor,
+            "the last chunk carries the usage under x_groq.usage, unasked; both read every chunk.",
+            providers,
         )
     raise ValueError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
 
