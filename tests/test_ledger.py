@@ -327,6 +327,27 @@ def test_disk_full_drops_the_batch_then_recovers(tmp_path):
     assert check.execute("SELECT COUNT(*), (SELECT SUM(calls) FROM rollup) FROM calls").fetchone() == (2, 2)
 
 
+def test_each_batch_adds_to_the_rollup_once_whatever_ids_came_before(tmp_path):
+    # The rollup adds up the rows from the batch's first id on, found from the last id inserted:
+    # right after the newest rows were deleted, and across a batch of several statements.
+    writer = LedgerWriter(tmp_path / "l.sqlite", flush_interval=60)
+    for record in random_records(5, seed=4):
+        writer(record)
+    writer.flush()
+    connection = writer._connection
+    connection.execute("DELETE FROM calls WHERE id > 3")  # the two newest go; the rollup keeps them
+    connection.commit()
+    for size, seed in ((1, 5), (300, 6), (2, 7)):
+        for record in random_records(size, seed=seed):
+            writer(record)
+        writer.flush()
+        rolled_up = connection.execute("SELECT SUM(calls) FROM rollup").fetchone()[0]
+        calls = connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        assert rolled_up == calls + 2
+    writer.close()
+    assert writer.written == 308
+
+
 def test_locked_ledger_keeps_the_rows_and_flush_returns_within_its_bound(tmp_path):
     _safety.reset_for_tests()
     path = tmp_path / "l.sqlite"
