@@ -41,7 +41,10 @@ def _load() -> tuple[Any, ...] | None:
             _hash_attributes,
             _ViewInstrumentMatch,
         )
-        from opentelemetry.sdk.metrics._internal.aggregation import _ExplicitBucketHistogramAggregation
+        from opentelemetry.sdk.metrics._internal.aggregation import (
+            _ExplicitBucketHistogramAggregation,
+            _SumAggregation,
+        )
         from opentelemetry.sdk.metrics._internal.exemplar import exemplar_filter
         from opentelemetry.sdk.metrics._internal.exemplar.exemplar_reservoir import (
             AlignedHistogramBucketExemplarReservoir,
@@ -53,7 +56,8 @@ def _load() -> tuple[Any, ...] | None:
     except ImportError:
         return None
     # Read for 1.45 (the Measurement fields, _hash_attributes keys, _get_or_create_aggregation under
-    # the match's lock, _reset_on_collect, the explicit-bucket histogram's fields and aggregate(),
+    # the match's lock, _reset_on_collect, the explicit-bucket histogram's and the sum's fields and
+    # their aggregate(),
     # the aligned exemplar reservoir's _boundaries and its buckets that keep the last offer, with
     # the ids of the last span offered): another minor may change any of them.
     if tuple(__version__.split(".")[:2]) != ("1", "45"):
@@ -65,6 +69,7 @@ def _load() -> tuple[Any, ...] | None:
         tuple(Measurement.__dataclass_fields__)
         == ("value", "time_unix_nano", "instrument", "context", "attributes"),
         hasattr(_ExplicitBucketHistogramAggregation, "_get_empty_bucket_counts"),
+        hasattr(_SumAggregation, "_sample_exemplar"),
     )
     if not all(needed):
         return None
@@ -85,6 +90,7 @@ def _load() -> tuple[Any, ...] | None:
         per_context,
         AlignedHistogramBucketExemplarReservoir,
         (get_current_span, INVALID_SPAN),
+        _SumAggregation,
     )
 
 
@@ -270,6 +276,7 @@ def _record_fast(
     hash_attributes = _INTERNALS[1]  # type: ignore[index]
     histogram_class = _INTERNALS[5]  # type: ignore[index]
     aligned_class = _INTERNALS[7]  # type: ignore[index]
+    sum_class = _INTERNALS[9]  # type: ignore[index]
     for match in plan.matches:
         kept = match._view._attribute_keys
         if kept is None:
@@ -298,6 +305,13 @@ def _record_fast(
                         times,
                     )
                     continue
+        if type(aggregation) is sum_class and not any(samples):
+            # A counter's values with no exemplar to offer (the token parts): what its aggregate()
+            # does for each, added in order under one hold of its lock.
+            with aggregation._lock:
+                start = aggregation._value
+                aggregation._value = reduce(add, kept_values, 0 if start is None else start)
+            continue
         if type(aggregation) is histogram_class:
             if not any(samples):
                 _add_to_histogram(aggregation, kept_values)
