@@ -4,13 +4,18 @@ of every shape. The application sees what it would without tokentrail; nothing i
 from __future__ import annotations
 
 import json
+import types
 from typing import Any
 
+import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tokentrail
 from openai_wire import MODEL, FakeOpenAI, chat_chunks, chat_completion, chat_usage, http_module
 from tokentrail import semconv as sc
+from tokentrail.providers._read import field, fields
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -118,3 +123,37 @@ async def test_the_usage_chunk_is_withheld_whatever_its_shape(recorded, shape, s
         assert call.usage is not None and call.usage.input_tokens == chat_usage()["prompt_tokens"]
     tokentrail.uninstrument()
     assert instrumented == await read()  # exactly what the application gets without tokentrail
+
+
+class _Extra(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+    input_tokens: int | None = None
+    speed: str | None = None
+
+
+_NAMES = ("input_tokens", "speed", "cache_read", "absent")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.fixed_dictionaries(
+        {},
+        optional={
+            "input_tokens": st.one_of(st.none(), st.integers(0, 9)),
+            "speed": st.one_of(st.none(), st.text(max_size=3)),
+            "cache_read": st.one_of(st.none(), st.integers(0, 9), st.text(max_size=3)),
+        },
+    ),
+    shape=st.sampled_from(["pydantic", "dict", "namespace", "none"]),
+)
+def test_reading_many_fields_at_once_reads_what_one_by_one_reads(values, shape):
+    # How a stream's usage objects are merged (anthropic): one look at the object for every name.
+    obj = {
+        "pydantic": lambda: _Extra(**values),  # cache_read: an extra field
+        "dict": lambda: dict(values),
+        "namespace": lambda: types.SimpleNamespace(**values),
+        "none": lambda: None,
+    }[shape]()
+    expected = [field(obj, name) for name in _NAMES]
+    assert fields(obj, _NAMES) == expected
+    assert expected == [None if obj is None else values.get(name) for name in _NAMES]

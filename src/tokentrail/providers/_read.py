@@ -14,6 +14,8 @@ def field(obj: Any, name: str) -> Any:
     have (``usage.cost`` on OpenAI, which only OpenRouter sends) raises inside its
     ``__getattr__`` and costs about 2 µs each time.
     """
+    if type(obj) is dict:  # raw responses and botocore's events: no attribute lookup, no ABC check
+        return obj.get(name)
     if obj is None:
         return None
     values = getattr(obj, "__dict__", None)
@@ -27,3 +29,16 @@ def field(obj: Any, name: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+def fields(obj: Any, names: tuple[str, ...]) -> list[Any]:
+    """``[field(obj, name) for name in names]``, looking ``obj`` over once rather than per name."""
+    if obj is None:
+        return [None] * len(names)
+    if type(obj) is dict or isinstance(obj, Mapping):
+        return list(map(obj.get, names))
+    values = getattr(obj, "__dict__", None)
+    if values is None or not hasattr(type(obj), "__pydantic_fields__"):
+        return [field(obj, name) for name in names]
+    extra = obj.__pydantic_extra__
+    return list(map({**values, **extra}.get if extra else values.get, names))

@@ -321,7 +321,7 @@ class ChatStreamState:
         usage = chunk.usage
         if usage is not None:
             self.usage = usage
-            self.service_tier = getattr(chunk, "service_tier", None)
+            self.service_tier = _get(chunk, "service_tier")  # a field some SDKs' chunks lack (mistralai)
             if self.hide_usage_chunk:
                 if not choices:
                     return False  # the chunk we asked for; the application did not
