@@ -58,7 +58,7 @@ class GroqChatStreamState(ChatStreamState):
     __slots__ = ()
 
     def add(self, chunk: Any) -> bool:
-        keep = super().add(chunk)
+        keep = ChatStreamState.add(self, chunk)  # not super(): a super object a chunk costs ~0.2 µs
         # x_groq.usage comes on the chunk with the finish reason (or one after it): not looked for
         # in the chunks before, which are most of the stream.
         if self.usage is None and (self.finish_reasons or not chunk.choices):

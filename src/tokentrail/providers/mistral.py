@@ -64,7 +64,7 @@ class MistralStreamState(ChatStreamState):
     __slots__ = ()
 
     def add(self, event: Any) -> bool:
-        return super().add(event.data)
+        return ChatStreamState.add(self, event.data)  # per event: no super object
 
     def result(self) -> ResponseInfo:
         for parts in self.texts.values():  # a reasoning model streams lists of text and thinking chunks
