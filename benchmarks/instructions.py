@@ -3,24 +3,30 @@
 On a shared 2-core VM, CPU-time figures (overhead.py) move with whatever else runs; callgrind
 counts the instructions the process executes - every thread, tokentrail's recorder included -
 and gives the same count for the same code, inputs and environment. Use it to compare two trees
-("is the change slower?"); use overhead.py for absolute times.
+("is the change slower?") and tokentrail with overhead.py's floor; use overhead.py for times.
 
 Run from the repository root (valgrind from Debian's package)::
 
-    PYTHONPATH=src python benchmarks/instructions.py [--provider openai|anthropic|gemini]
-        [--kind chat|stream] [--calls 100] [--json FILE]
+    PYTHONPATH=src python benchmarks/instructions.py [--provider openai|anthropic|...]
+        [--kind chat|stream] [--calls 100] [--block N] [--floor] [--json FILE]
 
-For each configuration (``bare``: the SDK alone; ``tokentrail``: instrumented with every default on)
-the script runs itself under ``valgrind --tool=callgrind`` twice, with 0 and with ``--calls`` calls
-after the same warm-up, and takes the difference: the instructions of those calls alone, start-up
-and warm-up excluded. tokentrail's work on its recorder thread is finished (``tokentrail.flush()``)
-inside each run, so it counts. Reported: instructions per call, bare and tokentrail, and the
-difference (tokentrail's cost per call, whole process).
+For each configuration (``bare``: the SDK alone; ``floor``: overhead.py's hand-written floor, with
+``--floor``; ``tokentrail``: instrumented with every default on) the script runs itself under
+``valgrind --tool=callgrind`` twice, with 0 and with ``--calls`` calls after the same warm-up, and
+takes the difference: the instructions of those calls alone, start-up and warm-up excluded. The
+deferred work (tokentrail's recorder and ledger writer, the span processor's export) is finished
+after every ``--block`` calls (default: all of them, one block), inside the count, as overhead.py
+finishes it after each of its blocks (20 chat calls or 4 streams). Reported: instructions per call
+of each configuration, and over bare (the cost per call, whole process).
+
+The background threads' own timers are parked in the counted runs: under callgrind the process
+runs ~50 times slower, and the recorder's 0.1 s timer would otherwise cut the blocks short.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -33,37 +39,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 WARM_UP_CALLS = 5
 _COLLECTED = re.compile(r"Collected : (\d+)")
+_PARKED_S = 3600.0
 
 
-def _inner(provider: str, kind: str, calls: int, instrumented: bool) -> None:
-    from _common import isolate_ledger, make_providers
-    from overhead import workload
+def _park(batcher: object) -> None:
+    """Let ``batcher``'s thread wake only when asked (benchmark only: a private field)."""
+    batcher._interval = _PARKED_S  # type: ignore[attr-defined]
+    batcher._wake_at = 10**9  # type: ignore[attr-defined]
+    batcher._wake.set()  # type: ignore[attr-defined]  # it picks the new interval up now
+
+
+def _inner(provider: str, kind: str, calls: int, config: str, block: int) -> None:
+    import time
+
+    from _common import isolate_ledger
+    from overhead import Bench
 
     isolate_ledger()
-    providers = make_providers()
-    work = workload(provider, 50, providers)
-    if instrumented:
-        import tokentrail
-
-        tokentrail.instrument(
-            tracer_provider=providers.tracer_provider, meter_provider=providers.meter_provider
-        )
-    call = work.chat if kind == "chat" else (lambda: list(work.stream()))
-
-    def finish() -> None:
-        if instrumented:
-            tokentrail.flush()
-        providers.tracer_provider.force_flush()
-
+    bench = Bench(provider)
+    if config == "tokentrail":
+        bench.instrument()
+    call = bench.functions[(config, kind)]
     for _ in range(WARM_UP_CALLS):
         call()
-    finish()
-    for _ in range(calls):
-        call()
-    finish()
+    bench.finish_pending()
+    if config == "tokentrail":
+        from tokentrail import _setup, lifecycle
+
+        _park(lifecycle.RECORDER._queue())
+        writer = _setup._ledger._writer
+        if writer is not None:
+            _park(writer._batcher)
+        time.sleep(0.5)  # (both threads back asleep, on the long interval)
+    left = calls
+    while left:
+        for _ in range(min(block, left)):
+            call()
+        left -= min(block, left)
+        bench.finish_pending()
 
 
-def _count(provider: str, kind: str, calls: int, instrumented: bool) -> int:
+def _count(provider: str, kind: str, calls: int, config: str, block: int) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         command = [
             "valgrind",
@@ -78,9 +94,11 @@ def _count(provider: str, kind: str, calls: int, instrumented: bool) -> int:
             kind,
             "--calls",
             str(calls),
+            "--config",
+            config,
+            "--block",
+            str(block),
         ]
-        if instrumented:
-            command.append("--instrumented")
         env = {**os.environ, "TOKENTRAIL_WARM_PRICES": "0", "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
         if done.returncode != 0:
@@ -92,34 +110,50 @@ def _count(provider: str, kind: str, calls: int, instrumented: bool) -> int:
 
 
 def main() -> None:
+    from overhead import PROVIDERS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--provider", default="openai", choices=["openai", "anthropic", "gemini"])
+    parser.add_argument("--provider", default="openai", choices=PROVIDERS)
     parser.add_argument("--kind", default="chat", choices=["chat", "stream"])
     parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument(
+        "--block", type=int, default=0, help="calls between two finishes of the deferred work (default: all)"
+    )
+    parser.add_argument("--floor", action="store_true", help="also count overhead.py's floor")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--instrumented", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="bare", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    block = args.block if args.block > 0 else max(1, args.calls)
     if args.inner:
-        _inner(args.provider, args.kind, args.calls, args.instrumented)
+        _inner(args.provider, args.kind, args.calls, args.config, block)
         return
-    per_call = {}
-    for name, instrumented in (("bare", False), ("tokentrail", True)):
-        empty = _count(args.provider, args.kind, 0, instrumented)
-        full = _count(args.provider, args.kind, args.calls, instrumented)
-        per_call[name] = (full - empty) / args.calls
+    configs = ("bare", "floor", "tokentrail") if args.floor else ("bare", "tokentrail")
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # one valgrind per core
+        counts = {
+            (config, calls): pool.submit(_count, args.provider, args.kind, calls, config, block)
+            for config in configs
+            for calls in (0, args.calls)
+        }
+        found = {key: future.result() for key, future in counts.items()}
+    per_call = {config: (found[(config, args.calls)] - found[(config, 0)]) / args.calls for config in configs}
+    over = {config: per_call[config] - per_call["bare"] for config in configs if config != "bare"}
     result = {
         "provider": args.provider,
         "kind": args.kind,
         "calls": args.calls,
+        "block": block,
         "instructions_per_call": per_call,
-        "tokentrail_overhead_per_call": per_call["tokentrail"] - per_call["bare"],
+        "over_bare_per_call": over,
+        "tokentrail_overhead_per_call": over["tokentrail"],
     }
-    print(
-        f"{args.provider} {args.kind}: bare {per_call['bare']:,.0f} instructions/call, "
-        f"tokentrail {per_call['tokentrail']:,.0f} "
-        f"(+{result['tokentrail_overhead_per_call']:,.0f}, whole process)"
-    )
+    line = f"{args.provider} {args.kind}, blocks of {block}: bare {per_call['bare']:,.0f} instructions/call"
+    for config, extra in over.items():
+        line += f", {config} +{extra:,.0f}"
+    if "floor" in over and over["floor"] > 0:
+        result["x_floor"] = over["tokentrail"] / over["floor"]
+        line += f" ({result['x_floor']:.2f}x the floor's)"
+    print(line + " (whole process)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 
