@@ -57,9 +57,8 @@ def _load() -> tuple[Any, ...] | None:
         return None
     # Read for 1.45 (the Measurement fields, _hash_attributes keys, _get_or_create_aggregation under
     # the match's lock, _reset_on_collect, the explicit-bucket histogram's and the sum's fields and
-    # their aggregate(),
-    # the aligned exemplar reservoir's _boundaries and its buckets that keep the last offer, with
-    # the ids of the last span offered): another minor may change any of them.
+    # their aggregate(), the aligned exemplar reservoir's _boundaries and its buckets that keep the
+    # last offer, with the ids of the last span offered): another minor may change any of them.
     if tuple(__version__.split(".")[:2]) != ("1", "45"):
         return None
     needed = (
