@@ -218,10 +218,8 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_follower = _follow(wrapped, call, state)
         self._self_followed = (call, state)
 
-    def __iter__(self) -> Iterator[Any]:
-        # The follower itself, as the SDKs' own streams hand out a generator (botocore's
-        # EventStream, ollama's): a for loop then steps it with no proxy method call per item.
-        return self._self_follower
+    def __iter__(self) -> StreamProxy:
+        return self
 
     def __del__(self) -> None:  # dropped unfinished: end now, not when the follower is finalised
         _dropped(self)
@@ -250,8 +248,8 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_follower = _follow_async(wrapped, call, state)
         self._self_followed = (call, state)
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._self_follower  # (as __iter__: no proxy method call per item)
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
 
     def __del__(self) -> None:  # an async generator would wait for the event loop to finalise it
         _dropped(self)
