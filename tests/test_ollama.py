@@ -117,6 +117,29 @@ def test_chat_stream_usage_from_the_done_line_equals_the_plain_call(priced, serv
     assert streamed.time_to_first_chunk_s is not None
 
 
+def test_a_stream_looped_over_straight_from_the_call_is_one_complete_call(priced, server):
+    # The usual shape: no name holds the stream, so the loop holds only what iter() gave it. The
+    # stand-in must stay alive until the loop ends (its finaliser ends an abandoned stream's call).
+    server.reset()
+    text = ""
+    for chunk in client(server).chat(model=MODEL, messages=MESSAGES, stream=True):
+        text += chunk.message.content
+    (call,) = priced.calls
+    assert text and not call.incomplete and call.finish_reasons == ("stop",)
+    assert call.usage is not None and call.usage.output_tokens == DEFAULT_CHUNKS
+
+
+async def test_an_async_stream_looped_over_straight_from_the_call_is_one_complete_call(priced, server):
+    server.reset()
+    async_client = client(server, is_async=True)
+    text = ""
+    async for chunk in await async_client.chat(model=MODEL, messages=MESSAGES, stream=True):
+        text += chunk.message.content
+    (call,) = priced.calls
+    assert text and not call.incomplete and call.finish_reasons == ("stop",)
+    assert call.usage is not None and call.usage.output_tokens == DEFAULT_CHUNKS
+
+
 def test_generate_plain_and_streamed(priced, server):
     server.reset()
     prompt, system = "Once upon a time", "You tell short stories."
