@@ -33,6 +33,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,8 +51,6 @@ def _park(batcher: object) -> None:
 
 
 def _inner(provider: str, kind: str, calls: int, config: str, block: int) -> None:
-    import time
-
     from _common import isolate_ledger
     from overhead import Bench
 
