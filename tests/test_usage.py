@@ -248,6 +248,26 @@ def test_reported_total_is_reconciled() -> None:
     assert Usage.of(input_tokens=10, output_tokens=5, reported_total_tokens=15).consistent
 
 
+@given(
+    counts=st.fixed_dictionaries({name: st.integers(-3, 12) for name in COUNT_FIELDS}),
+    reported_total=st.none() | st.integers(-3, 30),
+    total_check=st.booleans(),
+)
+@settings(max_examples=2000)
+def test_the_quick_invariant_check_agrees_with_the_detailed_one(
+    counts: dict[str, int], reported_total: int | None, total_check: bool
+) -> None:
+    # Usage.of asks the one-expression check first and lists problems only when it fails: the
+    # two must agree on every record, negative counts (each part compared on its own) included.
+    usage = Usage(**counts, reported_total_tokens=reported_total)
+    assert usage._holds(total_check) == (not usage._invariant_problems(total_check))
+    expected = broken_invariants(counts, reported_total if total_check else None)
+    assert usage._holds(total_check) == (not expected)
+    of = Usage.of(**counts, reported_total_tokens=reported_total, total_check=total_check)
+    negative = [name for name, value in counts.items() if value < 0]
+    assert of.consistent == (not expected and not negative and (reported_total or 0) >= 0)
+
+
 def test_problems_do_not_affect_equality() -> None:
     assert Usage.of(input_tokens="5", total_check=False) == Usage(input_tokens=5)
 

@@ -78,20 +78,46 @@ class Usage:
         """
         problems: list[str] = []
         clean: dict[str, Any] = {}
+        counts = _COUNT_NAMES
         for name, raw in values.items():
-            if name == "provider_cost_usd":
+            if name in counts:
+                if type(raw) is int and raw >= 0:  # the usual value, taken as it is
+                    clean[name] = raw
+                elif raw is not None:  # None is "not reported": the field's default, 0
+                    clean[name] = count(raw, name, problems)
+            elif name == "provider_cost_usd":
                 clean[name] = _cost(raw, problems)
             elif name == "reported_total_tokens":
                 clean[name] = None if raw is None else count(raw, name, problems)
-            elif name in COUNT_FIELDS:
-                clean[name] = count(raw, name, problems)
             else:
                 raise TypeError(f"Usage has no field {name!r}")
         record = cls(**clean)
-        problems.extend(record._invariant_problems(total_check))
+        if not record._holds(total_check):
+            problems.extend(record._invariant_problems(total_check))
         if problems:
             record = _replace_problems(record, tuple(problems))
         return record
+
+    def _holds(self, total_check: bool) -> bool:
+        """Every invariant of :meth:`_invariant_problems` at once, in one expression: the cheap
+        answer for the usual record (each part is compared on its own too, as counts may be
+        negative)."""
+        inputs, outputs = self.input_tokens, self.output_tokens
+        read, written = self.cache_read_tokens, self.cache_write_tokens
+        audio, image = self.input_audio_tokens, self.input_image_tokens
+        total = self.reported_total_tokens
+        return (
+            read <= inputs
+            and written <= inputs
+            and self.cache_write_1h_tokens <= written
+            and audio <= inputs
+            and image <= inputs
+            and self.reasoning_tokens <= outputs
+            and self.output_audio_tokens <= outputs
+            and read + written <= inputs
+            and audio + image <= inputs
+            and (not total_check or total is None or total == inputs + outputs)
+        )
 
     def _invariant_problems(self, total_check: bool) -> list[str]:
         found: list[str] = []
@@ -202,6 +228,7 @@ USAGE_FIELDS: tuple[UsageField, ...] = (
     UsageField("web_searches", sc.USAGE_WEB_SEARCHES, "web_searches"),
 )
 COUNT_FIELDS = tuple(f.name for f in USAGE_FIELDS)
+_COUNT_NAMES = frozenset(COUNT_FIELDS)
 SUMMED_FIELDS = tuple(f.name for f in USAGE_FIELDS if f.summed)
 """The token counts every total adds up (the rest are details of these)."""
 assert set(COUNT_FIELDS) | {"provider_cost_usd", "reported_total_tokens", "problems"} == {
