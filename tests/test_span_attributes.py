@@ -131,3 +131,50 @@ def test_any_plain_attributes_under_any_limits_land_alike(attributes, max_attrib
     limits = SpanLimits(max_span_attributes=max_attributes, max_span_attribute_length=max_length)
     fast, public = _both(attributes, limits)
     assert fast == public
+
+
+class _Text(str):
+    """A str subclass: the SDK's cleaning would not keep it as it is."""
+
+
+_any_value = st.one_of(
+    _values,
+    st.none(),
+    st.binary(max_size=3),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.tuples(st.text(max_size=3), st.integers()),
+    st.tuples(),
+    st.builds(_Text, st.text(max_size=3)),
+    st.tuples(st.builds(_Text, st.text(max_size=3))),
+)
+
+
+def _plain_one_by_one(attributes: dict[Any, Any], limit: int | None) -> bool:
+    """The definition _plain computes in C: checked item by item."""
+    for key, value in attributes.items():
+        if type(key) is not str or not key:
+            return False
+        if type(value) is str:
+            if limit is not None and len(value) > limit:
+                return False
+        elif type(value) is tuple:
+            if any(type(item) is not str or (limit is not None and len(item) > limit) for item in value):
+                return False
+        elif type(value) not in (int, float, bool):
+            return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    attributes=st.dictionaries(
+        st.one_of(st.text(max_size=6), st.builds(_Text, st.text(max_size=3)), st.integers()),
+        _any_value,
+        max_size=12,
+    ),
+    limit=st.one_of(st.none(), st.integers(0, 6)),
+)
+def test_the_plain_check_is_the_item_by_item_definition(attributes, limit):
+    # Which attribute sets take the fast path: exactly those whose every key is a non-empty str
+    # and every value a str, int, float, bool or tuple of str, within the length limit.
+    assert _span_attributes._plain(attributes, limit) == _plain_one_by_one(attributes, limit)

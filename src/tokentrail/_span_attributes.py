@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from itertools import chain, compress
 from typing import Any
 
 __all__ = ["set_attributes"]
 
-_PLAIN = frozenset({str, int, float, bool})
+_PLAIN_OR_TUPLE = frozenset({str, int, float, bool, tuple})
+_STR = frozenset({str})
+_TUPLE = frozenset({tuple})
 
 
 @functools.cache  # read once, at the first call's end (the recorder thread), not at import
@@ -48,20 +51,26 @@ def supported() -> bool:
 
 
 def _plain(attributes: Mapping[str, Any], limit: int | None) -> bool:
-    """Whether every key and value is one the SDK's cleaning would keep exactly as it is."""
-    for key, value in attributes.items():
-        if type(key) is not str or not key:
+    """Whether every key and value is one the SDK's cleaning would keep exactly as it is.
+
+    The types are gathered in C (``map(type, ...)`` into a set): a call's ~25 attributes checked
+    one by one in Python cost ~500 bytecodes, most of the recorder's span work."""
+    if not _STR.issuperset(map(type, attributes)) or "" in attributes:
+        return False
+    kinds = set(map(type, attributes.values()))
+    if not kinds <= _PLAIN_OR_TUPLE:
+        return False
+    values = attributes.values()
+    if tuple in kinds:  # finish reasons, stop sequences: tuples of str only (their items, in C too)
+        tuples = compress(values, map(_TUPLE.__contains__, map(type, values)))
+        if not _STR.issuperset(map(type, chain.from_iterable(tuples))):
             return False
-        kind = type(value)
-        if kind is str:
-            if limit is not None and len(value) > limit:
+    if limit is not None:  # a value length limit is set (rare): the long way
+        for value in values:
+            if type(value) is str and len(value) > limit:
                 return False
-        elif kind is tuple:
-            for item in value:
-                if type(item) is not str or (limit is not None and len(item) > limit):
-                    return False
-        elif kind not in _PLAIN:
-            return False
+            if type(value) is tuple and any(len(item) > limit for item in value):
+                return False
     return True
 
 
