@@ -356,6 +356,43 @@ def test_price_equals_genai_prices_for_generated_calls() -> None:
     assert outcomes["refused"] <= 0.05 * total, outcomes
 
 
+_ANY_COUNT = st.one_of(st.just(0), st.just(0), st.integers(-5, 3_000_000))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=st.one_of(st.sampled_from(CASES), st.sampled_from(TIERED)),
+    counts=st.fixed_dictionaries(
+        {
+            name: _ANY_COUNT
+            for name in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cache_write_1h_tokens",
+                "reasoning_tokens",
+                "input_audio_tokens",
+                "output_audio_tokens",
+                "input_image_tokens",
+                "web_searches",
+            )
+        }
+    ),
+)
+def test_the_one_read_price_is_the_line_by_line_price_to_the_last_bit(
+    case: Case, counts: dict[str, int]
+) -> None:
+    # PriceCard.price reads every count at once and skips the lines of zero; the line-by-line loop
+    # (cards with a per-request unit) walks every line: for every card of the catalogue, any
+    # usage (inconsistent and negative counts included), the same three sums, bit for bit.
+    pricer = Pricer()
+    card = pricer.card(case.provider, case.ref, case.instants[0], case.contexts[0])
+    assert card is not None, case
+    usage = Usage(**counts)
+    assert card.price(usage) == card._price_line_by_line(usage)
+
+
 def test_every_tier_boundary_of_every_tiered_model() -> None:
     """input_tokens = start - 1, start, start + 1 for every tier, in every price context."""
     pricer = Pricer()

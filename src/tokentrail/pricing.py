@@ -24,6 +24,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +140,38 @@ class _Line:
 class PriceCard:
     """Flat, precompiled prices of one model in one price context: priced in microseconds."""
 
-    __slots__ = ("lines", "model_id", "source")
+    __slots__ = ("_plan", "_read_all", "lines", "model_id", "source")
 
     def __init__(self, lines: tuple[_Line, ...], model_id: str, source: str) -> None:
         self.lines = lines
         self.model_id = model_id
         self.source = source
+        # What price() reads of each line, as plain tuples, the usage field as a getter and the
+        # tiers highest first: it runs for every call.
+        self._plan = tuple(
+            (
+                None
+                if line.usage_field is None
+                else attrgetter(line.usage_field)
+                if line.usage_field
+                else _no_such_field,
+                line.per,
+                line.direction,
+                line.base,
+                tuple(reversed(line.tiers)),
+                line.descendants,
+            )
+            for line in lines
+        )
+        fields = [line.usage_field for line in lines]
+        # All counts in one call (a tuple, even of one), when every line is a count the record has.
+        self._read_all = (
+            None
+            if not fields or not all(fields)
+            else attrgetter(*fields)
+            if len(fields) > 1
+            else (lambda usage, read=attrgetter(fields[0]): (read(usage),))
+        )
 
     @classmethod
     def compile(cls, prices: Mapping[str, Any], model_id: str, source: str) -> PriceCard:
@@ -205,33 +233,72 @@ class PriceCard:
 
     def price(self, usage: Usage) -> tuple[float, float, float]:
         """(input, output, total) USD of ``usage`` at these prices."""
+        read_all = self._read_all
+        if read_all is None:
+            return self._price_line_by_line(usage)
+        # Every line a token count: all counts read in one C call, and only the lines with a
+        # count (most are zero in a call: cache writes, audio, ...) cost any Python. A line of
+        # zero costs nothing, as in the loop below; the sums add the same terms in the same order.
+        amounts = read_all(usage)
+        total_input = usage.input_tokens
+        leaves = [0.0] * len(amounts)
+        input_cost = output_cost = total = 0.0
+        plan = self._plan
+        for index in compress(range(len(amounts)), amounts):
+            _, per, direction, base, tiers, descendants = plan[index]
+            amount = float(amounts[index])
+            for child in descendants:
+                amount -= leaves[child]
+            if amount <= 0.0:
+                continue
+            leaves[index] = amount
+            rate = base
+            for start, tier_price in tiers:
+                if total_input > start:
+                    rate = tier_price
+                    break
+            cost = rate * amount / per
+            total += cost
+            if direction == "input":
+                input_cost += cost
+            elif direction == "output":
+                output_cost += cost
+        return input_cost, output_cost, total
+
+    def _price_line_by_line(self, usage: Usage) -> tuple[float, float, float]:
+        """:meth:`price` for a card with a per-request unit or a unit the record does not carry."""
         total_input = usage.input_tokens
         leaves = [0.0] * len(self.lines)
         input_cost = output_cost = total = 0.0
-        for index, line in enumerate(self.lines):
-            if line.usage_field is None:
+        for index, (read, per, direction, base, tiers, descendants) in enumerate(self._plan):
+            if read is None:  # the per-request unit
                 amount = 1.0
             else:
-                # Fields the record does not carry ("") count as zero, as in genai-prices.
-                amount = float(getattr(usage, line.usage_field)) if line.usage_field else 0.0
-                for child in line.descendants:
+                amount = float(read(usage))
+                for child in descendants:
                     amount -= leaves[child]
-                if amount < 0:  # only for inconsistent usage, which is flagged elsewhere
-                    amount = 0.0
+                if amount <= 0.0:
+                    # Nothing of this unit, or less than its parts (only for inconsistent usage,
+                    # flagged elsewhere): it costs nothing.
+                    continue
                 leaves[index] = amount
-            rate = line.base
-            for start, tier_price in reversed(line.tiers):
+            rate = base
+            for start, tier_price in tiers:  # highest threshold first
                 # The cliff rule: past a threshold the whole call pays the tier's rate.
                 if total_input > start:
                     rate = tier_price
                     break
-            cost = rate * amount / line.per
+            cost = rate * amount / per
             total += cost
-            if line.direction == "input":
+            if direction == "input":
                 input_cost += cost
-            elif line.direction == "output":
+            elif direction == "output":
                 output_cost += cost
         return input_cost, output_cost, total
+
+
+def _no_such_field(usage: Usage) -> int:
+    return 0  # a unit the record does not carry ("") counts as zero, as in genai-prices
 
 
 class _TimedPrices:
