@@ -34,9 +34,9 @@ class RunSummary:
 
     def reset(self) -> None:
         with self._lock:
-            self._total = Totals()
-            self._agents: dict[str, Totals] = {}
-            self._models: dict[tuple[str, str], Totals] = {}
+            # One Totals per (agent, model): a call adds to one, and the per-agent, per-model and
+            # overall figures are their sums, made when the summary is read (rarely), not per call.
+            self._groups: dict[tuple[str, tuple[str, str]], Totals] = {}
             self._largest_input: dict[tuple[str, str], int] = {}
 
     def __call__(self, call: CallRecord) -> None:
@@ -45,24 +45,30 @@ class RunSummary:
         cost = call.cost.total if call.cost is not None else None
         failed = call.error_type is not None
         with self._lock:
-            totals = self._agents.get(agent)
+            totals = self._groups.get((agent, model))
             if totals is None:
-                totals = self._agents[agent] = Totals()
-            by_model = self._models.get(model)
-            if by_model is None:
-                by_model = self._models[model] = Totals()
-            for each in (self._total, totals, by_model):
-                each.add_call(call.usage, cost, failed=failed)
+                totals = self._groups[(agent, model)] = Totals()
+            totals.add_call(call.usage, cost, failed=failed)
             if call.usage is not None and call.usage.input_tokens > self._largest_input.get(model, -1):
                 self._largest_input[model] = call.usage.input_tokens
 
     def as_dict(self) -> dict[str, Any]:
         """The summary in the shape a program can consume (see the README for the schema)."""
+        by_agent: dict[str, Totals] = {}
+        by_model: dict[tuple[str, str], Totals] = {}
+        overall = Totals()
         with self._lock:
-            agents = {name: totals.summary() for name, totals in self._agents.items()}
-            models = {f"{p} {m}": totals.summary() for (p, m), totals in self._models.items()}
+            for (agent, model), totals in self._groups.items():
+                for into in (
+                    by_agent.setdefault(agent, Totals()),
+                    by_model.setdefault(model, Totals()),
+                    overall,
+                ):
+                    into.add(totals)
             largest = dict(self._largest_input)
-            total = self._total.summary()
+        agents = {name: totals.summary() for name, totals in by_agent.items()}
+        models = {f"{p} {m}": totals.summary() for (p, m), totals in by_model.items()}
+        total = overall.summary()
         attributed = [name for name in agents if name != UNATTRIBUTED]
         agent_tokens = [agents[n]["input_tokens"] + agents[n]["output_tokens"] for n in attributed]
         most_expensive = max(attributed, key=lambda n: agents[n]["cost_usd"], default=None)
