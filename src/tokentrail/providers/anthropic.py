@@ -58,6 +58,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any
 
 from .. import semconv as sc
@@ -104,18 +106,24 @@ _USAGE_FIELDS = (
 def message_usage(usage: Any) -> Usage:
     """The top-level usage of a Message (``Usage``, ``BetaUsage``, an iteration entry or the
     fields merged from a stream) in the normal form."""
+    return _usage_of(_fields(usage, _USAGE_FIELDS))
+
+
+def _usage_of(values: list[Any]) -> Usage:
+    """:func:`message_usage` of the values of :data:`_USAGE_FIELDS`, read in one look."""
+    raw_uncached, raw_written, raw_read, cache_creation, output, output_details, server_tool_use = values[:7]
     problems: list[str] = []
-    uncached = count(_get(usage, "input_tokens"), "input_tokens", problems)
-    written = count(_get(usage, "cache_creation_input_tokens"), "cache_creation_input_tokens", problems)
-    read = count(_get(usage, "cache_read_input_tokens"), "cache_read_input_tokens", problems)
+    uncached = count(raw_uncached, "input_tokens", problems)
+    written = count(raw_written, "cache_creation_input_tokens", problems)
+    read = count(raw_read, "cache_read_input_tokens", problems)
     record = Usage.of(
         input_tokens=uncached + written + read,
-        output_tokens=_get(usage, "output_tokens"),
+        output_tokens=output,
         cache_read_tokens=read,
         cache_write_tokens=written,
-        cache_write_1h_tokens=_get(_get(usage, "cache_creation"), "ephemeral_1h_input_tokens"),
-        reasoning_tokens=_get(_get(usage, "output_tokens_details"), "thinking_tokens"),
-        web_searches=_get(_get(usage, "server_tool_use"), "web_search_requests"),
+        cache_write_1h_tokens=_get(cache_creation, "ephemeral_1h_input_tokens"),
+        reasoning_tokens=_get(output_details, "thinking_tokens"),
+        web_searches=_get(server_tool_use, "web_search_requests"),
     )
     if problems:
         record = replace(record, problems=(*problems, *record.problems))
@@ -136,22 +144,21 @@ def separately_billed(iterations: Any) -> tuple[UsagePart, ...]:
 
 def _usage_info(info: ResponseInfo, usage: Any) -> None:
     """Fill the usage, the separately billed parts and the tier of ``info`` from a usage object."""
-    info.usage = message_usage(usage)
-    info.extra_usage = separately_billed(_get(usage, "iterations"))
+    values = _fields(usage, _USAGE_FIELDS)
+    info.usage = _usage_of(values)
+    tier, speed, geo, iterations = values[7:]
+    info.extra_usage = separately_billed(iterations)
     attributes: dict[str, Any] = {}
     context: dict[str, str] = {}
-    tier = _get(usage, "service_tier")
     if isinstance(tier, str) and tier:
         attributes[sc.ANTHROPIC_RESPONSE_SERVICE_TIER] = tier
         if tier in _TIER_CONTEXT:
             key, value = _TIER_CONTEXT[tier]
             context[key] = value
-    speed = _get(usage, "speed")
     if isinstance(speed, str) and speed:
         attributes[sc.ANTHROPIC_RESPONSE_SPEED] = speed
         if speed != "standard":
             context["speed"] = speed
-    geo = _get(usage, "inference_geo")
     if isinstance(geo, str) and geo:
         attributes[sc.ANTHROPIC_RESPONSE_INFERENCE_GEO] = geo
     if attributes:
@@ -351,9 +358,9 @@ class MessageStreamState:
 def _merged_usage(usages: list[Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for usage in usages:
-        for name, value in zip(_USAGE_FIELDS, _fields(usage, _USAGE_FIELDS), strict=True):
-            if value is not None:
-                merged[name] = value  # cumulative values: the latest replaces the earlier one
+        values = _fields(usage, _USAGE_FIELDS)
+        # Cumulative values: the latest given (not None) replaces the earlier one (picked in C).
+        merged.update(compress(zip(_USAGE_FIELDS, values, strict=True), map(is_not, values, repeat(None))))
     return merged
 
 

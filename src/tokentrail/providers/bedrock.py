@@ -214,15 +214,22 @@ _PARAMS: tuple[tuple[str | None, str, str], ...] = (
     ("textGenerationConfig", "topP", sc.REQUEST_TOP_P),
     (None, "top_k", sc.REQUEST_TOP_K),
 )
+_HOLDERS = tuple(dict.fromkeys(where for where, _, _ in _PARAMS))
+_NUMBERS = (int, float)
+_EMPTY: Mapping[str, Any] = {}
 
 
 def request_params(body: Mapping[str, Any]) -> dict[str, Any]:
     """Request parameters as attributes (only the ones present)."""
     params: dict[str, Any] = {}
-    for where, key, attribute in _PARAMS:
+    # Each holder looked up (and checked, an ABC isinstance: slow) once, not once per key.
+    holders = {}
+    for where in _HOLDERS:
         holder = body if where is None else body.get(where)
-        value = holder.get(key) if isinstance(holder, Mapping) else None
-        if isinstance(value, int | float) and not isinstance(value, bool) and attribute not in params:
+        holders[where] = holder if isinstance(holder, Mapping) else _EMPTY
+    for where, key, attribute in _PARAMS:
+        value = holders[where].get(key)
+        if isinstance(value, _NUMBERS) and type(value) is not bool and attribute not in params:
             params[attribute] = value
     config = body.get("inferenceConfig")
     stop = config.get("stopSequences") if isinstance(config, Mapping) else body.get("stop_sequences")

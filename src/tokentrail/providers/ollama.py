@@ -41,6 +41,7 @@ from ._estimate import input_tokens
 from ._locate import Locator
 from ._patch import Patches, Target
 from ._read import field as _get
+from ._read import fields as _fields
 from ._stainless import endpoint_label
 from .openai import chat_input_messages
 
@@ -59,15 +60,17 @@ _NOT_BILLED = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/show"
 
 def generate_usage(response: Any) -> Usage | None:
     """Usage of a chat or generate response (or a stream's ``done`` line); None when a count is missing."""
-    prompt = _get(response, "prompt_eval_count")
-    output = _get(response, "eval_count")
+    return _usage(*_fields(response, _COUNTS))
+
+
+_COUNTS = ("prompt_eval_count", "eval_count", "prompt_eval_cached_count")
+_INFO = ("done_reason", "model", *_COUNTS)  # what a response (or a stream's done line) tells
+
+
+def _usage(prompt: Any, output: Any, cached: Any) -> Usage | None:
     if prompt is None or output is None:
         return None  # unknown, never 0
-    return Usage.of(
-        input_tokens=prompt,
-        output_tokens=output,
-        cache_read_tokens=_get(response, "prompt_eval_cached_count"),
-    )
+    return Usage.of(input_tokens=prompt, output_tokens=output, cache_read_tokens=cached)
 
 
 def embed_usage(response: Any) -> Usage | None:
@@ -91,17 +94,20 @@ _OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+_NUMBERS = (int, float)
+
+
 def request_params(body: Mapping[str, Any]) -> dict[str, Any]:
     """A request's ``options`` (and ``format``) as semantic-convention attributes."""
     params: dict[str, Any] = {}
     options = body.get("options")
-    if isinstance(options, Mapping):
+    if type(options) is dict or isinstance(options, Mapping):  # (the ABC check only for the rare)
         for key, attribute in _OPTIONS:
             value = options.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, _NUMBERS) and type(value) is not bool:
                 params[attribute] = value
         stop = options.get("stop")
-        if isinstance(stop, list | tuple) and stop and all(isinstance(s, str) for s in stop):
+        if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, str) for s in stop):
             params[sc.REQUEST_STOP_SEQUENCES] = tuple(stop)
     if body.get("format"):  # "json" or a JSON schema
         params[sc.OUTPUT_TYPE] = "json"
@@ -137,11 +143,11 @@ class Generate:
 
     @staticmethod
     def info(result: Any) -> ResponseInfo:
-        reason = _get(result, "done_reason")
+        reason, model, *counts = _fields(result, _INFO)  # one look at the object for all five
         return ResponseInfo(
-            response_model=_get(result, "model"),
+            response_model=model,
             finish_reasons=(reason,) if isinstance(reason, str) and reason else (),
-            usage=generate_usage(result),
+            usage=_usage(*counts),
         )
 
     def stream_state(self, request: RequestInfo, hide_usage_chunk: bool) -> GenerateStreamState:
@@ -168,7 +174,10 @@ class GenerateStreamState:
 
     def add(self, chunk: Any) -> bool:
         self.received = True
-        if _get(chunk, "done"):
+        # Read inline, not through _get: this runs for every line of every stream, on the calling
+        # thread (the SDK's models declare ``done``; older SDKs stream plain dicts).
+        done = chunk.get("done") if type(chunk) is dict else getattr(chunk, "done", None)
+        if done:
             self.final = chunk
         elif self.model is None:
             self.model = _get(chunk, "model")

@@ -33,6 +33,7 @@ from ._estimate import input_tokens
 from ._framework import framework_parses_raw_streams
 from ._locate import Located, Locator, locate, provider_for_host, server_of
 from ._read import field as _get
+from ._read import fields as _fields
 from ._stainless import RAW_RESPONSE_HEADER, Instrumentation, installed_sdk
 
 __all__ = ["patches", "provider_for_url"]
@@ -68,17 +69,25 @@ def _by_host(azure_client: Any, host: str | None, port: int | None) -> str:
 
 def chat_usage(usage: Any) -> Usage:
     """Usage of a chat completion / legacy completion (``CompletionUsage`` shape), any provider."""
-    prompt = _get(usage, "prompt_tokens")
-    completion = _get(usage, "completion_tokens")
-    total = _get(usage, "total_tokens")
-    prompt_details = _get(usage, "prompt_tokens_details")
-    completion_details = _get(usage, "completion_tokens_details")
-    cached = _get(usage, "prompt_cache_hit_tokens")  # DeepSeek
+    # Each object looked over once for all its names (_fields), not once per name: every call.
+    (
+        prompt,
+        completion,
+        total,
+        prompt_details,
+        completion_details,
+        deepseek_cached,
+        together_cached,
+        ticks,
+        cost,
+    ) = _fields(usage, _CHAT_USAGE)
+    prompt_cached, cache_write, input_audio, input_image = _fields(prompt_details, _PROMPT_DETAILS)
+    reasoning, output_audio = _fields(completion_details, _COMPLETION_DETAILS)
+    cached = deepseek_cached  # DeepSeek's prompt_cache_hit_tokens wins
     if cached is None:
-        cached = _get(prompt_details, "cached_tokens")
+        cached = prompt_cached
     if cached is None:
-        cached = _get(usage, "cached_tokens")  # Together: beside prompt_tokens, a part of it
-    reasoning = _get(completion_details, "reasoning_tokens")
+        cached = together_cached  # Together: beside prompt_tokens, a part of it
     output = completion
     # xAI bills reasoning on top of completion_tokens; OpenAI counts it inside. The total says
     # which: prompt + completion + reasoning == total only when reasoning is extra.
@@ -94,14 +103,29 @@ def chat_usage(usage: Any) -> Usage:
         input_tokens=prompt,
         output_tokens=output,
         cache_read_tokens=cached,
-        cache_write_tokens=_get(prompt_details, "cache_write_tokens"),
+        cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
-        input_audio_tokens=_get(prompt_details, "audio_tokens"),
-        input_image_tokens=_get(prompt_details, "image_tokens"),
-        output_audio_tokens=_get(completion_details, "audio_tokens"),
-        provider_cost_usd=_provider_cost(usage),
+        input_audio_tokens=input_audio,
+        input_image_tokens=input_image,
+        output_audio_tokens=output_audio,
+        provider_cost_usd=_cost_of(ticks, cost),
         reported_total_tokens=total,
     )
+
+
+_CHAT_USAGE = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_tokens_details",
+    "completion_tokens_details",
+    "prompt_cache_hit_tokens",
+    "cached_tokens",
+    "cost_in_usd_ticks",
+    "cost",
+)
+_PROMPT_DETAILS = ("cached_tokens", "cache_write_tokens", "audio_tokens", "image_tokens")
+_COMPLETION_DETAILS = ("reasoning_tokens", "audio_tokens")
 
 
 def responses_usage(usage: Any, web_searches: int = 0) -> Usage:
@@ -130,7 +154,11 @@ def embeddings_usage(usage: Any) -> Usage:
 
 
 def _provider_cost(usage: Any) -> Any:
-    ticks = _get(usage, "cost_in_usd_ticks")  # xAI: 1 USD = 10^10 ticks
+    return _cost_of(*_fields(usage, ("cost_in_usd_ticks", "cost")))
+
+
+def _cost_of(ticks: Any, cost: Any) -> Any:
+    """The provider's cost in USD: xAI's ticks (1 USD = 10^10 ticks) win over OpenRouter's ``cost``."""
     if ticks is not None:
         if isinstance(ticks, int | float) and not isinstance(ticks, bool):
             try:
@@ -138,7 +166,7 @@ def _provider_cost(usage: Any) -> Any:
             except OverflowError:  # an absurd payload: let Usage.of flag it as not finite
                 return float("inf")
         return ticks
-    return _get(usage, "cost")  # OpenRouter: USD
+    return cost
 
 
 # ---------------------------------------------------------------------------------------------
