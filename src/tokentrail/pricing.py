@@ -140,7 +140,7 @@ class _Line:
 class PriceCard:
     """Flat, precompiled prices of one model in one price context: priced in microseconds."""
 
-    __slots__ = ("_plan", "_read_all", "lines", "model_id", "source")
+    __slots__ = ("_counted", "_plan", "_read_all", "lines", "model_id", "source")
 
     def __init__(self, lines: tuple[_Line, ...], model_id: str, source: str) -> None:
         self.lines = lines
@@ -163,15 +163,30 @@ class PriceCard:
             )
             for line in lines
         )
-        fields = [line.usage_field for line in lines]
-        # All counts in one call (a tuple, even of one), when every line is a count the record has.
-        self._read_all = (
-            None
-            if not fields or not all(fields)
-            else attrgetter(*fields)
-            if len(fields) > 1
-            else (lambda usage, read=attrgetter(fields[0]): (read(usage),))
-        )
+        # The fast path of price(): the lines of token counts the record has (a unit it does not
+        # carry, "", counts zero: no cost, and nothing to take from the lines it is part of), all
+        # read in one call; None when a line is per request (its amount is one, not a count).
+        counted = [index for index, line in enumerate(lines) if line.usage_field]
+        self._read_all: Any = None
+        self._counted: tuple[tuple[Any, ...], ...] = ()
+        if counted and all(line.usage_field is not None for line in lines):
+            position = {index: place for place, index in enumerate(counted)}
+            names = [lines[index].usage_field for index in counted]
+            self._read_all = (
+                attrgetter(*names)
+                if len(names) > 1
+                else (lambda usage, read=attrgetter(names[0]): (read(usage),))
+            )
+            self._counted = tuple(
+                (
+                    lines[index].per,
+                    lines[index].direction,
+                    lines[index].base,
+                    tuple(reversed(lines[index].tiers)),
+                    tuple(position[child] for child in lines[index].descendants if child in position),
+                )
+                for index in counted
+            )
 
     @classmethod
     def compile(cls, prices: Mapping[str, Any], model_id: str, source: str) -> PriceCard:
@@ -236,16 +251,16 @@ class PriceCard:
         read_all = self._read_all
         if read_all is None:
             return self._price_line_by_line(usage)
-        # Every line a token count: all counts read in one C call, and only the lines with a
-        # count (most are zero in a call: cache writes, audio, ...) cost any Python. A line of
-        # zero costs nothing, as in the loop below; the sums add the same terms in the same order.
+        # No line per request: every count read in one C call, and only the lines with a count
+        # (most are zero in a call: cache writes, audio, ...) cost any Python. A line of zero
+        # costs nothing, as in the loop below; the sums add the same terms in the same order.
         amounts = read_all(usage)
         total_input = usage.input_tokens
         leaves = [0.0] * len(amounts)
         input_cost = output_cost = total = 0.0
-        plan = self._plan
+        counted = self._counted
         for index in compress(range(len(amounts)), amounts):
-            _, per, direction, base, tiers, descendants = plan[index]
+            per, direction, base, tiers, descendants = counted[index]
             amount = float(amounts[index])
             for child in descendants:
                 amount -= leaves[child]
