@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from tokentrail import pricing
 from tokentrail.pricing import Cost, PriceOverrideError, Pricer, genai_usage, load_overrides
-from tokentrail.usage import Usage
+from tokentrail.usage import COUNT_FIELDS, Usage
 
 SNAPSHOT = data_snapshot.get_snapshot()
 GENAI_PROVIDERS = (
@@ -362,23 +362,7 @@ _ANY_COUNT = st.one_of(st.just(0), st.just(0), st.integers(-5, 3_000_000))
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     case=st.one_of(st.sampled_from(CASES), st.sampled_from(TIERED)),
-    counts=st.fixed_dictionaries(
-        {
-            name: _ANY_COUNT
-            for name in (
-                "input_tokens",
-                "output_tokens",
-                "cache_read_tokens",
-                "cache_write_tokens",
-                "cache_write_1h_tokens",
-                "reasoning_tokens",
-                "input_audio_tokens",
-                "output_audio_tokens",
-                "input_image_tokens",
-                "web_searches",
-            )
-        }
-    ),
+    counts=st.fixed_dictionaries({name: _ANY_COUNT for name in COUNT_FIELDS}),
 )
 def test_the_one_read_price_is_the_line_by_line_price_to_the_last_bit(
     case: Case, counts: dict[str, int]
@@ -391,6 +375,30 @@ def test_the_one_read_price_is_the_line_by_line_price_to_the_last_bit(
     assert card is not None, case
     usage = Usage(**counts)
     assert card.price(usage) == card._price_line_by_line(usage)
+
+
+def test_the_one_read_price_on_every_catalogue_card() -> None:
+    # Every card, every price context and active price set, with usages where every count is
+    # given (so every line, nested ones too, has something to take from its parent), consistent
+    # and not: the one-read price and the line-by-line price agree bit for bit.
+    usages = [
+        Usage(**{name: 1_000 * (index + 1) + 7 for index, name in enumerate(COUNT_FIELDS)}),
+        Usage(**dict.fromkeys(COUNT_FIELDS, 250_001)),
+        Usage(input_tokens=9_000, output_tokens=600, cache_read_tokens=4_000, cache_write_tokens=3_000,
+              cache_write_1h_tokens=1_000, input_audio_tokens=2_000, output_audio_tokens=100,
+              input_image_tokens=500, reasoning_tokens=200, web_searches=2),
+    ]  # fmt: skip
+    pricer = Pricer()
+    compared = 0
+    for case in CASES:
+        for context in case.contexts:
+            for at in case.instants:
+                card = pricer.card(case.provider, case.ref, at, context)
+                assert card is not None, case
+                for usage in usages:
+                    assert card.price(usage) == card._price_line_by_line(usage), (case, context, at, usage)
+                    compared += 1
+    assert compared >= 3 * len(CASES)
 
 
 def test_every_tier_boundary_of_every_tiered_model() -> None:

@@ -21,7 +21,7 @@ import math
 import os
 import stat
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from itertools import compress
@@ -140,27 +140,25 @@ class _Line:
 class PriceCard:
     """Flat, precompiled prices of one model in one price context: priced in microseconds."""
 
-    __slots__ = ("_counted", "_plan", "_read_all", "lines", "model_id", "source")
+    __slots__ = ("_counted", "_lines", "_read_all", "_reads", "lines", "model_id", "source")
 
     def __init__(self, lines: tuple[_Line, ...], model_id: str, source: str) -> None:
         self.lines = lines
         self.model_id = model_id
         self.source = source
-        # What price() reads of each line, as plain tuples, the usage field as a getter and the
-        # tiers highest first: it runs for every call.
-        self._plan = tuple(
-            (
-                None
-                if line.usage_field is None
-                else attrgetter(line.usage_field)
-                if line.usage_field
-                else _no_such_field,
-                line.per,
-                line.direction,
-                line.base,
-                tuple(reversed(line.tiers)),
-                line.descendants,
-            )
+        # What pricing reads of each line, as plain tuples (the tiers highest first), and how each
+        # line's amount is read: a getter of its count (zero for a unit the record does not carry),
+        # None for the per-request unit.
+        self._lines = tuple(
+            (line.per, line.direction, line.base, tuple(reversed(line.tiers)), line.descendants)
+            for line in lines
+        )
+        self._reads = tuple(
+            None
+            if line.usage_field is None
+            else attrgetter(line.usage_field)
+            if line.usage_field
+            else _no_such_field
             for line in lines
         )
         # The fast path of price(): the lines of token counts the record has (a unit it does not
@@ -179,10 +177,7 @@ class PriceCard:
             )
             self._counted = tuple(
                 (
-                    lines[index].per,
-                    lines[index].direction,
-                    lines[index].base,
-                    tuple(reversed(lines[index].tiers)),
+                    *self._lines[index][:4],
                     tuple(position[child] for child in lines[index].descendants if child in position),
                 )
                 for index in counted
@@ -253,63 +248,47 @@ class PriceCard:
             return self._price_line_by_line(usage)
         # No line per request: every count read in one C call, and only the lines with a count
         # (most are zero in a call: cache writes, audio, ...) cost any Python. A line of zero
-        # costs nothing, as in the loop below; the sums add the same terms in the same order.
+        # costs nothing; the sums add the same terms in the same order as line by line.
         amounts = read_all(usage)
-        total_input = usage.input_tokens
-        leaves = [0.0] * len(amounts)
-        input_cost = output_cost = total = 0.0
-        counted = self._counted
-        for index in compress(range(len(amounts)), amounts):
-            per, direction, base, tiers, descendants = counted[index]
-            amount = float(amounts[index])
-            for child in descendants:
-                amount -= leaves[child]
-            if amount <= 0.0:
-                continue
-            leaves[index] = amount
-            rate = base
-            for start, tier_price in tiers:
-                if total_input > start:
-                    rate = tier_price
-                    break
-            cost = rate * amount / per
-            total += cost
-            if direction == "input":
-                input_cost += cost
-            elif direction == "output":
-                output_cost += cost
-        return input_cost, output_cost, total
+        return _summed(amounts, self._counted, usage.input_tokens, compress(range(len(amounts)), amounts))
 
     def _price_line_by_line(self, usage: Usage) -> tuple[float, float, float]:
-        """:meth:`price` for a card with a per-request unit or a unit the record does not carry."""
-        total_input = usage.input_tokens
-        leaves = [0.0] * len(self.lines)
-        input_cost = output_cost = total = 0.0
-        for index, (read, per, direction, base, tiers, descendants) in enumerate(self._plan):
-            if read is None:  # the per-request unit
-                amount = 1.0
-            else:
-                amount = float(read(usage))
-                for child in descendants:
-                    amount -= leaves[child]
-                if amount <= 0.0:
-                    # Nothing of this unit, or less than its parts (only for inconsistent usage,
-                    # flagged elsewhere): it costs nothing.
-                    continue
-                leaves[index] = amount
-            rate = base
-            for start, tier_price in tiers:  # highest threshold first
-                # The cliff rule: past a threshold the whole call pays the tier's rate.
-                if total_input > start:
-                    rate = tier_price
-                    break
-            cost = rate * amount / per
-            total += cost
-            if direction == "input":
-                input_cost += cost
-            elif direction == "output":
-                output_cost += cost
-        return input_cost, output_cost, total
+        """:meth:`price` for any card (one with a per-request unit, or a unit the record does not
+        carry): every line, its amount read on its own."""
+        amounts = [1 if read is None else read(usage) for read in self._reads]
+        return _summed(amounts, self._lines, usage.input_tokens, range(len(amounts)))
+
+
+def _summed(
+    amounts: Sequence[Any], lines: Sequence[tuple[Any, ...]], total_input: int, indices: Iterable[int]
+) -> tuple[float, float, float]:
+    """(input, output, total) USD of the ``lines`` at ``indices`` (most specific first), each with
+    its amount: a line's leaf is its amount less the leaves of the lines inside it."""
+    leaves = [0.0] * len(amounts)
+    input_cost = output_cost = total = 0.0
+    for index in indices:
+        per, direction, base, tiers, descendants = lines[index]
+        amount = float(amounts[index])
+        for child in descendants:
+            amount -= leaves[child]
+        if amount <= 0.0:
+            # Nothing of this unit, or less than its parts (only for inconsistent usage, flagged
+            # elsewhere): it costs nothing.
+            continue
+        leaves[index] = amount
+        rate = base
+        for start, tier_price in tiers:  # highest threshold first
+            # The cliff rule: past a threshold the whole call pays the tier's rate.
+            if total_input > start:
+                rate = tier_price
+                break
+        cost = rate * amount / per
+        total += cost
+        if direction == "input":
+            input_cost += cost
+        elif direction == "output":
+            output_cost += cost
+    return input_cost, output_cost, total
 
 
 def _no_such_field(usage: Usage) -> int:
