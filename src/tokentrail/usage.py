@@ -17,6 +17,7 @@ carries the reasons in ``problems`` so the span can be flagged instead of the ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from operator import attrgetter, le
 from typing import Any
 
 from . import semconv as sc
@@ -99,24 +100,16 @@ class Usage:
         return record
 
     def _holds(self, total_check: bool) -> bool:
-        """Every invariant of :meth:`_invariant_problems` at once, in one expression: the cheap
-        answer for the usual record (each part is compared on its own too, as counts may be
-        negative)."""
-        inputs, outputs = self.input_tokens, self.output_tokens
-        read, written = self.cache_read_tokens, self.cache_write_tokens
-        audio, image = self.input_audio_tokens, self.input_image_tokens
+        """Every invariant of :meth:`_invariant_problems` at once: the cheap answer for the usual
+        record. The parts are compared to their wholes from :data:`_PARTS` (in C), each on its own
+        as counts may be negative; then the shares of the input and the reported total."""
+        inputs = self.input_tokens
         total = self.reported_total_tokens
         return (
-            read <= inputs
-            and written <= inputs
-            and self.cache_write_1h_tokens <= written
-            and audio <= inputs
-            and image <= inputs
-            and self.reasoning_tokens <= outputs
-            and self.output_audio_tokens <= outputs
-            and read + written <= inputs
-            and audio + image <= inputs
-            and (not total_check or total is None or total == inputs + outputs)
+            all(map(le, _PART_VALUES(self), _WHOLE_VALUES(self)))
+            and self.cache_read_tokens + self.cache_write_tokens <= inputs
+            and self.input_audio_tokens + self.input_image_tokens <= inputs
+            and (not total_check or total is None or total == inputs + self.output_tokens)
         )
 
     def _invariant_problems(self, total_check: bool) -> list[str]:
@@ -246,6 +239,8 @@ _PARTS = (
     ("output_audio_tokens", "output_tokens"),
 )
 
+_PART_VALUES = attrgetter(*(part for part, _ in _PARTS))
+_WHOLE_VALUES = attrgetter(*(whole for _, whole in _PARTS))
 
 # What a usage payload cannot be: a server that sends "usage": true, [..], 12 or "n/a" reported no
 # usage we can read. Read field by field it would be a call of 0 tokens, free and unflagged.
