@@ -33,7 +33,9 @@ that drops spans, and a ``MeterProvider`` with an ``InMemoryMetricReader`` that 
 
 ``--peers`` (openai only) adds the other instrumentations of the same call that import in this
 venv (``benchmarks/requirements-peers.txt``: the official genai-openai, OpenInference, OpenLLMetry,
-Logfire), each a configuration of its own on the same providers.
+Logfire), each a configuration of its own on the same providers. ``--without-ledger`` adds
+tokentrail with every default but the local ledger (``ledger=False``), so that what the ledger costs
+a call is read from the same run.
 
 Method: two clocks over the same short blocks of calls (20 chat calls, 4 streams: a few tens of ms
 each), reported side by side: the **calling thread**'s CPU time (``time.thread_time_ns``, read when
@@ -68,11 +70,13 @@ the 30 x 200 layout, which on a quiet machine is as good and on a noisy one wors
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
 import os
 import platform
+import sqlite3
 import statistics
 import sys
 import time
@@ -117,6 +121,8 @@ from _common import (
 )
 
 CONFIGS = ("bare", "floor", "tokentrail")
+# --without-ledger: tokentrail's defaults but the local ledger, in the same run (what the ledger costs).
+NO_LEDGER = "tokentrail-no-ledger"
 KINDS = ("chat", "stream")
 PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "mistral", "cohere", "together", "ollama", "groq")
 OPENAI_CHUNK_NOTE = (
@@ -893,6 +899,7 @@ class Bench:
         features: bool = False,
         floor_usage: bool = True,
         peers: bool = False,
+        without_ledger: bool = False,
     ) -> None:
         import tokentrail
 
@@ -941,6 +948,9 @@ class Bench:
             ("tokentrail", "chat"): attributed(chat) if features else chat,
             ("tokentrail", "stream"): attributed(stream) if features else stream,
         }
+        if without_ledger:
+            for kind in KINDS:
+                self.functions[(NO_LEDGER, kind)] = self.functions[("tokentrail", kind)]
         # --peers (openai): the other instrumentations, each a configuration of its own.
         self.peers: dict[str, Peer] = {}
         self.missing_peers: dict[str, str] = {}
@@ -964,9 +974,9 @@ class Bench:
                 self.peers[peer.name] = peer
                 self.functions[(peer.name, "chat")] = peer_chat
                 self.functions[(peer.name, "stream")] = peer_stream
-        self.configs = (*CONFIGS, *self.peers)
+        self.configs = (*CONFIGS, *([NO_LEDGER] if without_ledger else []), *self.peers)
 
-    def instrument(self) -> None:
+    def instrument(self, ledger: bool = True) -> None:
         # --all-features: a budget in raise mode that covers every call and is never reached, so each
         # call is estimated and reserved before it is sent and settled when it ends.
         budgets = [{"name": "bench", "usd": 1e9, "mode": "raise"}] if self.features else None
@@ -974,6 +984,7 @@ class Bench:
             tracer_provider=self.providers.tracer_provider,
             meter_provider=self.providers.meter_provider,
             budgets=budgets,
+            ledger=None if ledger else False,
             **self.workload.options,
         )
 
@@ -989,8 +1000,8 @@ class Bench:
         and ledger writer, the span processors' export), what the application pays for."""
         function = self.functions[(config, kind)]
         peer = self.peers.get(config)
-        if config == "tokentrail":
-            self.instrument()
+        if config in ("tokentrail", NO_LEDGER):
+            self.instrument(ledger=config == "tokentrail")
             function()  # untimed: fills the new instrumentation's host and price-card caches
         elif peer is not None:
             peer.instrument()
@@ -1008,7 +1019,7 @@ class Bench:
             process1 = time.process_time_ns()
             wall1 = time.perf_counter_ns()
         finally:
-            if config == "tokentrail":
+            if config in ("tokentrail", NO_LEDGER):
                 self.uninstrument()
             elif peer is not None:
                 peer.uninstrument()
@@ -1105,10 +1116,37 @@ class Bench:
         assert points.get("gen_ai.client.operation.duration"), points
         providers.tracer_provider.force_flush()
         assert providers.exporter.exported >= 4  # 2 floor spans, 2 of tokentrail
-        return {
-            "cost_usd_chat": seen[0].cost.total,
-            "cost_usd_stream": seen[1].cost.total,
-        }
+        checked = {"cost_usd_chat": seen[0].cost.total, "cost_usd_stream": seen[1].cost.total}
+        if NO_LEDGER in self.configs:
+            checked["ledger_rows"] = self._check_without_ledger(seen)
+        return checked
+
+    def _check_without_ledger(self, seen: list[Any]) -> dict[str, int]:
+        """The ledger-off configuration records the same calls, and writes no ledger row."""
+        path = os.environ.get("TOKENTRAIL_LEDGER", "off")
+        assert path != "off", "--without-ledger needs the ledger on for tokentrail's defaults"
+        self.tokentrail.flush()
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            with_ledger = connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        assert with_ledger >= 2, f"tokentrail's defaults wrote {with_ledger} ledger rows for 2 calls"
+        without: list[Any] = []
+        self.tokentrail.instrument(
+            tracer_provider=self.providers.tracer_provider,
+            meter_provider=self.providers.meter_provider,
+            sinks=[without.append],
+            ledger=False,
+            **self.workload.options,
+        )
+        try:
+            self.workload.chat()
+            sum(1 for _ in self.workload.stream())
+        finally:
+            self.uninstrument()
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            after = connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        assert after == with_ledger, f"the ledger-off configuration wrote {after - with_ledger} rows"
+        assert [r.cost.total for r in without] == [r.cost.total for r in seen], (without, seen)
+        return {"with_ledger": with_ledger, "without_ledger_added": after - with_ledger}
 
 
 def run(
@@ -1122,13 +1160,14 @@ def run(
     features: bool = False,
     floor_usage: bool = True,
     peers: bool = False,
+    without_ledger: bool = False,
 ) -> dict[str, Any]:
     logging.getLogger("opentelemetry").setLevel(logging.ERROR)
     # instrument() runs before every tokentrail block; don't start a price-warming thread each time
     # (the untimed call after instrument() loads the prices instead).
     os.environ.setdefault("TOKENTRAIL_WARM_PRICES", "0")
     ledger = isolate_ledger()
-    bench = Bench(provider, stream_chunks, features, floor_usage, peers)
+    bench = Bench(provider, stream_chunks, features, floor_usage, peers, without_ledger)
     checked = bench.check()
     if bench.peers:
         checked["peer_spans_for_a_chat_and_a_stream"] = bench.check_peers()
@@ -1349,7 +1388,12 @@ def table(report: dict[str, Any]) -> str:
     chunks = method.get("stream_chunks", STREAM_CHUNKS)
     provider = report.get("provider", "openai")
     configs = [config for config in method.get("configs", CONFIGS) if config != "bare"]
-    labels = {"floor": "floor", "tokentrail": "tokentrail (defaults)", **method.get("peers", {})}
+    labels = {
+        "floor": "floor",
+        "tokentrail": "tokentrail (defaults)",
+        NO_LEDGER: "tokentrail, ledger off",
+        **method.get("peers", {}),
+    }
     title = (
         "tokentrail overhead"
         if provider == "openai"
@@ -1451,6 +1495,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="OpenAI: the floor's stream does not ask for the usage chunk (it records zero tokens)",
     )
+    parser.add_argument(
+        "--without-ledger",
+        action="store_true",
+        help="also measure tokentrail with its defaults but the local ledger (ledger=False), in the "
+        "same run: what the ledger costs a call",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results (and raw blocks) as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -1468,6 +1518,7 @@ def main(argv: list[str] | None = None) -> int:
             features=args.all_features,
             floor_usage=not args.floor_without_usage,
             peers=args.peers,
+            without_ledger=args.without_ledger,
         )
         reports[provider] = report
         print(("\n" if index else "") + table(report), flush=True)
