@@ -83,7 +83,8 @@ def _park_timers() -> None:
     from tokentrail import _setup, lifecycle
 
     queue = lifecycle.RECORDER._queue()
-    writer = _setup._ledger._writer._batcher if _setup._ledger is not None else None
+    ledger = _setup._ledger._writer  # None with the ledger off (TOKENTRAIL_LEDGER=off)
+    writer = ledger._batcher if ledger is not None else None
     for batcher in (queue, writer):
         if batcher is not None:
             batcher._interval = 3600.0
