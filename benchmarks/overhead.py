@@ -766,10 +766,10 @@ def workload(provider: str, stream_chunks: int, providers: Any) -> Workload:
             note = (
                 "bare includes the anthropic SDK's own span for each call (non-recording here: no global "
                 "tracer provider), kept by the floor;\ntokentrail turns it off for the calls it instruments "
-                "(anthropic_native_spans=off). ANTHROPIC_OPEN_TELEMETRY=false takes it out of all three."
+                "(anthropic_native_spans=off). ANTHROPIC_OPEN_TELEMETRY=false takes it out of every case."
             )
         else:
-            note = "the anthropic SDK's own spans are off (ANTHROPIC_OPEN_TELEMETRY=false) in all three."
+            note = "the anthropic SDK's own spans are off (ANTHROPIC_OPEN_TELEMETRY=false) in every case."
         return Workload(
             provider,
             "client.messages.create",
@@ -1140,6 +1140,7 @@ class Bench:
         try:
             self.workload.chat()
             sum(1 for _ in self.workload.stream())
+            self.tokentrail.flush()  # whatever it queued is written (or handed to the sink) by now
         finally:
             self.uninstrument()
         with contextlib.closing(sqlite3.connect(path)) as connection:
