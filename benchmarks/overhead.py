@@ -976,7 +976,7 @@ class Bench:
                 self.functions[(peer.name, "stream")] = peer_stream
         self.configs = (*CONFIGS, *([NO_LEDGER] if without_ledger else []), *self.peers)
 
-    def instrument(self, ledger: bool = True) -> None:
+    def instrument(self, ledger: bool = True, sinks: Iterable[Any] = ()) -> None:
         # --all-features: a budget in raise mode that covers every call and is never reached, so each
         # call is estimated and reserved before it is sent and settled when it ends.
         budgets = [{"name": "bench", "usd": 1e9, "mode": "raise"}] if self.features else None
@@ -985,6 +985,7 @@ class Bench:
             meter_provider=self.providers.meter_provider,
             budgets=budgets,
             ledger=None if ledger else False,
+            sinks=sinks,
             **self.workload.options,
         )
 
@@ -1130,13 +1131,7 @@ class Bench:
             with_ledger = connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         assert with_ledger >= 2, f"tokentrail's defaults wrote {with_ledger} ledger rows for 2 calls"
         without: list[Any] = []
-        self.tokentrail.instrument(
-            tracer_provider=self.providers.tracer_provider,
-            meter_provider=self.providers.meter_provider,
-            sinks=[without.append],
-            ledger=False,
-            **self.workload.options,
-        )
+        self.instrument(ledger=False, sinks=[without.append])  # as the timed ledger-off blocks are
         try:
             self.workload.chat()
             sum(1 for _ in self.workload.stream())
